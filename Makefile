@@ -1,0 +1,62 @@
+# segformer_ros developer / CI entry points.
+#   make setup      .venv/ (ROS 2 Kilted wheels from PyPI + deps) and a colcon
+#                   build of this package into .build/colcon/install
+#   make test       setup, then flake8 + pytest (what .ci/run runs)
+#   make lint       flake8 only
+#   make demo | bench | bench-ros   (ARGS="..." passes arguments on)
+#   make test-py310 | test-py312    same tests on another Python, if present
+#   make shell      a bash with tools/ros_env.sh sourced
+#   make clean      build outputs;  make distclean  also the venvs
+# Every ROS process started from here uses tools/ros_env.sh: Fast DDS on
+# loopback only (config/fastdds_loopback.xml) and its own ROS_DOMAIN_ID.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+BUILD ?= .build
+PYTEST_ARGS ?=
+ARGS ?=
+
+export SEGFORMER_ROS_VENV := $(abspath $(VENV))
+export SEGFORMER_ROS_INSTALL := $(abspath $(BUILD))/colcon/install
+ENV := source tools/ros_env.sh &&
+
+.PHONY: all setup test lint demo bench bench-ros test-py310 test-py312 shell clean distclean
+
+all: test
+
+setup:
+	PYTHON="$(PYTHON)" VENV="$(abspath $(VENV))" BUILD="$(abspath $(BUILD))" tools/setup.sh
+
+test: setup
+	tools/run_tests.sh $(PYTEST_ARGS)
+
+lint:
+	$(ENV) python -m flake8 setup.py segformer_ros/ launch/ test/ tools/
+
+demo:
+	$(ENV) python -m segformer_ros.tools.demo $(ARGS)
+
+bench:
+	$(ENV) python -m segformer_ros.tools.bench $(ARGS)
+
+bench-ros:
+	$(ENV) python -m segformer_ros.tools.bench_ros $(ARGS)
+
+test-py310:
+	tools/test_other_python.sh 3.10 $(PYTEST_ARGS)
+
+test-py312:
+	tools/test_other_python.sh 3.12 $(PYTEST_ARGS)
+
+shell:
+	$(ENV) exec bash -i
+
+clean:
+	rm -rf $(BUILD) build install log .pytest_cache
+	find segformer_ros test launch tools -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) .venv-py310 .venv-py312

@@ -1,0 +1,262 @@
+"""ONNX Runtime backend: CPU everywhere, CUDA / TensorRT providers with onnxruntime-gpu.
+
+Options (keyword arguments; anything else is ignored so one option dict can feed every
+backend, see :mod:`.factory`):
+
+* ``provider``: ``'cpu'`` (default), ``'cuda'`` or ``'tensorrt'`` (ONNX Runtime's
+  TensorRT execution provider, not :mod:`.tensorrt_backend`).
+* ``num_threads``: intra-op threads; 0 = ONNX Runtime's default (one per core).
+* ``input_hw``: ``(height, width)`` used by :meth:`warmup` when the model's H/W are dynamic.
+* ``device_id``: GPU index for the cuda / tensorrt providers.
+* ``precision``: ``'fp16'`` enables fp16 in the TensorRT provider; ignored otherwise.
+* ``engine_cache_dir``: where the TensorRT provider caches engines (empty = no cache).
+
+After :meth:`configure` the ``onnxruntime.InferenceSession`` is available as
+:attr:`OnnxRuntimeBackend.session`; GPU code that keeps tensors on the device can build
+an ``IOBinding`` from it and run it with :meth:`OnnxRuntimeBackend.run_with_binding`.
+"""
+
+import os
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import BackendError, BackendStateError, ModelError
+from .base import Backend, Dim, ModelInfo, OutputKind, classify_output
+
+PROVIDERS: Tuple[str, ...] = ('cpu', 'cuda', 'tensorrt')
+
+_ORT_PROVIDER_NAMES = {
+    'cpu': 'CPUExecutionProvider',
+    'cuda': 'CUDAExecutionProvider',
+    'tensorrt': 'TensorrtExecutionProvider',
+}
+
+# ONNX tensor type strings -> numpy dtype names.
+_ORT_TYPES = {
+    'tensor(float)': 'float32', 'tensor(float16)': 'float16', 'tensor(double)': 'float64',
+    'tensor(int64)': 'int64', 'tensor(int32)': 'int32', 'tensor(int16)': 'int16',
+    'tensor(int8)': 'int8', 'tensor(uint8)': 'uint8', 'tensor(uint16)': 'uint16',
+    'tensor(bool)': 'bool',
+}
+
+# When a model has several outputs, the one with one of these names is used
+# (HF/our export: 'logits'; tf2onnx DeepLab: 'ArgMax'; TAO: 'output').
+PREFERRED_OUTPUT_NAMES: Tuple[str, ...] = ('logits', 'argmax', 'output', 'predictions')
+
+_ENGINE_SUFFIXES = ('.engine', '.plan', '.trt')
+
+
+def _dim(value: Any) -> Dim:
+    """Turn an ONNX Runtime shape entry (int, symbolic name or None) into int or None."""
+    if isinstance(value, (int, np.integer)) and int(value) > 0:
+        return int(value)
+    return None
+
+
+def _dtype_name(ort_type: str) -> str:
+    return _ORT_TYPES.get(ort_type, ort_type)
+
+
+def _condense(exc: BaseException, limit: int = 300) -> str:
+    """First line of an ONNX Runtime error, without its '[ONNXRuntimeError] : N : CODE :' prefix."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if text.startswith('[ONNXRuntimeError]'):
+        text = text.split(' : ', 3)[-1]
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def _describe_args(args: Sequence[Any]) -> str:
+    return ', '.join(f'{a.name} {_dtype_name(a.type)} {list(a.shape)}' for a in args) or 'none'
+
+
+def select_output(names: Sequence[str]) -> Optional[int]:
+    """Index of the output to use among ``names``: the only one, else a preferred name.
+
+    Returns None when the choice is ambiguous (several outputs, none with a preferred name).
+    """
+    if len(names) == 1:
+        return 0
+    lowered = [n.lower() for n in names]
+    for wanted in PREFERRED_OUTPUT_NAMES:
+        if wanted in lowered:
+            return lowered.index(wanted)
+    return None
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an ONNX model with ONNX Runtime (see the module docstring for the options)."""
+
+    name = 'onnxruntime'
+
+    def __init__(self, model_path: str, **options: Any) -> None:
+        super().__init__(model_path, **options)
+        self.provider = str(options.get('provider', 'cpu') or 'cpu')
+        if self.provider not in PROVIDERS:
+            raise BackendError(f'onnxruntime_provider must be one of {list(PROVIDERS)}, '
+                               f'got {self.provider!r}')
+        self.num_threads = int(options.get('num_threads', 0) or 0)
+        if self.num_threads < 0:
+            raise BackendError(f'num_threads must be >= 0 (0 = default), got {self.num_threads}')
+        hw = options.get('input_hw')
+        self.input_hw: Optional[Tuple[int, int]] = (int(hw[0]), int(hw[1])) if hw else None
+        self.device_id = int(options.get('device_id', 0) or 0)
+        self.precision = str(options.get('precision', 'fp32') or 'fp32')
+        self.engine_cache_dir = str(options.get('engine_cache_dir', '') or '')
+        self._session: Any = None
+        self._output_index = 0
+
+    # ------------------------------------------------------------------ extras
+    @property
+    def session(self) -> Any:
+        """The ``onnxruntime.InferenceSession`` (after configure); for IOBinding users."""
+        if self._session is None:
+            raise BackendStateError('onnxruntime backend: session requested before configure(); '
+                                    'call configure() first')
+        return self._session
+
+    def run_with_binding(self, binding: Any) -> None:
+        """Run the session on a prepared ``onnxruntime.IOBinding`` (device-resident I/O)."""
+        with self._lock:
+            self.session.run_with_iobinding(binding)
+
+    def describe(self) -> str:
+        """E.g. ``onnxruntime 1.31.1 CPUExecutionProvider``."""
+        try:
+            import onnxruntime as ort
+            version = ort.__version__
+        except ImportError:  # describe() must never fail; say what is missing instead
+            version = '(not installed)'
+        if self._session is not None:
+            active = self._session.get_providers()[0]
+        else:
+            active = _ORT_PROVIDER_NAMES[self.provider]
+        text = f'onnxruntime {version} {active}'
+        if active == 'TensorrtExecutionProvider' and self.precision == 'fp16':
+            text += ' fp16'
+        if self.num_threads:
+            text += f' threads={self.num_threads}'
+        return text
+
+    def warmup(self, iterations: int = 2, input_hw: Optional[Tuple[int, int]] = None) -> None:
+        """Warm up; dynamic H/W default to the ``input_hw`` option."""
+        super().warmup(iterations, input_hw or self.input_hw)
+
+    # ------------------------------------------------------------------- hooks
+    def _providers(self, ort: Any) -> List[Any]:
+        wanted = _ORT_PROVIDER_NAMES[self.provider]
+        available = list(ort.get_available_providers())
+        if wanted not in available:
+            raise BackendError(
+                f"onnxruntime_provider '{self.provider}' needs onnxruntime-gpu with {wanted}; "
+                f'available: {available}; install onnxruntime-gpu (on Jetson: the JetPack wheel) '
+                f'or set onnxruntime_provider: cpu')
+        if self.provider == 'cpu':
+            return ['CPUExecutionProvider']
+        cuda = ('CUDAExecutionProvider', {'device_id': self.device_id})
+        if self.provider == 'cuda':
+            return [cuda, 'CPUExecutionProvider']
+        trt_options = {'device_id': self.device_id,
+                       'trt_fp16_enable': self.precision == 'fp16'}
+        if self.engine_cache_dir:
+            trt_options.update(trt_engine_cache_enable=True,
+                               trt_engine_cache_path=self.engine_cache_dir)
+        providers: List[Any] = [('TensorrtExecutionProvider', trt_options)]
+        if 'CUDAExecutionProvider' in available:
+            providers.append(cuda)
+        return providers + ['CPUExecutionProvider']
+
+    def _check_path(self) -> str:
+        path = str(self.model_path or '')
+        if not path:
+            raise ModelError('model_path is empty; set model_path to an ONNX file')
+        if not os.path.exists(path):
+            raise ModelError(f"model_path '{path}' does not exist; set model_path to an ONNX file")
+        if os.path.isdir(path):
+            raise ModelError(f"model_path '{path}' is a directory; set model_path to an ONNX file")
+        if Path(path).suffix.lower() in _ENGINE_SUFFIXES:
+            raise ModelError(
+                f"model_path '{path}' is a TensorRT engine, which ONNX Runtime cannot load; "
+                f'set backend: tensorrt, or point model_path at the ONNX file')
+        return path
+
+    def _configure_impl(self) -> ModelInfo:
+        path = self._check_path()
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendError(f'onnxruntime is not importable ({exc}); '
+                               f'pip install onnxruntime (or onnxruntime-gpu)') from None
+        providers = self._providers(ort)
+        so = ort.SessionOptions()
+        # ENABLE_ALL (>= EXTENDED) fuses QDQ pairs into integer kernels; quantized
+        # models such as the shared DeepLab lose agreement with their reference without it.
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # errors only: optimizer notices are noise in node logs
+        if self.num_threads:
+            so.intra_op_num_threads = self.num_threads
+        try:
+            session = ort.InferenceSession(path, sess_options=so, providers=providers)
+        except Exception as exc:  # ORT raises its own pybind exception types
+            raise ModelError(f"cannot load '{path}' as an ONNX model: {_condense(exc)}; "
+                             f'expected a valid ONNX file (segformer-ros-export writes one)'
+                             ) from None
+        try:
+            info = self._inspect(session)
+        except Exception:
+            del session
+            raise
+        if self.provider != 'cpu' and session.get_providers()[0] == 'CPUExecutionProvider':
+            raise BackendError(
+                f"onnxruntime_provider '{self.provider}' was requested but ONNX Runtime fell back "
+                f'to the CPU (its CUDA/TensorRT libraries did not load: check the CUDA, cuDNN '
+                f'and TensorRT installation) ; or set onnxruntime_provider: cpu')
+        self._session = session
+        return info
+
+    def _inspect(self, session: Any) -> ModelInfo:
+        inputs = session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f'expected exactly one image input (N, 3, H, W); the model has '
+                             f'{len(inputs)}: {_describe_args(inputs)}')
+        inp = inputs[0]
+        shape = list(inp.shape) if inp.shape is not None else []
+        channels = _dim(shape[1]) if len(shape) == 4 else -1
+        if len(shape) != 4 or channels not in (3, None):
+            raise ModelError(
+                f'expected an NCHW image input (N, 3, H, W); got {_describe_args(inputs)}. '
+                f'NHWC or uint8 front ends need an NCHW float32 variant of the model')
+        in_dtype = _dtype_name(inp.type)
+        if in_dtype not in ('float32', 'float16'):
+            raise ModelError(f'expected a float32 (or float16) input, got {inp.name} {in_dtype}; '
+                             f'export the model with a float input')
+        outputs = session.get_outputs()
+        index = select_output([o.name for o in outputs])
+        if index is None:
+            raise ModelError(
+                f'the model has {len(outputs)} outputs ({_describe_args(outputs)}) and none is '
+                f'named {list(PREFERRED_OUTPUT_NAMES)}; export it with the logits (or argmax) '
+                f'as the only output')
+        out = outputs[index]
+        out_shape = tuple(_dim(d) for d in (out.shape or []))
+        out_dtype = _dtype_name(out.type)
+        kind, num_classes = classify_output(out_shape, out_dtype)
+        self._output_index = index
+        in_shape = tuple(_dim(d) for d in shape)
+        return ModelInfo(inp.name, (in_shape[0], 3, in_shape[2], in_shape[3]), in_dtype,
+                         out.name, out_shape, kind, num_classes)
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        info = self.model_info
+        feed = np.ascontiguousarray(batch, dtype=np.dtype(info.input_dtype))
+        out = self._session.run([info.output_name], {info.input_name: feed})[0]
+        if info.output_kind is OutputKind.LOGITS and out.dtype != np.float32:
+            out = out.astype(np.float32)  # fp16 models: postprocessing expects float32
+        return out
+
+    def _release_impl(self) -> None:
+        self._session = None
+
+    def _has_resources(self) -> bool:
+        return self._session is not None

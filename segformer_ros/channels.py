@@ -1,0 +1,77 @@
+"""Camera channels: which topics one node reads and writes (no ROS here).
+
+One camera (the default) keeps the historic names: input ``image`` (remapped by the
+launch file) and outputs ``segmentation/{mask,overlay,summary}``. Several cameras each
+get their own input topic and output namespace: ``<ns>/segmentation/...``.
+"""
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+from .errors import ConfigError
+
+OUTPUTS = ('mask', 'overlay', 'summary', 'confidence')
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """One camera: where frames come from and where its results go."""
+
+    name: str
+    image_topic: str
+    output_namespace: str = ''
+    transport: str = 'raw'        # 'raw' or 'compressed'
+
+    @property
+    def input_topic(self) -> str:
+        """Topic actually subscribed (compressed images live under <image>/compressed)."""
+        return f'{self.image_topic}/compressed' if self.transport == 'compressed' \
+            else self.image_topic
+
+    def output_topic(self, output: str) -> str:
+        """Relative topic of one output, e.g. 'segmentation/mask' or 'front/segmentation/mask'."""
+        if output not in OUTPUTS:
+            raise ValueError(f'unknown output {output!r}; expected one of {OUTPUTS}')
+        prefix = f'{self.output_namespace.strip("/")}/' if self.output_namespace.strip('/') else ''
+        return f'{prefix}segmentation/{output}'
+
+
+def single_channel(transport: str) -> List[ChannelSpec]:
+    """The default: one camera on the relative topic ``image``."""
+    return [ChannelSpec('camera', 'image', '', transport)]
+
+
+def channels_from_lists(names: Sequence[str], topics: Sequence[str],
+                        namespaces: Sequence[str], transports: Sequence[str],
+                        default_transport: str) -> List[ChannelSpec]:
+    """Build channels from parallel parameter lists (empty names -> the single default).
+
+    ``topics``/``namespaces``/``transports`` may be empty (defaults: ``<name>/image``,
+    ``<name>``, ``default_transport``) or have exactly one entry per name.
+    """
+    if not names:
+        return single_channel(default_transport)
+    count = len(names)
+    for label, values in (('camera_topics', topics), ('camera_namespaces', namespaces),
+                          ('camera_transports', transports)):
+        if values and len(values) != count:
+            raise ConfigError(f'{label} needs one entry per camera ({count}: {list(names)}), '
+                              f'got {len(values)}: {list(values)}; or leave it empty')
+    if len(set(names)) != count or any(not n.strip() for n in names):
+        raise ConfigError(f'camera names must be unique and non-empty, got {list(names)}')
+    channels = []
+    for i, name in enumerate(names):
+        transport = transports[i] if transports else default_transport
+        if transport not in ('raw', 'compressed'):
+            raise ConfigError(f'camera {name!r}: transport must be raw or compressed, '
+                              f'got {transport!r}')
+        channels.append(ChannelSpec(
+            name=name,
+            image_topic=topics[i] if topics else f'{name}/image',
+            output_namespace=namespaces[i] if namespaces else name,
+            transport=transport))
+    namespaces_used = [c.output_namespace.strip('/') for c in channels]
+    if len(set(namespaces_used)) != count:
+        raise ConfigError(f'cameras must publish into different namespaces, got '
+                          f'{namespaces_used}; set camera_namespaces')
+    return channels

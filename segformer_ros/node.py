@@ -1,0 +1,351 @@
+"""The segformer lifecycle node: wires ROS topics to the segmentation pipeline.
+
+Nothing here computes: conversion, preprocessing, inference, postprocessing and the
+summary live in ROS-free modules; this file creates and releases ROS resources in the
+lifecycle callbacks, hands frames to one inference worker thread and publishes results.
+
+Threads: the executor serves lifecycle services, parameters, image callbacks and the
+diagnostics timer; image callbacks only drop the message into a keep-latest slot, and
+the worker thread does the heavy work, so the node answers services while a frame is
+processed.
+"""
+
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle.node import LifecycleNodeMixin
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from sensor_msgs.msg import CompressedImage, Image
+
+from .backends.base import Backend
+from .batching import LatestFrameSlots
+from .channels import ChannelSpec, channels_from_lists
+from .errors import ImageFormatError, SegformerRosError
+from .node_parameters import declare_all, read_all, validate_parameter
+from .parameters import pipeline_config_from_params
+from .ros_messages import OVERLAY_ENCODINGS, diagnostics_message, image_message, summary_message
+from .stats import RateLimiter, StageStats
+
+STAGES: Tuple[str, ...] = ('convert', 'preprocess', 'inference', 'postprocess', 'overlay',
+                           'summary', 'publish')
+
+# Camera input: newest frame only. A slow model must drop stale frames, not queue them.
+SENSOR_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT,
+                        history=HistoryPolicy.KEEP_LAST, depth=1,
+                        durability=DurabilityPolicy.VOLATILE)
+# Outputs: planners usually subscribe reliable; best-effort subscribers still match.
+OUTPUT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
+                        history=HistoryPolicy.KEEP_LAST, depth=1,
+                        durability=DurabilityPolicy.VOLATILE)
+
+
+class _Channel:
+    """ROS entities of one camera (created on configure/activate, destroyed on cleanup)."""
+
+    def __init__(self, spec: ChannelSpec) -> None:
+        self.spec = spec
+        self.subscription: Optional[Any] = None
+        self.mask_pub: Optional[Any] = None
+        self.overlay_pub: Optional[Any] = None
+        self.summary_pub: Optional[Any] = None
+
+
+class SegformerNode(LifecycleNode):
+    """Lifecycle node running semantic segmentation on camera images."""
+
+    def __init__(self, node_name: str = 'segformer', **kwargs: Any) -> None:
+        # What LifecycleNode.__init__ does, but with the lifecycle services in their own
+        # reentrant group: get_state answers while a long configure (model load, TensorRT
+        # engine build) is still running on another executor thread.
+        Node.__init__(self, node_name, **kwargs)
+        LifecycleNodeMixin.__init__(self, callback_group=ReentrantCallbackGroup())
+        self._backend: Optional[Backend] = None
+        self._pipeline: Optional[Any] = None          # SegmentationPipeline
+        self._params: Dict[str, Any] = {}
+        self._channels: List[_Channel] = []
+        self._slots: Optional[LatestFrameSlots] = None
+        self._worker: Optional[threading.Thread] = None
+        self._stats: Optional[StageStats] = None
+        self._diag_pub: Optional[Any] = None
+        self._diag_timer: Optional[Any] = None
+        self._image_group: Optional[MutuallyExclusiveCallbackGroup] = None
+        self._log_limiter = RateLimiter(period_s=5.0)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for problem in declare_all(self):
+            self.get_logger().error(problem)
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate parameters, load and warm up the model, create publishers."""
+        try:
+            self._configure_resources()
+        except SegformerRosError as exc:
+            self.get_logger().error(f'configure failed: {exc}')
+            self._release_resources()
+            return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # noqa: BLE001 - a transition must never raise
+            self.get_logger().error(
+                f'configure failed unexpectedly ({type(exc).__name__}: {exc}); check '
+                f'model_path and backend parameters')
+            self._release_resources()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the camera topics and start the inference worker."""
+        try:
+            self._start_processing()
+        except Exception as exc:  # noqa: BLE001
+            self.get_logger().error(f'activate failed: {type(exc).__name__}: {exc}')
+            self._stop_processing()
+            return TransitionCallbackReturn.FAILURE
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unsubscribe and stop the worker; publishers stay but fall silent."""
+        self._stop_processing()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the model, publishers and timers."""
+        self._stop_processing()
+        self._release_resources()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything, whatever state we were in."""
+        self._stop_processing()
+        self._release_resources()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything and go back to unconfigured."""
+        self.get_logger().error(f'error while in state {state.label}: releasing resources')
+        self._stop_processing()
+        self._release_resources()
+        return TransitionCallbackReturn.SUCCESS
+
+    # --------------------------------------------------------------- configure
+    def _configure_resources(self) -> None:
+        from .backends.factory import create_backend
+        from .pipeline import SegmentationPipeline
+
+        params = read_all(self)
+        config = pipeline_config_from_params(params)
+        specs = channels_from_lists(params['cameras'], params['camera_topics'],
+                                    params['camera_namespaces'], params['camera_transports'],
+                                    params['input_transport'])
+        if not params['model_path']:
+            raise SegformerRosError(
+                'model_path is empty: set it to an ONNX model (or a TensorRT .engine), e.g. '
+                '-p model_path:=/path/to/segformer.onnx or model_path in the params file')
+        self._params = params
+        self._backend = create_backend(
+            params['backend'], params['model_path'],
+            logger=self.get_logger().info,
+            provider=params['onnxruntime_provider'], num_threads=params['num_threads'],
+            precision=params['precision'], engine_cache_dir=params['engine_cache_dir'],
+            rebuild_stale_engine=params['rebuild_stale_engine'],
+            allow_engine_host_code=params['allow_engine_host_code'],
+            workspace_mb=params['workspace_mb'], input_hw=config.input_size,
+            max_batch=max(1, len(specs)))
+        info = self._backend.configure()
+        self._pipeline = SegmentationPipeline(self._backend, config)
+        self._backend.warmup(params['warmup_iterations'], self._pipeline.input_hw)
+        self._stats = StageStats(STAGES)
+        self._channels = [_Channel(s) for s in specs]
+        for ch in self._channels:
+            ch.mask_pub = self.create_lifecycle_publisher(
+                Image, ch.spec.output_topic('mask'), OUTPUT_QOS)
+            ch.overlay_pub = self.create_lifecycle_publisher(
+                Image, ch.spec.output_topic('overlay'), OUTPUT_QOS)
+            ch.summary_pub = self.create_lifecycle_publisher(
+                _summary_type(), ch.spec.output_topic('summary'), OUTPUT_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(
+            float(params['diagnostics_period']), self._publish_diagnostics,
+            callback_group=MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(
+            f'configured: {self._backend.describe()}, model {params["model_path"]} '
+            f'({info.output_kind.value}, input {self._pipeline.input_hw}), cameras '
+            f'{[c.spec.input_topic for c in self._channels]}')
+
+    def _release_resources(self) -> None:
+        for ch in self._channels:
+            for pub in (ch.mask_pub, ch.overlay_pub, ch.summary_pub):
+                if pub is not None:
+                    self.destroy_lifecycle_publisher(pub)
+        self._channels = []
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+        self._pipeline = None
+        if self._backend is not None:
+            try:
+                self._backend.release()
+            except Exception as exc:  # noqa: BLE001 - cleanup must finish
+                self.get_logger().warn(f'backend release failed: {exc}')
+            self._backend = None
+        self._stats = None
+
+    # -------------------------------------------------------------- activate
+    def _start_processing(self) -> None:
+        self._slots = LatestFrameSlots(len(self._channels))
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        for index, ch in enumerate(self._channels):
+            msg_type = CompressedImage if ch.spec.transport == 'compressed' else Image
+            ch.subscription = self.create_subscription(
+                msg_type, ch.spec.input_topic,
+                lambda msg, i=index: self._on_image(i, msg), SENSOR_QOS,
+                callback_group=self._image_group)
+        self._worker = threading.Thread(target=self._worker_loop, args=(self._slots,),
+                                        name='segformer_inference', daemon=True)
+        self._worker.start()
+
+    def _stop_processing(self) -> None:
+        for ch in self._channels:
+            if ch.subscription is not None:
+                self.destroy_subscription(ch.subscription)
+                ch.subscription = None
+        if self._slots is not None:
+            self._slots.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            if self._worker.is_alive():
+                self.get_logger().warn('inference worker did not stop within 30 s')
+        self._worker = None
+        self._slots = None
+
+    # ------------------------------------------------------------ frame path
+    def _on_image(self, channel: int, msg: Any) -> None:
+        slots, stats = self._slots, self._stats
+        if slots is None or stats is None:
+            return
+        stats.input_rate.tick()
+        if slots.put(channel, msg):
+            stats.count_drop()
+
+    def _worker_loop(self, slots: LatestFrameSlots) -> None:
+        window_s = float(self._params.get('batch_window_ms', 5.0)) / 1e3
+        while True:
+            batch = slots.take_batch(window_s, timeout_s=0.5)
+            if not batch:
+                if slots.closed:
+                    return
+                continue
+            try:
+                self._process(batch)
+            except Exception as exc:  # noqa: BLE001 - the node goes on
+                if self._stats is not None:
+                    self._stats.count_error()
+                self._log_error('inference', f'frame failed: {type(exc).__name__}: {exc}')
+
+    def _process(self, batch: Sequence[Tuple[int, Any]]) -> None:
+        from .compressed import decode_compressed
+        from .conversion import image_msg_to_array
+
+        pipeline, stats = self._pipeline, self._stats
+        if pipeline is None or stats is None:
+            return
+        max_pixels = int(self._params['max_input_pixels'])
+        frames: List[Tuple[_Channel, Any, Any]] = []
+        for index, msg in batch:
+            ch = self._channels[index]
+            t0 = time.perf_counter()
+            try:
+                if isinstance(msg, CompressedImage):
+                    view = decode_compressed(msg.format, msg.data, max_pixels)
+                else:
+                    view = image_msg_to_array(msg, max_pixels)
+            except ImageFormatError as exc:
+                stats.count_error()
+                self._log_error(f'input:{ch.spec.name}',
+                                f'dropped a frame on {ch.spec.input_topic}: {exc}')
+                continue
+            stats.add_times({'convert': time.perf_counter() - t0})
+            frames.append((ch, msg, view))
+        if not frames:
+            return
+        want_overlay = any(ch.overlay_pub.get_subscription_count() > 0 for ch, _, _ in frames)
+        want_summary = any(ch.summary_pub.get_subscription_count() > 0 for ch, _, _ in frames)
+        alpha = float(self.get_parameter('overlay_alpha').value)
+        inputs = [(view.array, view.channel_order) for _, _, view in frames]
+        if len(inputs) == 1:
+            results = [pipeline.process(inputs[0][0], inputs[0][1], want_overlay=want_overlay,
+                                        want_summary=want_summary, overlay_alpha=alpha)]
+        else:
+            results = pipeline.process_batch(inputs, want_overlay=want_overlay,
+                                             want_summary=want_summary, overlay_alpha=alpha)
+        for (ch, msg, _), result in zip(frames, results):
+            t0 = time.perf_counter()
+            ch.mask_pub.publish(image_message(result.mask, 'mono8', msg.header))
+            if result.overlay is not None and ch.overlay_pub.get_subscription_count() > 0:
+                ch.overlay_pub.publish(image_message(
+                    result.overlay, OVERLAY_ENCODINGS[result.overlay_channel_order], msg.header))
+            if result.summary is not None and ch.summary_pub.get_subscription_count() > 0:
+                ch.summary_pub.publish(summary_message(result.summary, msg.header))
+            times = dict(result.times)
+            times['publish'] = time.perf_counter() - t0
+            stats.add_times(times)
+            stats.output_rate.tick()
+
+    # ---------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        stats, pub, backend = self._stats, self._diag_pub, self._backend
+        if stats is None or pub is None:
+            return
+        values: Dict[str, object] = {'state': self._state_label(),
+                                     'backend': backend.describe() if backend else 'none',
+                                     'model': self._params.get('model_path', '')}
+        values.update(stats.snapshot())
+        if self._slots is not None and len(self._channels) > 1:
+            for index, dropped in self._slots.drop_counts().items():
+                values[f'{self._channels[index].spec.name}_frames_dropped'] = dropped
+        level, message = 'ok', 'running'
+        if values['state'] == 'active' and stats.input_rate.rate_hz() == 0.0:
+            level, message = 'warn', 'active but no input images'
+        elif stats.errors:
+            level, message = 'warn', f'{stats.errors} frames failed (see the log)'
+        pub.publish(diagnostics_message(self.get_clock().now().to_msg(),
+                                        f'{self.get_name()}: segmentation',
+                                        self.get_fully_qualified_name(), level, message, values))
+
+    def shutdown_resources(self) -> None:
+        """Stop the worker and release everything (process exit without a transition)."""
+        self._stop_processing()
+        self._release_resources()
+
+    # ---------------------------------------------------------------- helpers
+    def _state_label(self) -> str:
+        try:
+            return str(self._state_machine.current_state[1])
+        except Exception:  # noqa: BLE001 - informational only
+            return 'unknown'
+
+    def _log_error(self, key: str, text: str) -> None:
+        """Log an error at most once per 5 s per key, with the count of suppressed ones."""
+        if self._log_limiter.allow(key):
+            suppressed = self._log_limiter.take_suppressed(key)
+            suffix = f' ({suppressed} similar errors suppressed)' if suppressed else ''
+            self.get_logger().error(text + suffix)
+
+    def _on_set_parameters(self, params: List[Any]) -> Any:
+        for param in params:
+            result = validate_parameter(param)
+            if not result.successful:
+                return result
+        return SetParametersResult(successful=True)
+
+
+def _summary_type() -> Any:
+    from .msg import SegmentationSummary
+    return SegmentationSummary

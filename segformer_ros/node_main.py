@@ -1,0 +1,52 @@
+"""Entry point of ``segformer_node`` (``ros2 run segformer_ros segformer_node``)."""
+
+import sys
+from typing import List, Optional
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+
+from .node import SegformerNode
+
+
+def autostart(node: SegformerNode) -> bool:
+    """Configure, then activate; log and return False when a step fails."""
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        node.get_logger().error('autostart: configure failed; fix the parameters and call '
+                                'the change_state service (transition configure) again')
+        return False
+    if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        node.get_logger().error('autostart: activate failed')
+        return False
+    return True
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """Run the node until shutdown (SIGINT/SIGTERM or context shutdown)."""
+    rclpy.init(args=args)
+    node = SegformerNode()
+    # Threads: lifecycle services, parameter services, image callbacks and the
+    # diagnostics timer must not wait for each other.
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        if node.get_parameter('autostart').value:
+            autostart(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        # Leave the graph cleanly (no stray Fast DDS shared-memory segments) whatever
+        # lifecycle state the node was in.
+        try:
+            node.shutdown_resources()
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

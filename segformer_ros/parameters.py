@@ -1,0 +1,190 @@
+"""The node's parameters, defined once (no ROS here).
+
+The node declares ROS parameters from :data:`PARAMETERS` (description, range,
+read-only flag), the tools read the same YAML presets through
+:func:`pipeline_config_from_params`, so a preset means the same thing everywhere.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .config import (CHANNEL_ORDERS, ClassConfig, Normalization, OUTPUT_RESOLUTIONS,
+                     PipelineConfig, PostprocessConfig, PreprocessConfig, SummaryConfig,
+                     UPSAMPLE_MODES, DEFAULT_ROI_POLYGON)
+from .errors import ConfigError
+from .geometry import RESIZE_POLICIES
+from .labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, class_ids_for_names
+
+BACKENDS: Tuple[str, ...] = ('auto', 'tensorrt', 'onnxruntime')
+ORT_PROVIDERS: Tuple[str, ...] = ('cpu', 'cuda', 'tensorrt')
+PRECISIONS: Tuple[str, ...] = ('fp16', 'fp32', 'int8')
+INPUT_TRANSPORTS: Tuple[str, ...] = ('raw', 'compressed')
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, default (its type is the parameter's type) and documentation."""
+
+    name: str
+    default: Any
+    description: str
+    choices: Optional[Tuple[str, ...]] = None
+    min_value: Optional[float] = None
+    max_value: Optional[float] = None
+    read_only: bool = False
+    # True where the node applies a new value to the next frame without reconfiguring.
+    dynamic: bool = False
+
+
+_FLAT_PALETTE: List[int] = [v for rgb in CITYSCAPES_PALETTE for v in rgb]
+_FLAT_ROI: List[float] = [v for xy in DEFAULT_ROI_POLYGON for v in xy]
+
+PARAMETERS: Tuple[ParamSpec, ...] = (
+    # --- model and backend (read at configure; change them, then configure again)
+    ParamSpec('model_path', '', 'ONNX model (or .engine/.plan for TensorRT) to load at configure.'),
+    ParamSpec('backend', 'auto', 'Inference backend: auto (TensorRT when importable and a GPU is '
+              'present, else ONNX Runtime), tensorrt, or onnxruntime.', choices=BACKENDS),
+    ParamSpec('onnxruntime_provider', 'cpu', 'ONNX Runtime execution provider: cpu, cuda or '
+              'tensorrt (the latter two need onnxruntime-gpu).', choices=ORT_PROVIDERS),
+    ParamSpec('num_threads', 0, 'CPU inference threads (0 = library default).',
+              min_value=0, max_value=256),
+    ParamSpec('precision', 'fp16', 'TensorRT precision: fp16, fp32, or int8 (explicitly '
+              'quantized Q/DQ ONNX only).', choices=PRECISIONS),
+    ParamSpec('engine_cache_dir', '', 'Directory for built TensorRT engines and the timing cache '
+              '(empty = ~/.cache/segformer_ros).'),
+    ParamSpec('rebuild_stale_engine', False, 'Rebuild a cached TensorRT engine that does not match '
+              'this TensorRT version or GPU instead of failing configure.'),
+    ParamSpec('allow_engine_host_code', False, 'Allow TensorRT engines that embed host code '
+              '(plugins/lean runtime). Off: such engines are refused.'),
+    ParamSpec('workspace_mb', 1024, 'TensorRT builder workspace limit in MiB (cap it on Orin Nano).',
+              min_value=16, max_value=65536),
+    ParamSpec('warmup_iterations', 2, 'Inferences on a dummy frame during configure.',
+              min_value=0, max_value=100),
+    # --- model input
+    ParamSpec('input_width', 0, 'Model input width when the model has dynamic dims (0 = from '
+              'the model).', min_value=0, max_value=8192),
+    ParamSpec('input_height', 0, 'Model input height when the model has dynamic dims (0 = from '
+              'the model).', min_value=0, max_value=8192),
+    ParamSpec('resize_policy', 'stretch', 'stretch (fill the input, as TAO/DeepStream) or '
+              'letterbox (keep aspect, pad, crop back).', choices=RESIZE_POLICIES),
+    ParamSpec('channel_order', 'rgb', 'Channel order the model expects (nvinfer model-color-format '
+              '0 = rgb, 1 = bgr).', choices=CHANNEL_ORDERS),
+    ParamSpec('mean', [0.0, 0.0, 0.0], 'Per-channel mean on 0..255 pixels, model channel order: '
+              'y = (x - mean) / std. Ignored when net_scale_factor > 0.'),
+    ParamSpec('std', [1.0, 1.0, 1.0], 'Per-channel std on 0..255 pixels, model channel order.'),
+    ParamSpec('net_scale_factor', 0.0, 'DeepStream nvinfer net-scale-factor; > 0 selects the '
+              'nvinfer form y = net_scale_factor * (x - offsets).', min_value=0.0, max_value=1e6),
+    ParamSpec('offsets', [0.0, 0.0, 0.0], 'DeepStream nvinfer offsets (with net_scale_factor).'),
+    # --- classes
+    ParamSpec('class_names', list(CITYSCAPES_CLASSES), 'Class names, index = class id.'),
+    ParamSpec('class_colors', _FLAT_PALETTE, 'Overlay colours, 3 values (R, G, B) per class.'),
+    ParamSpec('drivable_classes', ['road'], 'Classes (names or ids) counted as drivable.'),
+    # --- outputs
+    ParamSpec('upsample_mode', 'fast', 'Logits models: fast (argmax, then nearest upsample) or '
+              'exact (bilinear logits upsample, then argmax).', choices=UPSAMPLE_MODES),
+    ParamSpec('output_resolution', 'input', 'Publish at the input image resolution or at the '
+              'model resolution.', choices=OUTPUT_RESOLUTIONS),
+    ParamSpec('overlay_alpha', 0.5, 'Weight of the class colour in the overlay.',
+              min_value=0.0, max_value=1.0, dynamic=True),
+    ParamSpec('roi_polygon', _FLAT_ROI, 'Region of interest for the summary: x0, y0, x1, y1, ... in '
+              'normalized image coordinates (x right, y down).'),
+    ParamSpec('free_space_bins', 32, 'Column bins of the free-space boundary in the summary.',
+              min_value=1, max_value=4096),
+    # --- input
+    ParamSpec('input_transport', 'raw', 'raw: sensor_msgs/Image on <image>; compressed: '
+              'sensor_msgs/CompressedImage on <image>/compressed.', choices=INPUT_TRANSPORTS),
+    ParamSpec('max_input_pixels', 16 * 1024 * 1024, 'Largest accepted input (width * height); '
+              'bigger frames are refused before any allocation.', min_value=1,
+              max_value=1 << 30),
+    # --- several cameras through one model (empty cameras = one camera on 'image')
+    ParamSpec('cameras', [], 'Camera names; each gets input <name>/image (see camera_topics) and '
+              'outputs <namespace>/segmentation/*. Empty: one camera on the topic image.'),
+    ParamSpec('camera_topics', [], 'Image topic per camera (same order as cameras; empty = '
+              '<name>/image).'),
+    ParamSpec('camera_namespaces', [], 'Output namespace per camera (empty = the camera name).'),
+    ParamSpec('camera_transports', [], 'raw or compressed per camera (empty = input_transport).'),
+    ParamSpec('batch_window_ms', 5.0, 'How long the first frame waits for the other cameras\' '
+              'frames to share one inference.', min_value=0.0, max_value=200.0),
+    # --- node behaviour
+    ParamSpec('autostart', False, 'Configure and activate on start (for bare ros2 run).',
+              read_only=True),
+    ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.',
+              min_value=0.1, max_value=60.0),
+)
+
+PARAMETER_NAMES: Tuple[str, ...] = tuple(p.name for p in PARAMETERS)
+
+
+def defaults() -> Dict[str, Any]:
+    """All parameters with their default values."""
+    return {p.name: (list(p.default) if isinstance(p.default, list) else p.default)
+            for p in PARAMETERS}
+
+
+def spec(name: str) -> ParamSpec:
+    """Look up one parameter's spec by name."""
+    for p in PARAMETERS:
+        if p.name == name:
+            return p
+    raise KeyError(name)
+
+
+def check_value(name: str, value: Any) -> Optional[str]:
+    """Return why ``value`` is not acceptable for parameter ``name``, or None when it is."""
+    p = spec(name)
+    if p.choices is not None and value not in p.choices:
+        return f'{name} must be one of {list(p.choices)}, got {value!r}'
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if p.min_value is not None and value < p.min_value:
+            return f'{name} must be >= {p.min_value}, got {value}'
+        if p.max_value is not None and value > p.max_value:
+            return f'{name} must be <= {p.max_value}, got {value}'
+    return None
+
+
+def _triple(name: str, values: Sequence[float]) -> Tuple[float, float, float]:
+    if len(values) != 3:
+        raise ConfigError(f'{name} needs 3 values (one per channel), got {len(values)}: '
+                          f'{list(values)}')
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
+def pipeline_config_from_params(params: Mapping[str, Any]) -> PipelineConfig:
+    """Build a validated PipelineConfig from parameter values (missing keys take defaults)."""
+    p = defaults()
+    p.update(params)
+    for name in PARAMETER_NAMES:
+        reason = check_value(name, p[name])
+        if reason:
+            raise ConfigError(reason)
+    if p['net_scale_factor'] > 0:
+        norm = Normalization.from_nvinfer(p['net_scale_factor'], _triple('offsets', p['offsets']))
+    else:
+        norm = Normalization(_triple('mean', p['mean']), _triple('std', p['std']))
+    names = tuple(str(n) for n in p['class_names'])
+    flat = list(p['class_colors'])
+    if len(flat) % 3:
+        raise ConfigError(f'class_colors needs 3 values per class, got {len(flat)} values')
+    colors = tuple(tuple(int(v) for v in flat[i:i + 3]) for i in range(0, len(flat), 3))
+    try:
+        drivable = tuple(class_ids_for_names(names, [str(c) for c in p['drivable_classes']]))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    roi = list(p['roi_polygon'])
+    if len(roi) % 2:
+        raise ConfigError(f'roi_polygon needs x, y pairs, got {len(roi)} values')
+    polygon = tuple((float(roi[i]), float(roi[i + 1])) for i in range(0, len(roi), 2))
+    input_size = None
+    if p['input_height'] and p['input_width']:
+        input_size = (int(p['input_height']), int(p['input_width']))
+    elif p['input_height'] or p['input_width']:
+        raise ConfigError('set both input_width and input_height, or neither (0 = from the model); '
+                          f'got {p["input_width"]}x{p["input_height"]}')
+    return PipelineConfig(
+        preprocess=PreprocessConfig(p['resize_policy'], p['channel_order'], norm),
+        postprocess=PostprocessConfig(p['upsample_mode'], p['output_resolution'],
+                                      float(p['overlay_alpha'])),
+        classes=ClassConfig(names, colors, drivable),  # type: ignore[arg-type]
+        summary=SummaryConfig(polygon, int(p['free_space_bins'])),
+        input_size=input_size,
+    )

@@ -1,0 +1,153 @@
+"""Frame in, mask / overlay / summary out: the CPU pipeline around one inference backend.
+
+``SegmentationPipeline`` strings together :mod:`.preprocessing`, ``Backend.infer``,
+:mod:`.postprocessing`, :mod:`.overlay` and :mod:`.summary`, timing each stage. It never
+touches ROS: the node converts messages with :mod:`.conversion` / :mod:`.compressed` and
+hands the arrays (or :class:`~segformer_ros.conversion.ImageView` objects) here.
+"""
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .backends.base import Backend, OutputKind
+from .config import PipelineConfig
+from .errors import ConfigError
+from .geometry import ResizeGeometry
+from .labels import palette_lut
+from .overlay import blend_overlay, overlay_channel_order
+from .postprocessing import ids_from_output
+from .preprocessing import Frame, unpack_frame, preprocess_batch
+from .summary import Summary, compute_summary
+
+STAGES: Tuple[str, ...] = ('preprocess', 'inference', 'postprocess', 'overlay', 'summary')
+
+
+@dataclass
+class SegmentationResult:
+    """Everything the pipeline produced for one frame.
+
+    ``mask`` is (H, W) uint8 class ids (255 = unlabeled) at the published resolution;
+    ``overlay`` is (H, W, 3) uint8 in ``overlay_channel_order`` ('rgb' or 'bgr') or None;
+    ``times`` holds seconds per stage (keys of :data:`STAGES`; for a batch, 'preprocess'
+    and 'inference' are the whole batch's time, shared by its results).
+    """
+
+    mask: np.ndarray
+    overlay: Optional[np.ndarray]
+    overlay_channel_order: str
+    summary: Optional[Summary]
+    geometry: ResizeGeometry
+    times: Dict[str, float] = field(default_factory=dict)
+
+
+class SegmentationPipeline:
+    """Run a configured backend on camera frames and post-process its outputs."""
+
+    def __init__(self, backend: Backend, config: PipelineConfig) -> None:
+        info = backend.model_info  # BackendStateError if not configured
+        h, w = info.input_hw
+        if h is None or w is None:
+            if config.input_size is None:
+                raise ConfigError(
+                    f'model {backend.model_path!r} has a dynamic input size {info.input_shape};'
+                    f' expected input_size (height, width) in the configuration, got none')
+            h, w = (h or config.input_size[0]), (w or config.input_size[1])
+        if int(h) <= 0 or int(w) <= 0:
+            raise ConfigError(f'expected a positive model input size, got {h}x{w}')
+        num_classes = config.classes.num_classes
+        if (info.output_kind is OutputKind.LOGITS and info.num_classes is not None
+                and info.num_classes != num_classes):
+            raise ConfigError(
+                f'model outputs {info.num_classes} logits channels but {num_classes} class '
+                f'names are configured; set class_names to the model\'s {info.num_classes} '
+                f'classes')
+        self._backend = backend
+        self._config = config
+        self._input_hw = (int(h), int(w))
+        self._kind = info.output_kind
+        self._max_batch = info.max_batch
+        self._lut = palette_lut(config.classes.colors)
+        self._buffers: Dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()  # the preprocess buffers are shared state
+
+    @property
+    def input_hw(self) -> Tuple[int, int]:
+        """(height, width) of the model input frames are resized to."""
+        return self._input_hw
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The configuration this pipeline was built with."""
+        return self._config
+
+    def _buffer(self, n: int) -> np.ndarray:
+        buf = self._buffers.get(n)
+        if buf is None:
+            buf = np.empty((n, 3) + self._input_hw, dtype=np.float32)
+            self._buffers = {n: buf}  # keep only the current batch shape
+        return buf
+
+    def process(self, frame: Frame, channel_order: Optional[str] = None, *,
+                want_overlay: bool = True, want_summary: bool = True,
+                overlay_alpha: Optional[float] = None) -> SegmentationResult:
+        """Segment one frame (uint8 array with ``channel_order``, or an ImageView)."""
+        return self.process_batch([(frame, channel_order)], want_overlay=want_overlay,
+                                  want_summary=want_summary, overlay_alpha=overlay_alpha)[0]
+
+    def process_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
+                      want_overlay: bool = True, want_summary: bool = True,
+                      overlay_alpha: Optional[float] = None) -> List[SegmentationResult]:
+        """Segment several ``(frame, channel_order)`` pairs (e.g. one per camera).
+
+        Uses one ``backend.infer`` call when the model's batch dimension is dynamic or equals
+        ``len(frames)``; otherwise runs chunks of the fixed batch size (the last one padded).
+        """
+        if not frames:
+            return []
+        chunk = len(frames) if self._max_batch is None else int(self._max_batch)
+        results: List[SegmentationResult] = []
+        for start in range(0, len(frames), chunk):
+            results.extend(self._run_chunk(list(frames[start:start + chunk]), chunk,
+                                           want_overlay, want_summary, overlay_alpha))
+        return results
+
+    def _run_chunk(self, frames: List[Tuple[Frame, Optional[str]]], batch: int,
+                   want_overlay: bool, want_summary: bool,
+                   overlay_alpha: Optional[float]) -> List[SegmentationResult]:
+        cfg = self._config
+        alpha = cfg.postprocess.overlay_alpha if overlay_alpha is None else overlay_alpha
+        with self._lock:
+            t0 = time.perf_counter()
+            buf = self._buffer(batch)
+            _, geos = preprocess_batch(frames, cfg.preprocess, self._input_hw,
+                                       out=buf[:len(frames)])
+            if len(frames) < batch:
+                buf[len(frames):] = 0.0  # padding items of a fixed-size batch
+            t1 = time.perf_counter()
+            outputs = self._backend.infer(buf)
+            t2 = time.perf_counter()
+        results = []
+        for i, ((frame, order), geo) in enumerate(zip(frames, geos)):
+            times = {'preprocess': t1 - t0, 'inference': t2 - t1}
+            t = time.perf_counter()
+            mask = ids_from_output(outputs[i], self._kind, geo, cfg.postprocess,
+                                   cfg.classes.num_classes)
+            times['postprocess'] = time.perf_counter() - t
+            array, frame_order = unpack_frame(frame, order)
+            overlay = None
+            t = time.perf_counter()
+            if want_overlay:
+                overlay = blend_overlay(array, mask, self._lut, alpha, frame_order)
+            times['overlay'] = time.perf_counter() - t
+            summary = None
+            t = time.perf_counter()
+            if want_summary:
+                summary = compute_summary(mask, cfg.classes, cfg.summary)
+            times['summary'] = time.perf_counter() - t
+            results.append(SegmentationResult(mask, overlay, overlay_channel_order(frame_order),
+                                              summary, geo, times))
+        return results

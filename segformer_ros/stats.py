@@ -1,0 +1,145 @@
+"""Counters and latency statistics for /diagnostics and the benchmarks (no ROS here)."""
+
+import threading
+import time
+from collections import deque
+from typing import Callable, Deque, Dict, Iterable, Optional, Tuple
+
+import numpy as np
+
+
+def percentiles(samples: Iterable[float], qs: Tuple[float, ...] = (50.0, 95.0)
+                ) -> Tuple[float, ...]:
+    """Percentiles of ``samples`` (NaN for each when there are none)."""
+    arr = np.fromiter(samples, dtype=np.float64)
+    if arr.size == 0:
+        return tuple(float('nan') for _ in qs)
+    return tuple(float(v) for v in np.percentile(arr, qs))
+
+
+class LatencyWindow:
+    """The last ``size`` durations of one stage, in seconds."""
+
+    def __init__(self, size: int = 300) -> None:
+        self._samples: Deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        """Record one duration."""
+        with self._lock:
+            self._samples.append(seconds)
+
+    def p50_p95_ms(self) -> Tuple[float, float]:
+        """Median and 95th percentile in milliseconds (NaN when empty)."""
+        with self._lock:
+            snapshot = list(self._samples)
+        p50, p95 = percentiles(snapshot)
+        return p50 * 1e3, p95 * 1e3
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+
+class RateMeter:
+    """Events per second over a sliding time window."""
+
+    def __init__(self, window_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window_s
+        self._clock = clock
+        self._stamps: Deque[float] = deque()
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def tick(self) -> None:
+        """Record one event now."""
+        now = self._clock()
+        with self._lock:
+            self.total += 1
+            self._stamps.append(now)
+            self._trim(now)
+
+    def rate_hz(self) -> float:
+        """Events per second over the window (0 when fewer than two events)."""
+        now = self._clock()
+        with self._lock:
+            self._trim(now)
+            if len(self._stamps) < 2:
+                return 0.0
+            span = now - self._stamps[0]
+            return (len(self._stamps) - 1) / span if span > 0 else 0.0
+
+    def _trim(self, now: float) -> None:
+        while self._stamps and now - self._stamps[0] > self._window:
+            self._stamps.popleft()
+
+
+class StageStats:
+    """Latency windows for named pipeline stages plus frame counters."""
+
+    def __init__(self, stages: Iterable[str], window: int = 300) -> None:
+        self.stages: Dict[str, LatencyWindow] = {s: LatencyWindow(window) for s in stages}
+        self.input_rate = RateMeter()
+        self.output_rate = RateMeter()
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self.errors = 0
+
+    def add_times(self, times: Dict[str, float]) -> None:
+        """Record a frame's per-stage durations (seconds); unknown stages are added."""
+        for stage, seconds in times.items():
+            window = self.stages.get(stage)
+            if window is None:
+                window = self.stages.setdefault(stage, LatencyWindow())
+            window.add(seconds)
+
+    def count_drop(self, n: int = 1) -> None:
+        """Count frames replaced by a newer one before they were processed."""
+        with self._lock:
+            self.dropped += n
+
+    def count_error(self) -> None:
+        """Count a frame that failed (bad input, inference error)."""
+        with self._lock:
+            self.errors += 1
+
+    def snapshot(self) -> Dict[str, float]:
+        """Flat name -> value view for diagnostics and reports."""
+        out: Dict[str, float] = {
+            'input_rate_hz': self.input_rate.rate_hz(),
+            'output_rate_hz': self.output_rate.rate_hz(),
+            'frames_in': float(self.input_rate.total),
+            'frames_out': float(self.output_rate.total),
+            'frames_dropped': float(self.dropped),
+            'frames_failed': float(self.errors),
+        }
+        for stage, window in self.stages.items():
+            p50, p95 = window.p50_p95_ms()
+            out[f'{stage}_ms_p50'] = p50
+            out[f'{stage}_ms_p95'] = p95
+        return out
+
+
+class RateLimiter:
+    """Allow one event per ``period_s`` per key (for rate-limited error logs)."""
+
+    def __init__(self, period_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._period = period_s
+        self._clock = clock
+        self._last: Dict[str, float] = {}
+        self.suppressed: Dict[str, int] = {}
+
+    def allow(self, key: str) -> bool:
+        """True if an event for ``key`` may be emitted now."""
+        now = self._clock()
+        last: Optional[float] = self._last.get(key)
+        if last is None or now - last >= self._period:
+            self._last[key] = now
+            return True
+        self.suppressed[key] = self.suppressed.get(key, 0) + 1
+        return False
+
+    def take_suppressed(self, key: str) -> int:
+        """How many events for ``key`` were suppressed since the last call (and reset)."""
+        return self.suppressed.pop(key, 0)

@@ -1,0 +1,1 @@
+"""Command-line tools: export, evaluation and backend self-check."""

@@ -1,0 +1,182 @@
+"""`make demo`: the whole job on an embedded default, over real DDS, on this machine.
+
+Starts the segformer node (DeepLab Cityscapes preset, model from ../shared/models),
+plays ../shared/data/solidWhiteRight.mp4 as a camera through the image_source node,
+records the overlays to an mp4 and the summaries to JSON lines, shows progress, and
+ends by itself with a short report (frames in/out, drops, fps, latency).
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ..stats import percentiles
+from .processes import (REPO_ROOT, RosProcess, confine_this_process, image_source_command,
+                        loopback_env, node_command, params_file, pick_domain_id)
+
+SHARED = REPO_ROOT.parent / 'shared'
+DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+DEFAULT_PRESET = REPO_ROOT / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    """Command-line options of the demo."""
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--model', default=str(DEFAULT_MODEL), help='ONNX model')
+    p.add_argument('--params', default=str(DEFAULT_PRESET), help='params file (preset)')
+    p.add_argument('--video', default=str(DEFAULT_VIDEO), help='video file or image folder')
+    p.add_argument('--rate', type=float, default=10.0, help='camera rate in Hz')
+    p.add_argument('--max-frames', type=int, default=0, help='stop after N frames (0 = all)')
+    p.add_argument('--out', default=str(REPO_ROOT / 'out' / 'demo'), help='output folder')
+    p.add_argument('--backend', default='onnxruntime', help='auto, onnxruntime or tensorrt')
+    p.add_argument('--startup-timeout', type=float, default=60.0)
+    return p.parse_args(argv)
+
+
+class _Writers:
+    """Overlay video, sample picture and JSON-lines summaries."""
+
+    def __init__(self, out: Path, fps: float) -> None:
+        self.out = out
+        self.fps = fps
+        self.video: Any = None
+        self.summaries = open(out / 'summaries.jsonl', 'w')
+        self.overlays = 0
+        self.sample_written = False
+
+    def overlay(self, msg: Any) -> None:
+        import cv2
+
+        frame = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
+        frame = frame[:, :msg.width * 3].reshape(msg.height, msg.width, 3)
+        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if msg.encoding == 'rgb8' else frame
+        if self.video is None:
+            self.video = cv2.VideoWriter(str(self.out / 'overlay.mp4'),
+                                         cv2.VideoWriter_fourcc(*'mp4v'), self.fps,
+                                         (msg.width, msg.height))
+        self.video.write(bgr)
+        self.overlays += 1
+        if self.overlays == 60 or (not self.sample_written and self.overlays == 1):
+            cv2.imwrite(str(self.out / 'overlay_sample.jpg'), bgr,
+                        [cv2.IMWRITE_JPEG_QUALITY, 85])
+            self.sample_written = True
+
+    def summary(self, msg: Any) -> None:
+        record = {
+            'stamp': msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+            'frame_id': msg.header.frame_id, 'width': msg.width, 'height': msg.height,
+            'class_fractions': {n: round(float(f), 5)
+                                for n, f in zip(msg.class_names, msg.class_fractions) if f > 0},
+            'drivable_fraction': round(float(msg.drivable_fraction), 5),
+            'roi_drivable_fraction': round(float(msg.roi_drivable_fraction), 5),
+            'free_space_rows': [int(r) for r in msg.free_space_rows],
+        }
+        self.summaries.write(json.dumps(record) + '\n')
+
+    def close(self) -> None:
+        if self.video is not None:
+            self.video.release()
+        self.summaries.close()
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """Run the demo; return the report."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from .recorder import OutputRecorder
+
+    for path, what in ((args.model, 'model'), (args.video, 'video')):
+        if not Path(path).exists():
+            raise SystemExit(f'demo: {what} {path} not found (expected ../shared beside the repo)')
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    domain = pick_domain_id()
+    confine_this_process(domain)
+    env = loopback_env(domain)
+    overrides = params_file({'model_path': str(Path(args.model).resolve()),
+                             'backend': args.backend, 'autostart': True}, str(out))
+    node = RosProcess(node_command([args.params, overrides], {'image': '/camera/image_raw'}),
+                      env, out / 'node.log')
+    rclpy.init()
+    writers = _Writers(out, args.rate)
+    recorder = OutputRecorder(camera_topic='/camera/image_raw', on_overlay=writers.overlay,
+                              on_summary=writers.summary)
+    executor = SingleThreadedExecutor()
+    executor.add_node(recorder)
+    source: Optional[RosProcess] = None
+    t_start = time.monotonic()
+    try:
+        print(f'demo: starting the node (domain {domain}, log {out / "node.log"})', flush=True)
+        if not node.wait_for_log('configured', args.startup_timeout):
+            raise SystemExit('demo: the node did not configure; its log:\n' + node.log()[-3000:])
+        source = RosProcess(image_source_command(
+            str(Path(args.video).resolve()), rate_hz=args.rate, max_frames=args.max_frames,
+            wait_for_subscribers=2), env, out / 'image_source.log')
+        last_print = 0.0
+        source_end: Optional[float] = None
+        while True:
+            executor.spin_once(timeout_sec=0.05)
+            now = time.monotonic()
+            if source_end is None and not source.running():
+                source_end = now
+            if source_end is not None and now - source_end > 3.0:
+                break
+            if now - last_print > 1.0:
+                last_print = now
+                c = recorder.counts
+                print(f'\rdemo: frames in {c["camera"]:4d}  masks out {c["mask"]:4d}  '
+                      f'overlays {c["overlay"]:4d}  fps {recorder.output_fps():5.2f}',
+                      end='', flush=True)
+        print(flush=True)
+    finally:
+        if source is not None:
+            source.stop()
+        node_code = node.stop()
+        writers.close()
+        executor.shutdown()
+        recorder.destroy_node()
+        rclpy.try_shutdown()
+    latency = recorder.latencies_s['mask']
+    p50, p95 = percentiles(latency)
+    report = {
+        'frames_published': recorder.counts['camera'],
+        'masks': recorder.counts['mask'], 'overlays': recorder.counts['overlay'],
+        'summaries': recorder.counts['summary'],
+        'frames_dropped': recorder.counts['camera'] - recorder.counts['mask'],
+        'node_dropped': recorder.diagnostics.get('frames_dropped'),
+        'output_fps': round(recorder.output_fps(), 2),
+        'latency_ms_p50': round(p50 * 1e3, 1), 'latency_ms_p95': round(p95 * 1e3, 1),
+        'inference_ms_p50': recorder.diagnostics.get('inference_ms_p50'),
+        'stage_ms_p50': {k[:-len('_ms_p50')]: v for k, v in recorder.diagnostics.items()
+                         if k.endswith('_ms_p50')},
+        'backend': recorder.diagnostics.get('backend'),
+        'node_exit_code': node_code, 'seconds': round(time.monotonic() - t_start, 1),
+        'outputs': {'video': str(out / 'overlay.mp4'), 'summaries': str(out / 'summaries.jsonl'),
+                    'sample': str(out / 'overlay_sample.jpg')},
+    }
+    (out / 'report.json').write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the demo and print the report."""
+    args = parse_args(argv)
+    report = run(args)
+    print('demo report:')
+    for key, value in report.items():
+        print(f'  {key}: {value}')
+    ok = report['masks'] > 0 and report['overlays'] > 0 and report['summaries'] > 0
+    if not ok:
+        print('demo: no output received; see the node log', file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

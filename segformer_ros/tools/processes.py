@@ -1,0 +1,148 @@
+"""Start and stop the package's ROS processes on loopback-only DDS (demo, benchmarks, tests).
+
+Every process gets the Fast DDS loopback profile, LOCALHOST discovery and the domain id
+chosen by the caller, so runs never leave this host and never see each other.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any, Dict, List, Mapping, Optional, Sequence
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def fastdds_profile() -> Path:
+    """The loopback Fast DDS profile (source tree, else the installed share dir)."""
+    candidate = REPO_ROOT / 'config' / 'fastdds_loopback.xml'
+    if candidate.is_file():
+        return candidate
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory('segformer_ros')) / 'config' / 'fastdds_loopback.xml'
+
+
+def pick_domain_id(offset: int = 0) -> int:
+    """A domain id for this process (1..100), distinct between concurrent processes."""
+    return 1 + (os.getpid() * 7 + offset) % 100
+
+
+def loopback_env(domain_id: int, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """Environment for a child ROS process confined to loopback on ``domain_id``."""
+    env = dict(os.environ if base is None else base)
+    env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
+    env['ROS_DOMAIN_ID'] = str(domain_id)
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+def confine_this_process(domain_id: int) -> None:
+    """Apply the loopback settings to this process (before rclpy.init)."""
+    os.environ.update({k: v for k, v in loopback_env(domain_id).items()
+                       if k in ('FASTDDS_DEFAULT_PROFILES_FILE', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
+                                'RMW_IMPLEMENTATION', 'ROS_DOMAIN_ID')})
+
+
+def params_file(values: Mapping[str, Any], directory: Optional[str] = None) -> str:
+    """Write ``values`` as a params file applying to any node name; return its path."""
+    fd, path = tempfile.mkstemp(prefix='segformer_params_', suffix='.yaml', dir=directory)
+    with os.fdopen(fd, 'w') as f:
+        yaml.safe_dump({'/**': {'ros__parameters': dict(values)}}, f)
+    return path
+
+
+def node_command(params_files: Sequence[str] = (), remaps: Mapping[str, str] = {},
+                 name: str = 'segformer', namespace: str = '') -> List[str]:
+    """Command line of the segformer node with params files and remappings."""
+    cmd = [sys.executable, '-m', 'segformer_ros.node_main', '--ros-args', '-r', f'__node:={name}']
+    if namespace:
+        cmd += ['-r', f'__ns:={namespace}']
+    for path in params_files:
+        cmd += ['--params-file', str(path)]
+    for src, dst in remaps.items():
+        cmd += ['-r', f'{src}:={dst}']
+    return cmd
+
+
+def image_source_command(source: str, topic: str = '/camera/image_raw', rate_hz: float = 30.0,
+                         encoding: str = 'rgb8', width: int = 0, height: int = 0,
+                         max_frames: int = 0, loop: bool = False, frame_id: str = 'camera',
+                         wait_for_subscribers: int = 1) -> List[str]:
+    """Command line of the image_source node."""
+    params = {'source': source, 'rate_hz': float(rate_hz), 'encoding': encoding,
+              'width': int(width), 'height': int(height), 'max_frames': int(max_frames),
+              'loop': bool(loop), 'frame_id': frame_id,
+              'wait_for_subscribers': int(wait_for_subscribers)}
+    cmd = [sys.executable, '-m', 'segformer_ros.image_source_main', '--ros-args',
+           '-r', f'image:={topic}']
+    for key, value in params.items():
+        cmd += ['-p', f'{key}:={_param_literal(value)}']
+    return cmd
+
+
+def _param_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return yaml.safe_dump(value, default_style="'").strip()
+    return str(value)
+
+
+class RosProcess:
+    """A child process with its log in a file; stopped with SIGINT like Ctrl-C."""
+
+    def __init__(self, cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.cmd = list(cmd)
+        self.log_path = Path(log_path)
+        self._log: IO[bytes] = open(self.log_path, 'wb')
+        self.proc = subprocess.Popen(self.cmd, env=dict(env), stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=str(REPO_ROOT))
+
+    @property
+    def pid(self) -> int:
+        """Process id."""
+        return self.proc.pid
+
+    def running(self) -> bool:
+        """True while the process has not exited."""
+        return self.proc.poll() is None
+
+    def wait(self, timeout_s: float) -> Optional[int]:
+        """Wait for exit; the return code, or None when still running after the timeout."""
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGINT, then SIGKILL after ``timeout_s``; return the exit code."""
+        if self.running():
+            self.proc.send_signal(signal.SIGINT)
+            if self.wait(timeout_s) is None:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def wait_for_log(self, text: str, timeout_s: float) -> bool:
+        """Poll the log until ``text`` appears (True) or the timeout passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return True
+            if not self.running():
+                return text in self.log()
+            time.sleep(0.1)
+        return False

@@ -1,0 +1,46 @@
+"""pip packaging for segformer_ros (colcon builds with CMakeLists.txt instead).
+
+`pip install .` installs the pure Python package and its console scripts but
+not the generated SegmentationSummary message: that needs the colcon build
+(see `make setup`). See setup.cfg for why both exist.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name='segformer_ros',
+    version='0.1.0',
+    description='Semantic segmentation (SegFormer / ONNX) as a ROS 2 node',
+    license='Apache-2.0',
+    maintainer='segformer_ros maintainers',
+    packages=find_packages(include=['segformer_ros', 'segformer_ros.*']),
+    python_requires='>=3.10',
+    install_requires=[
+        'numpy',
+        'opencv-python-headless',
+        'onnxruntime',
+        'pyyaml',
+    ],
+    extras_require={
+        # SegFormer (Hugging Face) -> ONNX export tool.
+        'export': ['torch', 'transformers', 'onnx'],
+        # CUDA backend (GPU machines only).
+        'gpu': ['cuda-python'],
+        'test': [
+            'pytest',
+            'pytest-timeout',
+            'hypothesis',
+            'flake8',
+            'flake8-docstrings',
+        ],
+    },
+    entry_points={
+        'console_scripts': [
+            'segformer_node=segformer_ros.node_main:main',
+            'image_source=segformer_ros.image_source_main:main',
+            'segformer-ros-export=segformer_ros.tools.export:main',
+            'segformer-ros-eval=segformer_ros.tools.evaluate:main',
+            'segformer-ros-selfcheck=segformer_ros.tools.selfcheck:main',
+            'segformer-ros-build-engine=segformer_ros.tools.build_engine:main',
+        ],
+    },
+)

@@ -1,0 +1,165 @@
+"""The node in its own process, driven like a lifecycle manager would, over loopback DDS.
+
+Another process (this test) publishes real frames of the shared video, drives the
+lifecycle through the node's change_state/get_state services and checks the mask,
+overlay and summary: sizes, encodings, headers, class ids, summary == bincount(mask),
+agreement with a plain ONNX Runtime run, silence while inactive.
+"""
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
+
+from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from segformer_ros.msg import SegmentationSummary  # noqa: E402
+from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,  # noqa: E402
+                                           params_file)
+
+pytestmark = pytest.mark.ros
+PRESET = Path(__file__).resolve().parents[1] / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
+
+
+def plain_onnx_mask(model: Path, frame_rgb: np.ndarray) -> np.ndarray:
+    """Reference: the model card's preprocessing and a bare InferenceSession."""
+    import cv2
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=['CPUExecutionProvider'])
+    x = cv2.resize(frame_rgb, (513, 513), interpolation=cv2.INTER_LINEAR)
+    x = x.astype(np.float32).transpose(2, 0, 1)[None]
+    ids = session.run(None, {'input': x})[0][0].astype(np.uint8)
+    h, w = frame_rgb.shape[:2]
+    return cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+class _Client:
+    """Lifecycle service clients, a camera publisher and output subscribers."""
+
+    def __init__(self, context: Any) -> None:
+        self.node = rclpy.create_node('cross_process_test', context=context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.change = self.node.create_client(ChangeState, '/segformer/change_state')
+        self.get = self.node.create_client(GetState, '/segformer/get_state')
+        self.camera = self.node.create_publisher(Image, '/camera/image_raw',
+                                                 qos_profile_sensor_data)
+        self.received: Dict[str, List[Any]] = {'mask': [], 'overlay': [], 'summary': []}
+        for kind, msg_type in (('mask', Image), ('overlay', Image),
+                               ('summary', SegmentationSummary)):
+            self.node.create_subscription(msg_type, f'/segmentation/{kind}',
+                                          self.received[kind].append, 20)
+
+    def spin_until(self, predicate: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return predicate()
+
+    def call(self, client: Any, request: Any, timeout: float = 60.0) -> Any:
+        assert client.wait_for_service(timeout_sec=30.0), f'{client.srv_name} not available'
+        future = client.call_async(request)
+        assert self.spin_until(future.done, timeout), f'{client.srv_name} timed out'
+        return future.result()
+
+    def state(self) -> int:
+        return self.call(self.get, GetState.Request()).current_state.id
+
+    def transition(self, transition_id: int) -> bool:
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        return self.call(self.change, request).success
+
+    def publish(self, frame_rgb: np.ndarray, sec: int) -> None:
+        msg = Image(height=frame_rgb.shape[0], width=frame_rgb.shape[1], encoding='rgb8',
+                    step=frame_rgb.shape[1] * 3)
+        msg.header.frame_id = 'camera_optical'
+        msg.header.stamp.sec = sec
+        msg.data = frame_rgb.tobytes()
+        self.camera.publish(msg)
+
+    def publish_until_received(self, frame_rgb: np.ndarray, sec: int, kinds: List[str],
+                               timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.publish(frame_rgb, sec)
+            if self.spin_until(lambda: all(any(m.header.stamp.sec == sec
+                                               for m in self.received[k]) for k in kinds), 0.7):
+                return True
+        return False
+
+
+@pytest.fixture
+def node_process(tmp_path, ros_domain, deeplab_model):
+    overrides = params_file({'model_path': str(deeplab_model), 'warmup_iterations': 0},
+                            str(tmp_path))
+    proc = RosProcess(node_command([str(PRESET), overrides], {'image': '/camera/image_raw'}),
+                      loopback_env(ros_domain), tmp_path / 'node.log')
+    yield proc
+    code = proc.stop()
+    assert code == 0, f'node exited with {code}:\n{proc.log()[-2000:]}'
+
+
+def test_lifecycle_over_services_with_real_frames(node_process, rclpy_context, deeplab_model,
+                                                  street_frames_bgr) -> None:
+    import cv2
+
+    client = _Client(rclpy_context)
+    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in street_frames_bgr[:3]]
+    assert client.state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert client.transition(Transition.TRANSITION_CONFIGURE), node_process.log()[-2000:]
+    assert client.state() == State.PRIMARY_STATE_INACTIVE
+
+    # Inactive: lifecycle publishers exist but stay silent.
+    for _ in range(5):
+        client.publish(frames[0], 1)
+        client.spin_until(lambda: False, 0.2)
+    assert all(not v for v in client.received.values()), 'published while inactive'
+
+    assert client.transition(Transition.TRANSITION_ACTIVATE)
+    assert client.state() == State.PRIMARY_STATE_ACTIVE
+    agreements = []
+    for index, frame in enumerate(frames):
+        sec = 100 + index
+        assert client.publish_until_received(frame, sec, ['mask', 'overlay', 'summary']), \
+            node_process.log()[-2000:]
+        mask_msg = next(m for m in client.received['mask'] if m.header.stamp.sec == sec)
+        overlay = next(m for m in client.received['overlay'] if m.header.stamp.sec == sec)
+        summary = next(m for m in client.received['summary'] if m.header.stamp.sec == sec)
+        for msg in (mask_msg, overlay, summary):
+            assert msg.header.frame_id == 'camera_optical'
+        assert (mask_msg.height, mask_msg.width, mask_msg.encoding) == (540, 960, 'mono8')
+        assert mask_msg.step == 960
+        assert (overlay.height, overlay.width, overlay.encoding) == (540, 960, 'rgb8')
+        mask = np.frombuffer(mask_msg.data, np.uint8).reshape(540, 960)
+        assert set(np.unique(mask)) <= set(range(19)) | {255}
+        counts = np.bincount(mask.ravel(), minlength=256)
+        assert list(summary.class_pixel_counts) == counts[:19].tolist()
+        assert summary.unlabeled_pixel_count == int(counts[19:].sum())
+        assert (summary.width, summary.height) == (960, 540)
+        assert abs(summary.class_fractions[0] - counts[0] / mask.size) < 1e-6
+        agreements.append((mask == plain_onnx_mask(deeplab_model, frame)).mean())
+    assert min(agreements) >= 0.99, agreements
+
+    assert client.transition(Transition.TRANSITION_DEACTIVATE)
+    client.spin_until(lambda: False, 0.5)
+    before = {k: len(v) for k, v in client.received.items()}
+    for _ in range(5):
+        client.publish(frames[0], 999)
+        client.spin_until(lambda: False, 0.2)
+    assert {k: len(v) for k, v in client.received.items()} == before
+
+    assert client.transition(Transition.TRANSITION_CLEANUP)
+    assert client.state() == State.PRIMARY_STATE_UNCONFIGURED
+    client.node.destroy_node()

@@ -1,0 +1,164 @@
+"""The lifecycle node in-process: real rclpy, real DDS (loopback), real model."""
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
+
+from lifecycle_msgs.msg import State  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from segformer_ros.msg import SegmentationSummary  # noqa: E402
+from segformer_ros.node import SegformerNode  # noqa: E402
+from segformer_ros.presets import load_params_file, preset_path  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+def _overrides(model: Path, **extra: Any) -> List[Parameter]:
+    params: Dict[str, Any] = load_params_file(preset_path('deeplab_mobilenet_cityscapes'))
+    params['model_path'] = str(model)
+    params['warmup_iterations'] = 0
+    params.update(extra)
+    return [Parameter(k, value=v) for k, v in params.items()]
+
+
+class _Harness:
+    """The node, a camera publisher and output subscribers spinning in one executor."""
+
+    def __init__(self, context: Any, overrides: List[Parameter]) -> None:
+        self.node = SegformerNode(context=context, parameter_overrides=overrides)
+        self.peer = rclpy.create_node('lifecycle_test_peer', context=context)
+        self.camera = self.peer.create_publisher(Image, 'image', qos_profile_sensor_data)
+        self.masks: List[Image] = []
+        self.overlays: List[Image] = []
+        self.summaries: List[Any] = []
+        self.peer.create_subscription(Image, 'segmentation/mask', self.masks.append, 10)
+        self.peer.create_subscription(Image, 'segmentation/overlay', self.overlays.append, 10)
+        self.peer.create_subscription(SegmentationSummary, 'segmentation/summary',
+                                      self.summaries.append, 10)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def state(self) -> int:
+        return self.node._state_machine.current_state[0]
+
+    def send(self, frame_rgb: np.ndarray, stamp_ns: int) -> Image:
+        msg = Image(height=frame_rgb.shape[0], width=frame_rgb.shape[1], encoding='rgb8',
+                    step=frame_rgb.shape[1] * 3)
+        msg.header.frame_id = 'front_camera'
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        msg.data = frame_rgb.tobytes()
+        self.camera.publish(msg)
+        return msg
+
+    def wait(self, predicate: Any, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return predicate()
+
+    def close(self) -> None:
+        self.node.shutdown_resources()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.peer.destroy_node()
+
+
+@pytest.fixture
+def harness(rclpy_context, deeplab_model):
+    h = _Harness(rclpy_context, _overrides(deeplab_model))
+    yield h
+    h.close()
+
+
+def test_full_lifecycle_publishes_only_while_active(harness, street_frames_bgr) -> None:
+    import cv2
+
+    frame = cv2.cvtColor(street_frames_bgr[1], cv2.COLOR_BGR2RGB)
+    assert harness.state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert harness.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert harness.state() == State.PRIMARY_STATE_INACTIVE
+    assert harness.wait(lambda: harness.peer.count_publishers('segmentation/mask') == 1)
+
+    # Inactive: the lifecycle publishers exist but nothing is processed or published.
+    harness.send(frame, 1_000_000_000)
+    time.sleep(1.0)
+    assert harness.masks == []
+
+    assert harness.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert harness.wait(lambda: harness.node.count_subscribers('image') >= 0 and
+                        harness.peer.count_subscribers('image') == 1)
+    sent = None
+    for attempt in range(40):
+        sent = harness.send(frame, 2_000_000_000 + attempt)
+        if harness.wait(lambda: len(harness.masks) > 0, timeout=0.5):
+            break
+    assert harness.masks, 'no mask published while active'
+    mask_msg = harness.masks[-1]
+    assert (mask_msg.width, mask_msg.height, mask_msg.encoding) == (960, 540, 'mono8')
+    assert mask_msg.header.frame_id == 'front_camera'
+    assert mask_msg.header.stamp.sec == 2
+    mask = np.frombuffer(mask_msg.data, np.uint8).reshape(540, 960)
+    assert set(np.unique(mask)) <= set(range(19)) | {255}
+    # The road is in front of the car: the bottom-centre is mostly class 0.
+    assert (mask[450:, 300:660] == 0).mean() > 0.5
+    assert harness.wait(lambda: harness.overlays and harness.summaries)
+    overlay = harness.overlays[-1]
+    assert (overlay.width, overlay.height, overlay.encoding) == (960, 540, 'rgb8')
+    summary = harness.summaries[-1]
+    assert sum(summary.class_pixel_counts) + summary.unlabeled_pixel_count == 960 * 540
+
+    assert harness.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    time.sleep(0.3)
+    count = len(harness.masks)
+    harness.send(frame, 3_000_000_000)
+    time.sleep(1.0)
+    assert len(harness.masks) == count, 'published while inactive'
+
+    assert harness.node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert harness.state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert harness.wait(lambda: harness.peer.count_publishers('segmentation/mask') == 0)
+    assert harness.node._backend is None and harness.node._pipeline is None
+
+
+def test_failed_configure_is_fixable_without_restart(harness, deeplab_model) -> None:
+    harness.node.set_parameters([Parameter('model_path', value='/nonexistent/model.onnx')])
+    assert harness.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert harness.state() == State.PRIMARY_STATE_UNCONFIGURED
+    harness.node.set_parameters([Parameter('model_path', value=str(deeplab_model))])
+    assert harness.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert harness.state() == State.PRIMARY_STATE_INACTIVE
+
+
+def test_out_of_range_parameter_rejected_with_reason(harness) -> None:
+    (result,) = harness.node.set_parameters([Parameter('overlay_alpha', value=1.5)])
+    assert not result.successful and 'overlay_alpha' in result.reason
+    (result,) = harness.node.set_parameters([Parameter('resize_policy', value='crop')])
+    assert not result.successful and 'stretch' in result.reason
+    (result,) = harness.node.set_parameters([Parameter('overlay_alpha', value=0.25)])
+    assert result.successful
+
+
+def test_bad_override_falls_back_to_default(rclpy_context, deeplab_model) -> None:
+    node = SegformerNode(context=rclpy_context, parameter_overrides=_overrides(
+        deeplab_model, overlay_alpha=7.0))
+    try:
+        assert node.get_parameter('overlay_alpha').value == 0.5
+    finally:
+        node.destroy_node()

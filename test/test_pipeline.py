@@ -1,0 +1,190 @@
+"""SegmentationPipeline end to end: real ONNX Runtime DeepLab on a real frame, batching."""
+
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import pytest
+
+from segformer_ros.backends.base import Backend, ModelInfo, OutputKind
+from segformer_ros.config import ClassConfig, PipelineConfig, PostprocessConfig, PreprocessConfig
+from segformer_ros.errors import ConfigError
+from segformer_ros.pipeline import STAGES, SegmentationPipeline
+
+SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
+DEEPLAB = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+
+
+class BrightnessBackend(Backend):
+    """A tiny real model in numpy: class 1 where the first input channel is > 127."""
+
+    name = 'brightness'
+
+    def __init__(self, batch: Optional[int], hw=(32, 48), logits: bool = False) -> None:
+        super().__init__('brightness.model')
+        self.batch, self.hw, self.logits = batch, hw, logits
+        self.calls: List[int] = []
+        self.inputs: List[int] = []
+
+    def _configure_impl(self) -> ModelInfo:
+        if self.logits:
+            return ModelInfo('input', (self.batch, 3) + tuple(self.hw), 'float32', 'logits',
+                             (self.batch, 2, None, None), OutputKind.LOGITS, 2)
+        return ModelInfo('input', (self.batch, 3) + tuple(self.hw), 'float32', 'ids',
+                         (self.batch, None, None), OutputKind.CLASS_IDS)
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append(batch.shape[0])
+        self.inputs.append(batch.__array_interface__['data'][0])
+        bright = batch[:, 0] > 127.5
+        if self.logits:
+            # Logits at half resolution.
+            score = bright[:, ::2, ::2].astype(np.float32)
+            return np.stack([np.full_like(score, 0.5), score], axis=1)
+        return bright.astype(np.int64)
+
+    def _release_impl(self) -> None:
+        pass
+
+
+def _frame(h=60, w=90, order='rgb'):
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[20:40, 30:60, 0 if order == 'rgb' else 2] = 255  # a red box
+    return frame
+
+
+@pytest.mark.parametrize('logits', [False, True])
+@pytest.mark.parametrize('order', ['rgb', 'bgr'])
+def test_pipeline_on_a_tiny_model(logits, order):
+    backend = BrightnessBackend(1, logits=logits)
+    backend.configure()
+    classes = ClassConfig(names=('background', 'box'), colors=((0, 0, 0), (0, 255, 0)),
+                          drivable_ids=(0,))
+    pipe = SegmentationPipeline(backend, PipelineConfig(classes=classes))
+    assert pipe.input_hw == (32, 48)
+    result = pipe.process(_frame(order=order), order, overlay_alpha=1.0)
+    mask = result.mask
+    assert mask.shape == (60, 90) and set(np.unique(mask)) == {0, 1}
+    rows, cols = np.where(mask == 1)
+    tol = 3 if logits else 2
+    assert abs(rows.min() - 20) <= tol and abs(rows.max() - 39) <= tol
+    assert abs(cols.min() - 30) <= tol and abs(cols.max() - 59) <= tol
+    assert result.overlay_channel_order == order
+    np.testing.assert_array_equal(result.overlay[30, 45], (0, 255, 0))
+    assert result.summary.class_pixel_counts == [int((mask == 0).sum()), int((mask == 1).sum())]
+    assert set(result.times) == set(STAGES)
+    assert all(t >= 0 for t in result.times.values())
+    quiet = pipe.process(_frame(order=order), order, want_overlay=False, want_summary=False)
+    assert quiet.overlay is None and quiet.summary is None
+    np.testing.assert_array_equal(quiet.mask, mask)
+
+
+def test_batching_uses_one_call_when_dynamic_and_reuses_the_buffer():
+    backend = BrightnessBackend(None)
+    backend.configure()
+    pipe = SegmentationPipeline(backend, PipelineConfig())
+    frames = [(_frame(), 'rgb'), (_frame(40, 40, 'bgr'), 'bgr'), (_frame(), 'rgb')]
+    results = pipe.process_batch(frames)
+    assert backend.calls == [3] and len(results) == 3
+    pipe.process_batch(frames)
+    assert backend.inputs[0] == backend.inputs[1]  # same preprocess buffer
+    single = pipe.process(frames[1][0], 'bgr')
+    np.testing.assert_array_equal(results[1].mask, single.mask)
+    assert results[1].mask.shape == (40, 40)
+
+
+def test_fixed_batch_runs_chunks_and_pads():
+    backend = BrightnessBackend(2)
+    backend.configure()
+    pipe = SegmentationPipeline(backend, PipelineConfig())
+    frames = [(_frame(), 'rgb')] * 3
+    results = pipe.process_batch(frames)
+    assert backend.calls == [2, 2] and len(results) == 3
+    for r in results:
+        np.testing.assert_array_equal(r.mask, results[0].mask)
+
+
+def test_dynamic_size_needs_input_size():
+    backend = BrightnessBackend(1, hw=(None, None))
+    backend.configure()
+    with pytest.raises(ConfigError, match='input_size'):
+        SegmentationPipeline(backend, PipelineConfig())
+    pipe = SegmentationPipeline(backend, PipelineConfig(input_size=(24, 40)))
+    assert pipe.input_hw == (24, 40)
+    assert pipe.process(_frame(), 'rgb').mask.shape == (60, 90)
+
+
+def test_logit_channels_must_match_classes():
+    backend = BrightnessBackend(1, logits=True)
+    backend.configure()
+    with pytest.raises(ConfigError, match='2 logits channels but 19 class names'):
+        SegmentationPipeline(backend, PipelineConfig())
+
+
+@pytest.fixture(scope='module')
+def deeplab():
+    if not DEEPLAB.exists():
+        pytest.skip(f'shared model missing: {DEEPLAB}')
+    pytest.importorskip('onnxruntime')
+    from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+    backend = OnnxRuntimeBackend(str(DEEPLAB), num_threads=2)
+    backend.configure()
+    yield backend
+    backend.release()
+
+
+@pytest.fixture(scope='module')
+def road_frame():
+    cv2 = pytest.importorskip('cv2')
+    if not VIDEO.exists():
+        pytest.skip(f'shared video missing: {VIDEO}')
+    cap = cv2.VideoCapture(str(VIDEO))
+    ok, bgr = cap.read()
+    cap.release()
+    if not ok:
+        pytest.skip('cannot decode the shared video here')
+    return bgr
+
+
+def test_deeplab_matches_plain_reference(deeplab, road_frame):
+    import cv2
+    pipe = SegmentationPipeline(deeplab, PipelineConfig())
+    result = pipe.process(road_frame, 'bgr')
+    h, w = road_frame.shape[:2]
+    assert result.mask.shape == (h, w)
+    # Plain reference, as in the model card.
+    rgb = cv2.cvtColor(road_frame, cv2.COLOR_BGR2RGB)
+    x = cv2.resize(rgb, (513, 513), interpolation=cv2.INTER_LINEAR)
+    x = np.ascontiguousarray(x.astype(np.float32).transpose(2, 0, 1)[None])
+    ids = deeplab.session.run(None, {'input': x})[0][0].astype(np.uint8)
+    ref = cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
+    agreement = float((ref == result.mask).mean())
+    assert agreement >= 0.99, agreement
+    # Road (id 0) dominates the bottom centre of a dashcam frame.
+    patch = result.mask[int(h * 0.8):, int(w * 0.35):int(w * 0.65)]
+    assert (patch == 0).mean() > 0.8
+    s = result.summary
+    assert s.class_pixel_counts == list(np.bincount(result.mask.ravel(), minlength=19)[:19])
+    assert s.roi_drivable_fraction > 0.8
+    assert result.overlay.shape == (h, w, 3) and result.overlay_channel_order == 'bgr'
+
+
+def test_deeplab_rgb_letterbox_and_model_resolution(deeplab, road_frame):
+    import cv2
+    rgb = cv2.cvtColor(road_frame, cv2.COLOR_BGR2RGB)
+    base = SegmentationPipeline(deeplab, PipelineConfig()).process(road_frame, 'bgr').mask
+    same = SegmentationPipeline(deeplab, PipelineConfig()).process(rgb, 'rgb').mask
+    np.testing.assert_array_equal(base, same)
+    cfg = PipelineConfig(preprocess=PreprocessConfig(resize_policy='letterbox'),
+                         postprocess=PostprocessConfig(output_resolution='model'))
+    result = SegmentationPipeline(deeplab, cfg).process(rgb, 'rgb')
+    geo = result.geometry
+    assert result.mask.shape == (geo.content_height, geo.content_width) == (289, 513)
+    assert result.overlay.shape == (289, 513, 3)
+    # The model sees a different (letterboxed, smaller) image, so masks differ in detail,
+    # but the scene layout must be the same: road at the bottom centre, aligned with the frame.
+    patch = result.mask[int(289 * 0.8):, int(513 * 0.35):int(513 * 0.65)]
+    assert (patch == 0).mean() > 0.8
+    small = cv2.resize(base, (513, 289), interpolation=cv2.INTER_NEAREST)
+    assert (small == result.mask).mean() > 0.7

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Create the development venv (.venv/) and build the package with colcon.
+#
+# Usage: tools/setup.sh   (or `make setup`; PYTHON=python3.X picks the
+# interpreter, VENV=dir the venv location, BUILD=dir the colcon build root).
+#
+# Steps:
+#  1. python -m venv + pip install -r tools/requirements-dev.txt (skipped when
+#     the stamp file matches the requirements and the interpreter);
+#  2. re-point the /opt/python/... include dirs hard-coded in the ROS wheels'
+#     exported CMake files at this venv's Python and numpy headers;
+#  3. colcon build (merge install) of this repo into $BUILD/colcon/install:
+#     proves the package builds with colcon, and produces the generated
+#     segformer_ros.msg Python module + typesupport libraries for the tests.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-$REPO/.venv}
+BUILD=${BUILD:-$REPO/.build}
+case $VENV in /*) ;; *) VENV=$REPO/$VENV ;; esac
+case $BUILD in /*) ;; *) BUILD=$REPO/$BUILD ;; esac
+REQ=$REPO/tools/requirements-dev.txt
+# NO_TORCH=1 leaves out torch and transformers (export-tool tests then skip).
+# Needed for any Python but 3.11: the only torch wheel on local disk is
+# cp311 CPU, and any other torch install pulls GBs of CUDA wheels.
+NO_TORCH=${NO_TORCH:-0}
+STAMP=$VENV/.segformer_ros-setup-stamp
+
+log() { echo "[setup] $*" >&2; }
+
+# pip prints two "Location ... is ignored" warnings per package for this
+# machine's extra file:// indexes; they are noise.
+quiet_pip() {
+  local rc
+  set +e
+  "$VENV/bin/python" -m pip "$@" 2>&1 | grep -v 'is ignored: it is neither a file nor a directory'
+  rc=${PIPESTATUS[0]}
+  set -e
+  return "$rc"
+}
+
+# ---------------------------------------------------------------- 1. venv
+want_stamp="$("$PYTHON" -c 'import sys; print(sys.version)' | head -1) $(sha256sum "$REQ" | cut -c1-16) no_torch=$NO_TORCH"
+if [[ -f $STAMP && "$(cat "$STAMP")" == "$want_stamp" ]]; then
+  log "venv $VENV up to date (stamp matches)"
+else
+  if [[ ! -x $VENV/bin/python ]]; then
+    log "creating venv $VENV with $PYTHON"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  log "installing requirements (tools/requirements-dev.txt)"
+  req=$REQ
+  if [[ $NO_TORCH == 1 ]]; then
+    req=$VENV/requirements-no-torch.txt
+    grep -vE '^(torch|transformers)([^a-z_-]|$)' "$REQ" > "$req"
+  fi
+  quiet_pip install --disable-pip-version-check -q -r "$req"
+  echo "$want_stamp" > "$STAMP"
+fi
+# Keep colcon from discovering the ROS wheels' share/*/package.xml.
+touch "$VENV/COLCON_IGNORE"
+
+# ------------------------------------- 2. patch the wheels' CMake exports
+# The ROS wheels were built in a manylinux container; their exported CMake
+# files name /opt/python/cpXY-cpXY/include/pythonX.Y and that Python's numpy
+# include dir, which do not exist here. Point them at this venv's headers.
+py_inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+np_inc=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
+mapfile -t to_patch < <(grep -rlE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$VENV/share" --include='*.cmake' 2>/dev/null || true)
+if (( ${#to_patch[@]} )); then
+  log "patching ${#to_patch[@]} CMake files: python include -> $py_inc, numpy include -> $np_inc"
+  sed -i -E \
+    -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/(_core|core)/include#${np_inc}#g" \
+    -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#${py_inc}#g" \
+    "${to_patch[@]}"
+fi
+if grep -rqE '/opt/python/cp3' "$VENV/share" --include='*.cmake'; then
+  log "ERROR: unpatched /opt/python paths remain:"
+  grep -rlE '/opt/python/cp3' "$VENV/share" --include='*.cmake' >&2
+  exit 1
+fi
+
+# -------------------------------------------------------- 3. colcon build
+mkdir -p "$BUILD/src"
+touch "$BUILD/COLCON_IGNORE"
+# Build from a symlink to the repo, not the repo path itself: .venv/ lies
+# inside the repo, and the generated targets export the venv's numpy include
+# dir, which CMake refuses to install-export when it is under the source
+# directory ("INTERFACE_INCLUDE_DIRECTORIES property contains path ... which is
+# prefixed in the source directory"). CMake keeps the symlink path as the
+# source dir, so the venv is no longer "inside" it.
+ln -sfn "$REPO" "$BUILD/src/segformer_ros"
+log "colcon build -> $BUILD/colcon/install"
+rc=0
+(
+  export PATH="$VENV/bin:$PATH"
+  export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+  # rosidl finds the available typesupports through the ament resource index
+  # (AMENT_PREFIX_PATH), not CMake. colcon warns that the venv has no
+  # local_setup.* files; that is harmless.
+  export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+  cd "$BUILD"
+  "$VENV/bin/colcon" --log-base "$BUILD/colcon/log" build \
+    --paths "$BUILD/src/segformer_ros" \
+    --build-base "$BUILD/colcon/build" \
+    --install-base "$BUILD/colcon/install" \
+    --merge-install \
+    --event-handlers console_cohesion- summary+ status- \
+    --cmake-args \
+      -DPython3_EXECUTABLE="$VENV/bin/python" \
+      -DBUILD_TESTING=OFF
+) || rc=$?
+if (( rc )); then
+  log "colcon build FAILED (exit $rc); end of the build log:"
+  tail -n 60 "$BUILD/colcon/log/latest_build/segformer_ros/stdout_stderr.log" >&2 || true
+  exit "$rc"
+fi
+log "done: install tree $BUILD/colcon/install"
