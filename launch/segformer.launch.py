@@ -31,10 +31,11 @@ def _node_and_autostart(context: LaunchContext) -> List[launch.Action]:
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
-    overrides = {'backend': arg('backend'), 'autostart': False}
-    if arg('model_path'):
-        # Only override when given: an empty argument must not wipe the params file's path.
-        overrides['model_path'] = arg('model_path')
+    overrides = {'autostart': False}
+    # Only override what was given: an empty argument keeps the params file's value.
+    for name in ('model_path', 'backend'):
+        if arg(name):
+            overrides[name] = arg(name)
     node = LifecycleNode(
         package=PACKAGE, executable='segformer_node', name=arg('node_name'),
         namespace=arg('namespace'), output='screen',
@@ -67,9 +68,9 @@ def generate_launch_description() -> LaunchDescription:
             description='Camera image topic (sensor_msgs/Image; <topic>/compressed with '
                         'input_transport: compressed).'),
         DeclareLaunchArgument(
-            'backend', default_value='auto',
+            'backend', default_value='',
             description='auto (TensorRT if available, else ONNX Runtime), tensorrt or '
-                        'onnxruntime.'),
+                        'onnxruntime; empty keeps backend from params_file (default auto).'),
         DeclareLaunchArgument(
             'params_file', default_value=os.path.join(share, 'config', 'segformer.yaml'),
             description='ROS 2 parameters file (presets: segformer_cityscapes.yaml, '

@@ -28,7 +28,7 @@ class LatestFrameSlots(Generic[T]):
 
     @property
     def channels(self) -> int:
-        """Number of channels (cameras)."""
+        """Return the camera count."""
         return len(self._items)
 
     @property

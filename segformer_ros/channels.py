@@ -10,7 +10,7 @@ from typing import List, Sequence
 
 from .errors import ConfigError
 
-OUTPUTS = ('mask', 'overlay', 'summary', 'confidence')
+OUTPUTS = ('mask', 'overlay', 'summary', 'confidence', 'label_info')
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,12 @@ class ChannelSpec:
 
     @property
     def input_topic(self) -> str:
-        """Topic actually subscribed (compressed images live under <image>/compressed)."""
+        """Return the topic actually subscribed (compressed: <image>/compressed)."""
         return f'{self.image_topic}/compressed' if self.transport == 'compressed' \
             else self.image_topic
 
     def output_topic(self, output: str) -> str:
-        """Relative topic of one output, e.g. 'segmentation/mask' or 'front/segmentation/mask'."""
+        """Return the relative topic of one output, e.g. 'front/segmentation/mask'."""
         if output not in OUTPUTS:
             raise ValueError(f'unknown output {output!r}; expected one of {OUTPUTS}')
         prefix = f'{self.output_namespace.strip("/")}/' if self.output_namespace.strip('/') else ''
@@ -37,7 +37,7 @@ class ChannelSpec:
 
 
 def single_channel(transport: str) -> List[ChannelSpec]:
-    """The default: one camera on the relative topic ``image``."""
+    """Return the default: one camera on the relative topic ``image``."""
     return [ChannelSpec('camera', 'image', '', transport)]
 
 

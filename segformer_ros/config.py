@@ -42,7 +42,7 @@ class Normalization:
     @classmethod
     def from_nvinfer(cls, net_scale_factor: float,
                      offsets: Sequence[float] = (0.0, 0.0, 0.0)) -> 'Normalization':
-        """Build from nvinfer's ``net-scale-factor`` and ``offsets`` (semicolon list in nvinfer)."""
+        """Build from nvinfer's ``net-scale-factor`` and ``offsets`` (a semicolon list there)."""
         if not net_scale_factor > 0:
             raise ConfigError(f'net-scale-factor must be > 0, got {net_scale_factor}')
         std = 1.0 / float(net_scale_factor)
@@ -136,7 +136,8 @@ class SummaryConfig:
 
     def __post_init__(self) -> None:
         if len(self.roi_polygon) < 3:
-            raise ConfigError(f'roi_polygon needs at least 3 vertices, got {len(self.roi_polygon)}')
+            raise ConfigError(
+                f'roi_polygon needs at least 3 vertices, got {len(self.roi_polygon)}')
         for x, y in self.roi_polygon:
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
                 raise ConfigError(f'roi_polygon vertices are normalized (0..1), got ({x}, {y})')

@@ -80,7 +80,7 @@ class ImageSourceNode(Node):
         self._timer = self.create_timer(1.0 / self.get_parameter('rate_hz').value, self._tick)
 
     def subscribers_ready(self) -> bool:
-        """True once the requested number of subscribers has matched."""
+        """Check that the requested number of subscribers has matched."""
         wanted = self.get_parameter('wait_for_subscribers').value
         return self.publisher.get_subscription_count() >= wanted
 

@@ -47,7 +47,7 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
 
 def palette_lut(colors: Sequence[Sequence[int]], size: int = 256,
                 unlabeled_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
-    """Build a (size, 3) uint8 lookup table: class id -> RGB; ids without a colour get unlabeled_color."""
+    """Build a (size, 3) uint8 table class id -> RGB; ids without a colour get unlabeled_color."""
     lut = np.empty((size, 3), dtype=np.uint8)
     lut[:] = np.asarray(unlabeled_color, dtype=np.uint8)
     if len(colors):
@@ -56,7 +56,7 @@ def palette_lut(colors: Sequence[Sequence[int]], size: int = 256,
 
 
 def class_ids_for_names(class_names: Sequence[str], wanted: Sequence[str]) -> List[int]:
-    """Resolve class names (or decimal ids as strings) to ids; raise ValueError on unknown names."""
+    """Resolve class names (or decimal ids as strings) to ids; ValueError on unknown names."""
     ids: List[int] = []
     for name in wanted:
         if name in class_names:
@@ -68,3 +68,22 @@ def class_ids_for_names(class_names: Sequence[str], wanted: Sequence[str]) -> Li
                 f'drivable class {name!r} is not a class of the model; expected one of '
                 f'{list(class_names)} or an id below {len(class_names)}')
     return ids
+
+
+def label_info(names: Sequence[str], colors: Sequence[Sequence[int]],
+               drivable_ids: Sequence[int]) -> Dict[str, object]:
+    """Describe the label set as published on ``segmentation/label_info`` (JSON).
+
+    Shaped like vision_msgs/LabelInfo (``class_map`` id -> name, ``threshold``) so a
+    consumer can switch to that message once it is available, plus our colours, the
+    drivable ids and the unlabeled value used in the mask.
+    """
+    return {
+        'class_map': {str(i): str(n) for i, n in enumerate(names)},
+        'threshold': 0.0,
+        'colors': [list(map(int, c)) for c in colors[:len(names)]],
+        'drivable_class_ids': [int(i) for i in drivable_ids],
+        'unlabeled_id': UNLABELED,
+        'mask_encoding': 'mono8',
+        'confidence_encoding': 'mono8 (255 * max softmax probability)',
+    }

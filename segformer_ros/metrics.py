@@ -147,7 +147,7 @@ def _ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
 
 
 def per_class_agreement(a: np.ndarray, b: np.ndarray, num_classes: int) -> np.ndarray:
-    """IoU of mask A against mask B for each class (NaN where neither mask has the class).
+    """Compute the IoU of mask A against mask B per class (NaN where neither has the class).
 
     Ids outside ``0..num_classes-1`` (e.g. 255) never match a class.
     """
@@ -221,7 +221,7 @@ class AgreementStats:
 
 
 def logit_difference(a: np.ndarray, b: np.ndarray) -> Tuple[float, float]:
-    """(max, mean) absolute difference of two logit tensors of the same shape."""
+    """Return the (max, mean) absolute difference of two logit tensors of the same shape."""
     a = np.asarray(a, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
     _check_shapes(a, b, 'logit difference')

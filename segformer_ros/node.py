@@ -10,6 +10,7 @@ the worker thread does the heavy work, so the node answers services while a fram
 processed.
 """
 
+import json
 import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -22,11 +23,13 @@ from rclpy.lifecycle.node import LifecycleNodeMixin
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
 
 from .backends.base import Backend
 from .batching import LatestFrameSlots
 from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
+from .labels import label_info
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import pipeline_config_from_params
 from .ros_messages import OVERLAY_ENCODINGS, diagnostics_message, image_message, summary_message
@@ -45,6 +48,13 @@ OUTPUT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
 
 
+# Label set: published once per configure and kept for late joiners (Nav2's
+# semantic segmentation layer reads class names this way, from vision_msgs/LabelInfo).
+LATCHED_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
+                         history=HistoryPolicy.KEEP_LAST, depth=1,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
 class _Channel:
     """ROS entities of one camera (created on configure/activate, destroyed on cleanup)."""
 
@@ -54,6 +64,13 @@ class _Channel:
         self.mask_pub: Optional[Any] = None
         self.overlay_pub: Optional[Any] = None
         self.summary_pub: Optional[Any] = None
+        self.confidence_pub: Optional[Any] = None
+        self.label_info_pub: Optional[Any] = None
+
+    def lifecycle_publishers(self) -> List[Any]:
+        """Return the publishers that follow the lifecycle (silent unless active)."""
+        return [p for p in (self.mask_pub, self.overlay_pub, self.summary_pub,
+                            self.confidence_pub) if p is not None]
 
 
 class SegformerNode(LifecycleNode):
@@ -167,6 +184,12 @@ class SegformerNode(LifecycleNode):
                 Image, ch.spec.output_topic('overlay'), OUTPUT_QOS)
             ch.summary_pub = self.create_lifecycle_publisher(
                 _summary_type(), ch.spec.output_topic('summary'), OUTPUT_QOS)
+            ch.confidence_pub = self.create_lifecycle_publisher(
+                Image, ch.spec.output_topic('confidence'), OUTPUT_QOS)
+            ch.label_info_pub = self.create_publisher(
+                String, ch.spec.output_topic('label_info'), LATCHED_QOS)
+            ch.label_info_pub.publish(String(data=json.dumps(label_info(
+                config.classes.names, config.classes.colors, config.classes.drivable_ids))))
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._diag_timer = self.create_timer(
             float(params['diagnostics_period']), self._publish_diagnostics,
@@ -178,9 +201,10 @@ class SegformerNode(LifecycleNode):
 
     def _release_resources(self) -> None:
         for ch in self._channels:
-            for pub in (ch.mask_pub, ch.overlay_pub, ch.summary_pub):
-                if pub is not None:
-                    self.destroy_lifecycle_publisher(pub)
+            for pub in ch.lifecycle_publishers():
+                self.destroy_lifecycle_publisher(pub)
+            if ch.label_info_pub is not None:
+                self.destroy_publisher(ch.label_info_pub)
         self._channels = []
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)

@@ -73,7 +73,7 @@ def declare_all(node: Node) -> List[str]:
 
 
 def read_all(node: Node) -> Dict[str, Any]:
-    """Current values of all our parameters (unset lists read as [])."""
+    """Read the current values of all our parameters (unset lists read as [])."""
     values: Dict[str, Any] = {}
     for p in PARAMETERS:
         value = node.get_parameter(p.name).value
@@ -83,4 +83,3 @@ def read_all(node: Node) -> Dict[str, Any]:
             value = list(value)
         values[p.name] = value
     return values
-

@@ -41,7 +41,8 @@ _FLAT_ROI: List[float] = [v for xy in DEFAULT_ROI_POLYGON for v in xy]
 
 PARAMETERS: Tuple[ParamSpec, ...] = (
     # --- model and backend (read at configure; change them, then configure again)
-    ParamSpec('model_path', '', 'ONNX model (or .engine/.plan for TensorRT) to load at configure.'),
+    ParamSpec('model_path', '', 'ONNX model (or .engine/.plan for TensorRT) to load at '
+              'configure.'),
     ParamSpec('backend', 'auto', 'Inference backend: auto (TensorRT when importable and a GPU is '
               'present, else ONNX Runtime), tensorrt, or onnxruntime.', choices=BACKENDS),
     ParamSpec('onnxruntime_provider', 'cpu', 'ONNX Runtime execution provider: cpu, cuda or '
@@ -52,11 +53,13 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'quantized Q/DQ ONNX only).', choices=PRECISIONS),
     ParamSpec('engine_cache_dir', '', 'Directory for built TensorRT engines and the timing cache '
               '(empty = ~/.cache/segformer_ros).'),
-    ParamSpec('rebuild_stale_engine', False, 'Rebuild a cached TensorRT engine that does not match '
+    ParamSpec('rebuild_stale_engine', False, 'Rebuild a cached TensorRT engine that does not '
+              'match '
               'this TensorRT version or GPU instead of failing configure.'),
     ParamSpec('allow_engine_host_code', False, 'Allow TensorRT engines that embed host code '
               '(plugins/lean runtime). Off: such engines are refused.'),
-    ParamSpec('workspace_mb', 1024, 'TensorRT builder workspace limit in MiB (cap it on Orin Nano).',
+    ParamSpec('workspace_mb', 1024, 'TensorRT builder workspace limit in MiB (cap it on Orin '
+              'Nano).',
               min_value=16, max_value=65536),
     ParamSpec('warmup_iterations', 2, 'Inferences on a dummy frame during configure.',
               min_value=0, max_value=100),
@@ -67,7 +70,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'the model).', min_value=0, max_value=8192),
     ParamSpec('resize_policy', 'stretch', 'stretch (fill the input, as TAO/DeepStream) or '
               'letterbox (keep aspect, pad, crop back).', choices=RESIZE_POLICIES),
-    ParamSpec('channel_order', 'rgb', 'Channel order the model expects (nvinfer model-color-format '
+    ParamSpec('channel_order', 'rgb', 'Channel order the model expects (nvinfer '
+              'model-color-format '
               '0 = rgb, 1 = bgr).', choices=CHANNEL_ORDERS),
     ParamSpec('mean', [0.0, 0.0, 0.0], 'Per-channel mean on 0..255 pixels, model channel order: '
               'y = (x - mean) / std. Ignored when net_scale_factor > 0.'),
@@ -86,7 +90,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'model resolution.', choices=OUTPUT_RESOLUTIONS),
     ParamSpec('overlay_alpha', 0.5, 'Weight of the class colour in the overlay.',
               min_value=0.0, max_value=1.0, dynamic=True),
-    ParamSpec('roi_polygon', _FLAT_ROI, 'Region of interest for the summary: x0, y0, x1, y1, ... in '
+    ParamSpec('roi_polygon', _FLAT_ROI, 'Region of interest for the summary: x0, y0, x1, y1, '
+              '... in '
               'normalized image coordinates (x right, y down).'),
     ParamSpec('free_space_bins', 32, 'Column bins of the free-space boundary in the summary.',
               min_value=1, max_value=4096),
@@ -178,7 +183,8 @@ def pipeline_config_from_params(params: Mapping[str, Any]) -> PipelineConfig:
     if p['input_height'] and p['input_width']:
         input_size = (int(p['input_height']), int(p['input_width']))
     elif p['input_height'] or p['input_width']:
-        raise ConfigError('set both input_width and input_height, or neither (0 = from the model); '
+        raise ConfigError('set both input_width and input_height, or neither (0 = from the '
+                          'model); '
                           f'got {p["input_width"]}x{p["input_height"]}')
     return PipelineConfig(
         preprocess=PreprocessConfig(p['resize_policy'], p['channel_order'], norm),
@@ -188,3 +194,21 @@ def pipeline_config_from_params(params: Mapping[str, Any]) -> PipelineConfig:
         summary=SummaryConfig(polygon, int(p['free_space_bins'])),
         input_size=input_size,
     )
+
+
+def markdown_table() -> str:
+    """Render the parameter reference of the README from :data:`PARAMETERS`."""
+    rows = ['| parameter | default | description |', '|---|---|---|']
+    for p in PARAMETERS:
+        default = p.default
+        if isinstance(default, list) and len(default) > 6:
+            default = f'{len(default)} values (Cityscapes)'
+        notes = ''
+        if p.min_value is not None:
+            notes += f' Range {p.min_value:g}..{p.max_value:g}.'
+        if p.read_only:
+            notes += ' Read-only.'
+        if p.dynamic:
+            notes += ' Changeable at run time.'
+        rows.append(f'| `{p.name}` | `{default!r}` | {p.description}{notes} |')
+    return '\n'.join(rows) + '\n'

@@ -44,7 +44,7 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 
 def published_geometry(geometry: ResizeGeometry, output_resolution: str) -> ResizeGeometry:
-    """The geometry whose 'frame' is the published mask ('input' or 'model' resolution)."""
+    """Return the geometry whose 'frame' is the published mask ('input' or 'model')."""
     if output_resolution == 'input':
         return geometry
     g = geometry
@@ -85,7 +85,7 @@ def nearest_indices(geometry: ResizeGeometry, map_height: int,
 
 def _bilinear_axis(n: int, s: float, o: float,
                    size: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices (i0, i1) and weights w1 of bilinear sampling at u - 0.5, clamped to content."""
+    """Return indices (i0, i1) and weights w1 of bilinear sampling at u - 0.5 (clamped)."""
     lo, hi = _content_span(o, s, n, size)
     first = min(max(int(math.floor(lo)), 0), size - 1)
     last = max(min(int(math.ceil(hi)) - 1, size - 1), first)
@@ -102,8 +102,15 @@ def ids_to_uint8(ids: np.ndarray, num_classes: int) -> np.ndarray:
         if num_classes >= UNLABELED:
             return ids
         return np.where(ids < num_classes, ids, np.uint8(UNLABELED))
-    valid = (ids >= 0) & (ids < num_classes)
-    return np.where(valid, ids, UNLABELED).astype(np.uint8)
+    if np.issubdtype(ids.dtype, np.signedinteger):
+        # Negative ids viewed as unsigned are huge: one comparison catches both ends.
+        bad = ids.view(np.dtype(ids.dtype.str.replace('i', 'u'))) >= num_classes
+    else:
+        bad = ids >= num_classes
+    out = ids.astype(np.uint8)
+    if bad.any():
+        out[bad] = UNLABELED
+    return out
 
 
 def _gather(map_u8: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

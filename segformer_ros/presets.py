@@ -36,7 +36,7 @@ def _flatten(prefix: str, values: Mapping[str, Any], out: Dict[str, Any]) -> Non
 
 
 def _node_key_matches(key: str, node_name: str) -> Tuple[bool, bool]:
-    """(matches, is_wildcard) for a params-file node key such as ``/ns/segformer`` or ``/**``.
+    """Return (matches, is_wildcard) for a params-file node key such as ``/ns/segformer``.
 
     Only the last name is compared (with ``*`` / ``**`` globs): the tools run without a
     namespace, and the node gets its namespace's section from ROS itself.
@@ -146,7 +146,7 @@ def preset_path(name: str) -> Path:
 
 
 def resolve_params_file(path_or_name: str) -> Path:
-    """A params file given as a path, or as a preset name (``segformer_cityscapes``)."""
+    """Return the params file given as a path, or as a preset name (``segformer_cityscapes``)."""
     p = Path(path_or_name)
     if p.is_file():
         return p

@@ -131,7 +131,7 @@ class RateLimiter:
         self.suppressed: Dict[str, int] = {}
 
     def allow(self, key: str) -> bool:
-        """True if an event for ``key`` may be emitted now."""
+        """Tell whether an event for ``key`` may be emitted now."""
         now = self._clock()
         last: Optional[float] = self._last.get(key)
         if last is None or now - last >= self._period:

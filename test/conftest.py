@@ -23,7 +23,7 @@ VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
 
 @pytest.fixture(scope='session')
 def deeplab_model() -> Path:
-    """The shared real Cityscapes DeepLab ONNX model (skips when absent)."""
+    """Return the shared real Cityscapes DeepLab ONNX model (skips when absent)."""
     if not DEEPLAB.is_file():
         pytest.skip(f'{DEEPLAB} not found (../shared beside the repo)')
     return DEEPLAB
@@ -31,7 +31,7 @@ def deeplab_model() -> Path:
 
 @pytest.fixture(scope='session')
 def segformer_random_model() -> Path:
-    """The shared SegFormer-B0 ONNX with random weights (skips when absent)."""
+    """Return the shared SegFormer-B0 ONNX with random weights (skips when absent)."""
     if not SEGFORMER_RANDOM.is_file():
         pytest.skip(f'{SEGFORMER_RANDOM} not found')
     return SEGFORMER_RANDOM
@@ -39,7 +39,7 @@ def segformer_random_model() -> Path:
 
 @pytest.fixture(scope='session')
 def video_path() -> Path:
-    """The shared driving clip (skips when absent)."""
+    """Return the shared driving clip (skips when absent)."""
     if not VIDEO.is_file():
         pytest.skip(f'{VIDEO} not found')
     return VIDEO
@@ -70,14 +70,14 @@ _domain_counter = [0]
 
 @pytest.fixture
 def ros_domain() -> int:
-    """A ROS domain id for one test, distinct from the other tests of this run."""
+    """Pick a ROS domain id for one test, distinct from the other tests of this run."""
     _domain_counter[0] += 1
     return 1 + (os.getpid() * 7 + 13 * _domain_counter[0]) % 100
 
 
 @pytest.fixture
 def rclpy_context(ros_domain: int) -> Iterator[object]:
-    """An initialised rclpy context on the test's own domain, shut down afterwards."""
+    """Yield an initialised rclpy context on the test's own domain, shut down afterwards."""
     rclpy = pytest.importorskip('rclpy')
     from rclpy.context import Context
 

@@ -47,7 +47,8 @@ def test_onnxruntime_backend_ignores_foreign_options(argmax_onnx):
 
 @pytest.mark.parametrize('suffix', ['.engine', '.plan'])
 def test_engine_file_with_onnxruntime_is_explained(suffix):
-    with pytest.raises(BackendError, match='is a TensorRT engine, which ONNX Runtime cannot run'):
+    with pytest.raises(BackendError,
+                       match='is a TensorRT engine, which ONNX Runtime cannot run'):
         create_backend('onnxruntime', f'model{suffix}')
 
 
@@ -70,8 +71,9 @@ def test_auto_with_a_non_onnx_file_uses_onnxruntime():
 
 @no_trt
 def test_tensorrt_unavailable_says_how_to_fix(argmax_onnx):
-    with pytest.raises(BackendError, match='backend tensorrt is not available: .*set backend: '
-                                           r'onnxruntime or install TensorRT \(JetPack ships it\)'):
+    expected = (r'backend tensorrt is not available: .*set backend: onnxruntime or install '
+                r'TensorRT \(JetPack ships it\)')
+    with pytest.raises(BackendError, match=expected):
         create_backend('tensorrt', argmax_onnx)
 
 

@@ -30,7 +30,7 @@ PRESET = Path(__file__).resolve().parents[1] / 'config' / 'deeplab_mobilenet_cit
 
 
 def plain_onnx_mask(model: Path, frame_rgb: np.ndarray) -> np.ndarray:
-    """Reference: the model card's preprocessing and a bare InferenceSession."""
+    """Compute the reference mask: model-card preprocessing and a bare InferenceSession."""
     import cv2
     import onnxruntime as ort
 

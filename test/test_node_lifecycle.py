@@ -104,9 +104,8 @@ def test_full_lifecycle_publishes_only_while_active(harness, street_frames_bgr) 
     assert harness.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert harness.wait(lambda: harness.node.count_subscribers('image') >= 0 and
                         harness.peer.count_subscribers('image') == 1)
-    sent = None
     for attempt in range(40):
-        sent = harness.send(frame, 2_000_000_000 + attempt)
+        harness.send(frame, 2_000_000_000 + attempt)
         if harness.wait(lambda: len(harness.masks) > 0, timeout=0.5):
             break
     assert harness.masks, 'no mask published while active'

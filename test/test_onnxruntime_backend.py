@@ -118,7 +118,8 @@ def test_two_inputs_are_refused_with_the_list(tmp_path):
                  [helper.make_tensor_value_info('a', TensorProto.FLOAT, [1, 3, 2, 2]),
                   helper.make_tensor_value_info('b', TensorProto.FLOAT, [1, 3, 2, 2])],
                  [helper.make_tensor_value_info('logits', TensorProto.FLOAT, [1, 3, 2, 2])])
-    with pytest.raises(ModelError, match=r'exactly one image input.*has 2: a float32 \[1, 3, 2, 2\], b'):
+    with pytest.raises(ModelError,
+                       match=r'exactly one image input.*has 2: a float32 \[1, 3, 2, 2\], b'):
         OnnxRuntimeBackend(str(path)).configure()
 
 
@@ -136,7 +137,8 @@ def test_output_choice_among_several(tmp_path):
     nodes = [helper.make_node('Identity', ['input'], ['features']),
              helper.make_node('Neg', ['input'], ['logits'])]
     path = _save(tmp_path / 'multi.onnx', nodes, [vi('input', TensorProto.FLOAT, shape)],
-                 [vi('features', TensorProto.FLOAT, shape), vi('logits', TensorProto.FLOAT, shape)])
+                 [vi('features', TensorProto.FLOAT, shape),
+                  vi('logits', TensorProto.FLOAT, shape)])
     backend = OnnxRuntimeBackend(str(path))
     assert backend.configure().output_name == 'logits'
     x = np.arange(12, dtype=np.float32).reshape(shape)

@@ -188,3 +188,24 @@ def test_deeplab_rgb_letterbox_and_model_resolution(deeplab, road_frame):
     assert (patch == 0).mean() > 0.8
     small = cv2.resize(base, (513, 289), interpolation=cv2.INTER_NEAREST)
     assert (small == result.mask).mean() > 0.7
+
+
+def test_bench_quick_smoke(tmp_path):
+    if not (DEEPLAB.exists() and VIDEO.exists()):
+        pytest.skip('shared model or video missing')
+    import json
+    from segformer_ros.tools import bench
+    out = tmp_path / 'bench.json'
+    docs = tmp_path / 'benchmarks.md'
+    docs.write_text('# Benchmarks\n\n## GPU (other section)\n\nkeep me\n')
+    assert bench.main(['--quick', '--json', str(out), '--docs', str(docs)]) == 0
+    result = json.loads(out.read_text())
+    assert result['stages']['conversion']['ours']['n'] == 3
+    assert result['mask_agreement_ours_vs_naive_ids'] > 0.97
+    assert result['exact_vs_fast']['agreement_exact_vs_full_res_reference'] > 0.999
+    text = docs.read_text()
+    assert 'keep me' in text and '## CPU pipeline (make bench)' in text
+    bench.main(['--quick', '--no-write-docs', '--docs', str(docs)])
+    assert docs.read_text() == text
+    bench.write_docs(docs, bench.markdown(result))  # replaces its own section only
+    assert docs.read_text().count('## CPU pipeline') == 1 and 'keep me' in docs.read_text()

@@ -385,12 +385,14 @@ def phase_hf(out: Path, shared: Path) -> None:
     pipe.release()
 
 
-def _ort_session(model: Path, provider: str, stream_ptr: int = 0) -> Any:
+def _ort_session(model: Path, provider: str, stream_ptr: int = 0, tf32: bool = True) -> Any:
     import onnxruntime as ort
+    if provider == 'cuda' and hasattr(ort, 'preload_dlls'):
+        ort.preload_dlls()  # CUDA/cuDNN libraries of the nvidia-* wheels
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if provider == 'cuda':
-        opts = {'device_id': 0, 'cudnn_conv_algo_search': 'EXHAUSTIVE'}
+        opts = {'device_id': 0, 'cudnn_conv_algo_search': 'EXHAUSTIVE', 'use_tf32': int(tf32)}
         if stream_ptr:
             opts['user_compute_stream'] = str(stream_ptr)
         return ort.InferenceSession(str(model), so, providers=[('CUDAExecutionProvider', opts)])
@@ -406,9 +408,10 @@ def phase_ort(shared: Path, out: Path, n_frames: int) -> None:
     RESULTS['ort'] = {'version': ort.__version__, 'providers': ort.get_available_providers()}
     models = shared / 'models'
     rt.set_device(0)
+    deeplab = models / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
     cases = [
-        ('deeplab', models / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx',
-         Normalization(), 'fast'),
+        ('deeplab', deeplab, Normalization(), 'fast'),
+        ('deeplab_no_tf32', deeplab, Normalization(), 'fast'),
         ('segformer_b0_random', models / 'segformer_b0_random_1024.onnx', IMAGENET, 'fast'),
         ('segformer_b0_random', models / 'segformer_b0_random_1024.onnx', IMAGENET, 'exact'),
     ]
@@ -417,12 +420,13 @@ def phase_ort(shared: Path, out: Path, n_frames: int) -> None:
         cfg = PipelineConfig(preprocess=PreprocessConfig('stretch', 'rgb', norm),
                              postprocess=PostprocessConfig(mode, 'input', 0.5))
         st = rt.Stream()
-        eng = OrtCudaInference(_ort_session(path, 'cuda', st.ptr), same_stream=True)
+        eng = OrtCudaInference(_ort_session(path, 'cuda', st.ptr, tf32='no_tf32' not in name),
+                               same_stream=True)
         pipe = GpuPipeline(cfg, eng, use_graphs=True, timing=True, stream=st)
         cpu_backend = OnnxRuntimeBackend(str(path), provider='cpu')
         cpu_backend.configure()
         cpu = SegmentationPipeline(cpu_backend, cfg)
-        in_hw = tuple(eng.spec.input_shape[2:])
+        in_hw = tuple(eng.device_io_spec().input_shape[2:])
         agree, logit_err, rows = [], [], []
         for i, f in enumerate(frames):
             r = pipe.process(f, 'bgr8')
@@ -430,9 +434,27 @@ def phase_ort(shared: Path, out: Path, n_frames: int) -> None:
             a = float((r.mask == c.mask).mean())
             agree.append(a)
             row = {'frame': i, 'mask_agreement': a}
-            if eng.spec.output_kind is OutputKind.LOGITS:
+            # Where disagreement comes from: GPU preprocessing fed to the CPU inference, and
+            # the CPU preprocessing fed to the CUDA inference, each through the CPU
+            # postprocessing, compared with the CPU path.
+            from segformer_ros.postprocessing import ids_from_output
+            spec = eng.device_io_spec()
+            gin = device_input(pipe)
+            cin, geo = preprocess(f, 'bgr', cfg.preprocess, in_hw)
+            n = cfg.classes.num_classes
+
+            def post(o: np.ndarray) -> np.ndarray:
+                item = o[0] if spec.output_kind is OutputKind.LOGITS else o.reshape(
+                    o.shape[-2:])
+                return ids_from_output(item, spec.output_kind, geo, cfg.postprocess, n)
+            row['agree_gpu_pre_cpu_infer'] = float((post(cpu_backend.infer(gin)) == c.mask)
+                                                   .mean())
+            cuda_out = eng.session.run(None, {spec.input_name: cin})[
+                [o.name for o in eng.session.get_outputs()].index(spec.output_name)]
+            row['agree_cpu_pre_cuda_infer'] = float((post(cuda_out) == c.mask).mean())
+            if eng.device_io_spec().output_kind is OutputKind.LOGITS:
                 g_logits = rt.copy_to_host(pipe.output_device_ptr(),
-                                           np.empty(eng.spec.output_shape, np.float32))
+                                           np.empty(eng.device_io_spec().output_shape, np.float32))
                 cin, _ = preprocess(f, 'bgr', cfg.preprocess, in_hw)
                 c_logits = cpu_backend.infer(cin)
                 err = float(np.linalg.norm(g_logits - c_logits) / np.linalg.norm(c_logits))
@@ -454,6 +476,9 @@ def phase_ort(shared: Path, out: Path, n_frames: int) -> None:
         stages = {k: statistics.median(p[k] for p in per) for k in per[0]}
         pipe_plain = None
         entry = {'model': name, 'mode': mode, 'frames': len(frames),
+                 'agree_gpu_pre_cpu_infer_min': min(r['agree_gpu_pre_cpu_infer'] for r in rows),
+                 'agree_cpu_pre_cuda_infer_min': min(r['agree_cpu_pre_cuda_infer']
+                                                     for r in rows),
                  'mask_agreement_min': min(agree), 'mask_agreement_mean': float(np.mean(agree)),
                  'logits_rel_l2_max': max(logit_err) if logit_err else None,
                  'rows': rows, 'stages_ms_median_graphs': stages,
@@ -488,7 +513,10 @@ def markdown(res: Dict[str, Any]) -> str:
     for c in res.get('ort_cases', []):
         lines.append(f"\n{c['model']} ({c['mode']}): mask agreement min "
                      f"{c['mask_agreement_min']*100:.3f}% mean {c['mask_agreement_mean']*100:.3f}%"
-                     f" over {c['frames']} frames; logits rel L2 max {c['logits_rel_l2_max']}")
+                     f" over {c['frames']} frames; logits rel L2 max {c['logits_rel_l2_max']}; "
+                     f"GPU preprocessing + CPU inference vs CPU path min "
+                     f"{c['agree_gpu_pre_cpu_infer_min']*100:.3f}%; CPU preprocessing + CUDA "
+                     f"inference vs CPU path min {c['agree_cpu_pre_cuda_infer_min']*100:.3f}%")
         lines.append(f"stages (graphs) ms: {json.dumps(c['stages_ms_median_graphs'])}")
         if 'stages_ms_median_plain' in c:
             lines.append(f"stages (plain) ms: {json.dumps(c['stages_ms_median_plain'])}")
@@ -521,7 +549,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--phase', default='bandwidth,kernels,hf,ort')
-    ap.add_argument('--shared', default=str(Path(__file__).resolve().parents[2] / 'shared'))
+    ap.add_argument('--shared',
+                    default=str(Path(__file__).resolve().parents[2] / 'shared'))
     ap.add_argument('--out', default=os.environ.get('OUT', '/tmp/gpu_verify'))
     ap.add_argument('--frames', type=int, default=8)
     ap.add_argument('--tag', default='gpu_verify')

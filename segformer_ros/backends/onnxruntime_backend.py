@@ -10,6 +10,7 @@ backend, see :mod:`.factory`):
 * ``device_id``: GPU index for the cuda / tensorrt providers.
 * ``precision``: ``'fp16'`` enables fp16 in the TensorRT provider; ignored otherwise.
 * ``engine_cache_dir``: where the TensorRT provider caches engines (empty = no cache).
+* ``workspace_mb``: TensorRT provider workspace limit in MiB (0 / absent = its default).
 
 After :meth:`configure` the ``onnxruntime.InferenceSession`` is available as
 :attr:`OnnxRuntimeBackend.session`; GPU code that keeps tensors on the device can build
@@ -18,7 +19,7 @@ an ``IOBinding`` from it and run it with :meth:`OnnxRuntimeBackend.run_with_bind
 
 import os
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def _dtype_name(ort_type: str) -> str:
 
 
 def _condense(exc: BaseException, limit: int = 300) -> str:
-    """First line of an ONNX Runtime error, without its '[ONNXRuntimeError] : N : CODE :' prefix."""
+    """Shorten an ONNX Runtime error to its first line, minus the '[ONNXRuntimeError]' prefix."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if text.startswith('[ONNXRuntimeError]'):
         text = text.split(' : ', 3)[-1]
@@ -104,6 +105,7 @@ class OnnxRuntimeBackend(Backend):
         self.device_id = int(options.get('device_id', 0) or 0)
         self.precision = str(options.get('precision', 'fp32') or 'fp32')
         self.engine_cache_dir = str(options.get('engine_cache_dir', '') or '')
+        self.workspace_mb = int(options.get('workspace_mb', 0) or 0)
         self._session: Any = None
         self._output_index = 0
 
@@ -157,8 +159,10 @@ class OnnxRuntimeBackend(Backend):
         cuda = ('CUDAExecutionProvider', {'device_id': self.device_id})
         if self.provider == 'cuda':
             return [cuda, 'CPUExecutionProvider']
-        trt_options = {'device_id': self.device_id,
-                       'trt_fp16_enable': self.precision == 'fp16'}
+        trt_options: Dict[str, Any] = {'device_id': self.device_id,
+                                       'trt_fp16_enable': self.precision == 'fp16'}
+        if self.workspace_mb:
+            trt_options['trt_max_workspace_size'] = self.workspace_mb << 20
         if self.engine_cache_dir:
             trt_options.update(trt_engine_cache_enable=True,
                                trt_engine_cache_path=self.engine_cache_dir)
@@ -202,16 +206,12 @@ class OnnxRuntimeBackend(Backend):
             raise ModelError(f"cannot load '{path}' as an ONNX model: {_condense(exc)}; "
                              f'expected a valid ONNX file (segformer-ros-export writes one)'
                              ) from None
-        try:
-            info = self._inspect(session)
-        except Exception:
-            del session
-            raise
+        info = self._inspect(session)  # on error the local session is simply dropped
         if self.provider != 'cpu' and session.get_providers()[0] == 'CPUExecutionProvider':
             raise BackendError(
                 f"onnxruntime_provider '{self.provider}' was requested but ONNX Runtime fell back "
                 f'to the CPU (its CUDA/TensorRT libraries did not load: check the CUDA, cuDNN '
-                f'and TensorRT installation) ; or set onnxruntime_provider: cpu')
+                f'and TensorRT installation); or set onnxruntime_provider: cpu')
         self._session = session
         return info
 

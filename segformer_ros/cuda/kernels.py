@@ -140,7 +140,7 @@ extern "C" __global__ void argmax_logits(const void* __restrict__ logits, int ch
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     size_t plane = (size_t)h * w;
     if (i >= plane) return;
-    float best = -INFINITY; int idx = 0; bool finite = false;
+    float best = -3.402823466e38f; int idx = 0; bool finite = false;
     for (int c = 0; c < channels; ++c) {
         float v = load_logit(logits, c * plane + i);
         finite |= isfinite(v);
@@ -262,7 +262,7 @@ extern "C" __global__ void post_exact(const void* __restrict__ logits, int chann
         size_t plane = (size_t)map_h * map_w;
         size_t i00 = (size_t)y0 * map_w + x0, i01 = (size_t)y0 * map_w + x1;
         size_t i10 = (size_t)y1 * map_w + x0, i11 = (size_t)y1 * map_w + x1;
-        float best = -INFINITY;
+        float best = -3.402823466e38f;
         bool finite = false;
         for (int c = 0; c < channels; ++c) {
             size_t base = c * plane;

@@ -52,7 +52,7 @@ class Progress:
         self._tty = bool(getattr(self.stream, 'isatty', lambda: False)())
 
     def text(self) -> str:
-        """The current progress line."""
+        """Return the current progress line."""
         elapsed = max(time.monotonic() - self.start, 1e-9)
         rate = self.count / elapsed
         if self.total:
@@ -89,7 +89,7 @@ class Progress:
 
 
 def parse_override(text: str) -> Tuple[str, Any]:
-    """``name=value`` with a YAML value (``mean=[0,0,0]``, ``num_threads=2``)."""
+    """Parse ``name=value`` with a YAML value (``mean=[0,0,0]``, ``num_threads=2``)."""
     import yaml
 
     name, sep, value = text.partition('=')
@@ -203,7 +203,7 @@ def _strip_image_suffix(stem: str) -> str:
 
 
 def _pick_label(key: str, candidates: Dict[str, Path]) -> Optional[Path]:
-    """The label for image key ``key`` among label files by stem (see the module docstring)."""
+    """Find the label of image key ``key`` among label files by stem (module docstring)."""
     if key in candidates:
         return candidates[key]
     matches = sorted(stem for stem in candidates if stem.startswith(key + '_'))
@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                     'pair or a video; report per-class IoU, mIoU and accuracy.')
     add_model_arguments(p)
     src = p.add_argument_group('data (one of)')
-    src.add_argument('--cityscapes', metavar='ROOT', help='Cityscapes root (leftImg8bit/, gtFine/)')
+    src.add_argument('--cityscapes', metavar='ROOT',
+                     help='Cityscapes root (leftImg8bit/, gtFine/)')
     src.add_argument('--split', default='val', help='Cityscapes split (default val)')
     src.add_argument('--images', metavar='DIR', help='image folder (sorted *.png/*.jpg)')
     src.add_argument('--labels', metavar='DIR', help='label folder paired by stem with --images')
@@ -342,6 +343,20 @@ def _frames(args: argparse.Namespace, samples: List[Sample]
         if limit is not None and i >= limit:
             return
         yield image.stem, read_image(image), (read_label(label, fmt) if label else None)
+
+
+def _video_frame_count(path: Optional[str]) -> Optional[int]:
+    """Frame count from the container (for the ETA), or None when unknown."""
+    if not path:
+        return None
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    return count if count > 0 else None
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -390,7 +405,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     names = pipeline.config.classes.names
     matrix = ConfusionMatrix(num_classes)
     writer = OverlayWriter(Path(args.overlays)) if args.overlays else None
-    total: Optional[int] = len(samples) if samples else None
+    total: Optional[int] = len(samples) if samples else _video_frame_count(args.video)
     if total is not None and args.max_frames > 0:
         total = min(total, args.max_frames)
     progress = Progress(total, 'eval', enabled=not args.quiet)
@@ -426,10 +441,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         'stage_ms_median': stage_medians(times),
         'metrics': matrix.summary(names) if has_labels else None,
     }
-    if has_labels and args.json != '-':
-        print(format_table(report['metrics']))
+    human = sys.stderr if args.json == '-' else sys.stdout  # keep stdout pure JSON for '-'
+    if has_labels:
+        print(format_table(report['metrics']), file=human)
     print(f'{progress.count} frames, {description}, median ms per frame: '
-          f'{report["stage_ms_median"]}', file=sys.stderr if args.json == '-' else sys.stdout)
+          f'{report["stage_ms_median"]}', file=human, flush=True)
     return report
 
 

@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def fastdds_profile() -> Path:
-    """The loopback Fast DDS profile (source tree, else the installed share dir)."""
+    """Locate the loopback Fast DDS profile (source tree, else the installed share dir)."""
     candidate = REPO_ROOT / 'config' / 'fastdds_loopback.xml'
     if candidate.is_file():
         return candidate
@@ -28,7 +28,7 @@ def fastdds_profile() -> Path:
 
 
 def pick_domain_id(offset: int = 0) -> int:
-    """A domain id for this process (1..100), distinct between concurrent processes."""
+    """Pick a domain id for this process (1..100), distinct between concurrent processes."""
     return 1 + (os.getpid() * 7 + offset) % 100
 
 
@@ -111,7 +111,7 @@ class RosProcess:
         return self.proc.pid
 
     def running(self) -> bool:
-        """True while the process has not exited."""
+        """Tell whether the process is still running."""
         return self.proc.poll() is None
 
     def wait(self, timeout_s: float) -> Optional[int]:

@@ -1,4 +1,4 @@
-"""segformer-ros-selfcheck: do two backends (or precisions) give the same masks?
+r"""segformer-ros-selfcheck: check that two backends (or precisions) give the same masks.
 
 Runs the node's pipeline twice over the same frames, with backend A and backend B (e.g.
 TensorRT fp16 against ONNX Runtime fp32), and reports the pixel agreement of the masks,

@@ -1,0 +1,487 @@
+"""CPU benchmark of the image pipeline at 1080p, against the naive reference.
+
+Usage (``make bench`` runs the first form)::
+
+    python -m segformer_ros.tools.bench [--frames 30] [--json out/bench.json]
+    python -m segformer_ros.tools.bench --quick --no-write-docs   # smoke test
+
+Frames of the shared driving clip are upscaled to 1920x1080 rgb8 and held as
+``array.array('B')`` buffers, as rclpy delivers ``sensor_msgs/Image.data``. Each frame goes
+through conversion, preprocessing, the shared DeepLab model (ONNX Runtime CPU),
+postprocessing, overlay, summary and the message build of mask + overlay, once with this
+package's modules and once with :mod:`.naive_reference`. Logit postprocessing (DeepLab
+outputs ids) is timed on 19x256x256 logits from ONE inference of the random SegFormer-B0
+(cached for the run; ``--quick`` or a missing model uses smooth synthetic logits instead,
+and the output says which). Times are wall-clock (``time.perf_counter``) per frame.
+The table goes to stdout, ``--json`` and (unless ``--no-write-docs``) docs/benchmarks.md.
+"""
+
+import argparse
+import array
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / 'shared'
+DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+DEFAULT_SEGFORMER = SHARED / 'models' / 'segformer_b0_random_1024.onnx'
+DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+DEFAULT_DOCS = REPO / 'docs' / 'benchmarks.md'
+SECTION = '## CPU pipeline (make bench)'
+HEIGHT, WIDTH = 1080, 1920
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def _stats(values: Sequence[float]) -> Dict[str, float]:
+    ms = np.asarray(values, dtype=np.float64) * 1e3
+    return {'median_ms': float(np.median(ms)), 'p95_ms': float(np.percentile(ms, 95)),
+            'n': int(ms.size)}
+
+
+def _load_frames(video: Path, count: int) -> List['array.array']:
+    """Read ``count`` frames spread over the clip, upscaled to 1080p rgb8 byte buffers."""
+    import cv2
+    cap = cv2.VideoCapture(str(video))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or count
+    stride = max(1, total // max(count, 1))
+    frames: List[array.array] = []
+    index = 0
+    while len(frames) < count:
+        ok, bgr = cap.read()
+        if not ok:
+            if not frames:
+                raise SystemExit(f'cannot read frames from {video}')
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            continue
+        if index % stride == 0:
+            big = cv2.resize(bgr, (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR)
+            rgb = cv2.cvtColor(big, cv2.COLOR_BGR2RGB)
+            frames.append(array.array('B', rgb.tobytes()))
+        index += 1
+    cap.release()
+    return frames
+
+
+def _segformer_logits(path: Path, frame: 'array.array', threads: int,
+                      use_model: bool) -> Tuple[np.ndarray, str]:
+    """Return (19, 256, 256) logits and a sentence saying where they came from."""
+    if use_model and path.exists():
+        from ..backends.onnxruntime_backend import OnnxRuntimeBackend
+        from ..config import Normalization, PreprocessConfig
+        from ..conversion import image_fields_to_array
+        from ..preprocessing import preprocess
+        backend = OnnxRuntimeBackend(str(path), num_threads=threads)
+        try:
+            info = backend.configure()
+            view = image_fields_to_array('rgb8', HEIGHT, WIDTH, WIDTH * 3, frame)
+            cfg = PreprocessConfig(normalization=Normalization(IMAGENET_MEAN, IMAGENET_STD))
+            hw = (info.input_shape[2] or 1024, info.input_shape[3] or 1024)
+            batch, _ = preprocess(view, None, cfg, hw)
+            logits = np.ascontiguousarray(backend.infer(batch)[0], dtype=np.float32)
+        finally:
+            backend.release()
+        return logits, (f'logits of one inference of {path.name} (random weights) on the '
+                        f'first frame, shape {tuple(logits.shape)}, cached for the run')
+    import cv2
+    rng = np.random.default_rng(0)
+    coarse = rng.standard_normal((19, 16, 16)).astype(np.float32) * 3
+    logits = np.stack([cv2.resize(c, (256, 256), interpolation=cv2.INTER_CUBIC) for c in coarse])
+    why = 'quick mode' if not use_model else f'{path.name} not found'
+    return logits, f'synthetic smooth logits (19, 256, 256) ({why})'
+
+
+def _machine() -> Dict[str, Any]:
+    cpu = platform.processor() or 'unknown'
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: Dict[str, str] = {'python': platform.python_version(), 'numpy': np.__version__}
+    for mod in ('cv2', 'onnxruntime'):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            versions[mod] = 'not installed'
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = []
+    return {'nproc': os.cpu_count(), 'cpu': cpu, 'platform': platform.platform(),
+            'versions': versions, 'loadavg_1_5_15': load}
+
+
+def _image_msg() -> Optional[Any]:
+    try:
+        from sensor_msgs.msg import Image
+    except ImportError:
+        return None
+    return Image
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """Run the benchmark; return the JSON-able result."""
+    from ..backends.base import OutputKind
+    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
+    from ..config import ClassConfig, PostprocessConfig, PreprocessConfig, SummaryConfig
+    from ..conversion import array_to_image_fields, image_fields_to_array
+    from ..geometry import compute_geometry
+    from ..labels import palette_lut
+    from ..overlay import blend_overlay
+    from ..postprocessing import ids_from_output
+    from ..preprocessing import preprocess
+    from ..summary import compute_summary
+    from . import naive_reference as naive
+
+    machine = _machine()  # load average before the run: other work skews the timings
+    for p in (args.model, args.video):
+        if not Path(p).exists():
+            raise SystemExit(f'missing input {p}; pass --model/--video (see docs/benchmarks.md)')
+    n_frames = 3 if args.quick else args.frames
+    n_naive = 1 if args.quick else min(args.naive_frames, n_frames)
+    frames = _load_frames(Path(args.video), n_frames)
+    logits, logits_source = _segformer_logits(Path(args.segformer), frames[0], args.threads,
+                                              not args.quick)
+
+    backend = OnnxRuntimeBackend(str(args.model), num_threads=args.threads)
+    info = backend.configure()
+    input_hw = (info.input_shape[2], info.input_shape[3])
+    pre_cfg = PreprocessConfig()  # DeepLab: RGB 0..255, no normalization, stretch
+    fast_cfg = PostprocessConfig(upsample_mode='fast')
+    exact_cfg = PostprocessConfig(upsample_mode='exact')
+    classes = ClassConfig()
+    sum_cfg = SummaryConfig()
+    lut = palette_lut(classes.colors)
+    alpha = 0.5
+    seg_geo = compute_geometry(HEIGHT, WIDTH, 1024, 1024, 'stretch')
+    Image = _image_msg()
+    step = WIDTH * 3
+    in_buf = np.empty((1, 3) + input_hw, dtype=np.float32)
+    backend.warmup(2)
+
+    ours: Dict[str, List[float]] = {k: [] for k in (
+        'conversion', 'preprocess', 'inference', 'postprocess_ids', 'postprocess_logits',
+        'overlay', 'summary', 'message')}
+    ours_masks = []
+
+    def timed(store: List[float], fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        out = fn()
+        store.append(time.perf_counter() - t)
+        return out
+
+    # Three passes, so that ONNX Runtime's intra-op threads, which spin for a while after
+    # each run, do not steal the cores from the CPU stages being timed (on 2 cores that
+    # roughly doubles the time of the stage right after inference; see docs/benchmarks.md).
+    work = [frames[0]] + frames  # the first item is a warm-up
+    views, batches, geos, outputs = [], [], [], []
+    for i, buf in enumerate(work):
+        view = timed(ours['conversion'],
+                     lambda: image_fields_to_array('rgb8', HEIGHT, WIDTH, step, buf))
+        batch, geo = timed(ours['preprocess'],
+                           lambda: preprocess(view, None, pre_cfg, input_hw, out=in_buf))
+        views.append(view)
+        batches.append(batch.copy())
+        geos.append(geo)
+    for batch in batches:
+        outputs.append(timed(ours['inference'], lambda: backend.infer(batch)))
+    time.sleep(0.2)
+    for i, (view, geo, out) in enumerate(zip(views, geos, outputs)):
+        mask = timed(ours['postprocess_ids'], lambda: ids_from_output(
+            out[0], info.output_kind, geo, fast_cfg, classes.num_classes))
+        timed(ours['postprocess_logits'], lambda: ids_from_output(
+            logits, OutputKind.LOGITS, seg_geo, fast_cfg, classes.num_classes))
+        overlay = timed(ours['overlay'],
+                        lambda: blend_overlay(view.array, mask, lut, alpha, 'rgb'))
+        timed(ours['summary'], lambda: compute_summary(mask, classes, sum_cfg))
+        if Image is not None:
+            def build() -> None:
+                for arr, enc in ((mask, 'mono8'), (overlay, 'rgb8')):
+                    msg = Image()
+                    msg.height, msg.width, msg.step, msg.data = array_to_image_fields(arr, enc)
+                    msg.encoding = enc
+            timed(ours['message'], build)
+        if 0 < i <= n_naive:
+            ours_masks.append(mask)
+    for values in ours.values():
+        del values[:1]  # drop the warm-up item
+
+    # What the separate passes avoid: the same overlay right after an inference.
+    after_inference: List[float] = []
+    for k in range(1, min(6, len(batches))):
+        out = backend.infer(batches[k])
+        timed(after_inference, lambda: blend_overlay(views[k].array, ours_masks[0], lut, alpha,
+                                                     'rgb'))
+    time.sleep(0.2)
+
+    # Message build with rclpy's per-field checks on (Humble's behaviour under __debug__).
+    checked: Dict[str, List[float]] = {'ours': [], 'naive': []}
+    if Image is not None:
+        for _ in range(1 if args.quick else 5):
+            def build_checked() -> None:
+                for arr, enc in ((mask, 'mono8'), (overlay, 'rgb8')):
+                    msg = Image(check_fields=True)
+                    msg.height, msg.width, msg.step, msg.data = array_to_image_fields(arr, enc)
+            timed(checked['ours'], build_checked)
+
+        def build_checked_naive() -> None:
+            for arr in (mask, overlay):
+                naive.naive_message(Image(check_fields=True), arr)
+        timed(checked['naive'], build_checked_naive)
+
+    nav: Dict[str, List[float]] = {k: [] for k in ours if k != 'inference'}
+    agree_ids: List[float] = []
+    for i, buf in enumerate(frames[:n_naive]):
+        frame = timed(nav['conversion'], lambda: naive.naive_convert(buf, HEIGHT, WIDTH, step))
+        x = timed(nav['preprocess'], lambda: naive.naive_preprocess(
+            frame, pre_cfg.normalization.mean, pre_cfg.normalization.std, input_hw))
+        ids = backend.infer(x)[0]
+        time.sleep(0.2)  # let ONNX Runtime's threads stop spinning (see above)
+        mask = timed(nav['postprocess_ids'], lambda: naive.naive_ids_upsample(ids, HEIGHT, WIDTH))
+        agree_ids.append(float((mask == ours_masks[i]).mean()))
+        timed(nav['postprocess_logits'],
+              lambda: naive.naive_upsample_argmax(logits, HEIGHT, WIDTH))
+        overlay = timed(nav['overlay'],
+                        lambda: naive.naive_overlay(frame, mask, classes.colors, alpha))
+        timed(nav['summary'], lambda: naive.naive_summary(
+            mask, classes.num_classes, sum_cfg.roi_polygon, classes.drivable_ids,
+            sum_cfg.free_space_bins))
+        if Image is not None:
+            def build_naive() -> None:
+                for arr, enc in ((mask, 'mono8'), (overlay, 'rgb8')):
+                    msg = Image()
+                    naive.naive_message(msg, arr)
+                    msg.encoding = enc
+            timed(nav['message'], build_naive)
+    backend.release()
+
+    # Exact vs fast logits upsampling at 1080p.
+    reps_fast, reps_exact = (2, 1) if args.quick else (10, 5)
+    t_fast, t_exact = [], []
+    for _ in range(reps_fast):
+        fast = timed(t_fast, lambda: ids_from_output(logits, OutputKind.LOGITS, seg_geo,
+                                                     fast_cfg, classes.num_classes))
+    for _ in range(reps_exact):
+        exact = timed(t_exact, lambda: ids_from_output(logits, OutputKind.LOGITS, seg_geo,
+                                                       exact_cfg, classes.num_classes))
+    full = naive.naive_upsample_argmax(logits, HEIGHT, WIDTH)
+    exact_vs_fast = {
+        'fast': _stats(t_fast), 'exact': _stats(t_exact),
+        'agreement_fast_vs_exact': float((fast == exact).mean()),
+        'agreement_exact_vs_full_res_reference': float((exact == full).mean()),
+        'agreement_fast_vs_full_res_reference': float((fast == full).mean()),
+    }
+
+    def totals(src: Dict[str, List[float]], post: str, with_msg: bool) -> Dict[str, float]:
+        keys = ['conversion', 'preprocess', post, 'overlay', 'summary']
+        if with_msg and src.get('message'):
+            keys.append('message')
+        n = min(len(src[k]) for k in keys)
+        return _stats([sum(src[k][j] for k in keys) for j in range(n)])
+
+    result = {
+        'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+        'command': 'python -m segformer_ros.tools.bench ' + ' '.join(args.argv),
+        'machine': machine,
+        'frame': f'{WIDTH}x{HEIGHT} rgb8 (solidWhiteRight.mp4 upscaled), array.array buffer',
+        'model': Path(args.model).name, 'threads': args.threads,
+        'logits_source': logits_source,
+        'frames': {'ours': n_frames, 'naive': n_naive},
+        'message_build': 'sensor_msgs.msg.Image' if Image is not None else 'skipped (no rclpy)',
+        'stages': {k: {'ours': _stats(v) if v else None,
+                       'naive': _stats(nav[k]) if nav.get(k) else None}
+                   for k, v in ours.items()},
+        'totals': {
+            'ours_non_inference_ids_model': totals(ours, 'postprocess_ids', False),
+            'ours_non_inference_logits_model': totals(ours, 'postprocess_logits', False),
+            'naive_non_inference_logits_model': totals(nav, 'postprocess_logits', False),
+            'ours_non_inference_logits_model_with_message':
+                totals(ours, 'postprocess_logits', True),
+            'naive_non_inference_logits_model_with_message':
+                totals(nav, 'postprocess_logits', True),
+        },
+        'mask_agreement_ours_vs_naive_ids': float(np.mean(agree_ids)) if agree_ids else None,
+        'exact_vs_fast': exact_vs_fast,
+        'ort_spinning': {'overlay_right_after_inference': _stats(after_inference),
+                         'overlay_in_separate_pass': _stats(ours['overlay'])},
+        'message_build_field_checks_on': {k: _stats(v) if v else None
+                                          for k, v in checked.items()},
+    }
+    ours_t = result['totals']['ours_non_inference_logits_model']['median_ms']
+    naive_t = result['totals']['naive_non_inference_logits_model']['median_ms']
+    result['speedup_non_inference'] = naive_t / ours_t if ours_t else None
+    result['targets'] = {'ours_non_inference_le_25ms': ours_t <= 25.0,
+                         'speedup_ge_4x': bool(result['speedup_non_inference']
+                                               and result['speedup_non_inference'] >= 4.0)}
+    return result
+
+
+LABELS = [('conversion', 'conversion (array.array rgb8 -> view)'),
+          ('preprocess', 'preprocess (-> 1x3x513x513 f32)'),
+          ('inference', 'inference (DeepLab, ORT CPU)'),
+          ('postprocess_ids', 'postprocess, id map 513^2 -> 1080p'),
+          ('postprocess_logits', 'postprocess, logits 19x256^2 -> 1080p (fast)'),
+          ('overlay', 'overlay (alpha 0.5)'),
+          ('summary', 'summary (counts, ROI, free space)'),
+          ('message', 'message build, mask + overlay')]
+TOTALS = [('ours_non_inference_ids_model', 'ours: non-inference total, id-map model'),
+          ('ours_non_inference_logits_model', 'ours: non-inference total, logits model'),
+          ('naive_non_inference_logits_model', 'naive: non-inference total, logits model'),
+          ('ours_non_inference_logits_model_with_message', 'ours: same + message build'),
+          ('naive_non_inference_logits_model_with_message', 'naive: same + message build')]
+
+
+def _fmt(s: Optional[Dict[str, float]]) -> Tuple[str, str]:
+    if not s:
+        return '-', '-'
+    return f'{s["median_ms"]:.2f}', f'{s["p95_ms"]:.2f}'
+
+
+def table(result: Dict[str, Any]) -> str:
+    """Markdown table of the per-stage and total times."""
+    lines = ['| stage | ours median ms | ours p95 ms | naive median ms | naive p95 ms | '
+             'naive / ours |', '|---|---:|---:|---:|---:|---:|']
+    for key, label in LABELS:
+        st = result['stages'][key]
+        if not st['ours']:
+            label += ' (skipped: rclpy not importable)'
+        om, op = _fmt(st['ours'])
+        nm, np95 = _fmt(st['naive'])
+        ratio = '-'
+        if st['ours'] and st['naive']:
+            ratio = f'{st["naive"]["median_ms"] / max(st["ours"]["median_ms"], 1e-9):.1f}x'
+        if key == 'inference':
+            nm, np95 = '(same model)', ''
+        lines.append(f'| {label} | {om} | {op} | {nm} | {np95} | {ratio} |')
+    for key, label in TOTALS:
+        m, p = _fmt(result['totals'][key])
+        if key.startswith('ours'):
+            lines.append(f'| **{label}** | {m} | {p} | | | |')
+        else:
+            lines.append(f'| **{label}** | | | {m} | {p} | |')
+    return '\n'.join(lines)
+
+
+def _notes(result: Dict[str, Any]) -> str:
+    spin = result['ort_spinning']
+    after = spin['overlay_right_after_inference']['median_ms']
+    alone = spin['overlay_in_separate_pass']['median_ms']
+    text = (f'ONNX Runtime spinning: the CPU stages are timed in a pass of their own because '
+            f'ORT\'s intra-op threads keep spinning after each run; the same overlay timed '
+            f'right after an inference took {after:.2f} ms (median) vs {alone:.2f} ms. '
+            f'On few-core CPUs set the session option '
+            f'`session.intra_op.allow_spinning = 0` (or fewer ORT threads) in the node.')
+    chk = result['message_build_field_checks_on']
+    if chk.get('ours') and chk.get('naive'):
+        text += (f' With rclpy field checks on (`Image(check_fields=True)`, the Humble behaviour '
+                 f'under `__debug__`), building mask + overlay took '
+                 f'{chk["ours"]["median_ms"]:.2f} ms (ours, array.array) vs '
+                 f'{chk["naive"]["median_ms"]:.1f} ms (naive, bytes: every element checked).')
+    return text
+
+
+def markdown(result: Dict[str, Any]) -> str:
+    """Render the docs/benchmarks.md section for this result."""
+    m = result['machine']
+    v = m['versions']
+    ev = result['exact_vs_fast']
+    t = result['targets']
+    return '\n'.join([
+        SECTION, '',
+        f'Measured {result["date"]} with `{result["command"].strip()}` (`make bench`).',
+        f'Machine: {m["nproc"]} CPUs, {m["cpu"]}; Python {v["python"]}, numpy {v["numpy"]}, '
+        f'OpenCV {v["cv2"]}, onnxruntime {v["onnxruntime"]}; ORT threads {result["threads"]}; '
+        f'load average before the run {m["loadavg_1_5_15"]} (1/5/15 min).',
+        f'Input: {result["frame"]}; model {result["model"]}. Frames: '
+        f'{result["frames"]["ours"]} (ours), {result["frames"]["naive"]} (naive). Wall-clock '
+        f'per frame. Logit postprocessing uses {result["logits_source"]}. Message build: '
+        f'{result["message_build"]} (ours: `array_to_image_fields` -> array.array; naive: '
+        f'`msg.data = arr.tobytes()`).', '',
+        table(result), '',
+        f'Non-inference speed-up (logits model, naive / ours, medians): '
+        f'{result["speedup_non_inference"]:.1f}x. Targets: ours <= 25 ms '
+        f'{"met" if t["ours_non_inference_le_25ms"] else "NOT met"}; >= 4x less than naive '
+        f'{"met" if t["speedup_ge_4x"] else "NOT met"}. Mask agreement ours vs naive '
+        f'(id-map model; nearest with half-pixel centres vs cv2 INTER_NEAREST): '
+        f'{100 * (result["mask_agreement_ours_vs_naive_ids"] or 0):.2f}%.', '',
+        _notes(result), '',
+        '### Logit upsampling at 1080p: fast vs exact', '',
+        '| mode | median ms | p95 ms |', '|---|---:|---:|',
+        f'| fast (argmax at 256x256, nearest) | {ev["fast"]["median_ms"]:.2f} | '
+        f'{ev["fast"]["p95_ms"]:.2f} |',
+        f'| exact (bilinear per class at 1080p, running argmax) | '
+        f'{ev["exact"]["median_ms"]:.2f} | {ev["exact"]["p95_ms"]:.2f} |', '',
+        f'Pixel agreement: fast vs exact {100 * ev["agreement_fast_vs_exact"]:.2f}%; exact vs '
+        f'the naive full-resolution reference (cv2.resize of every channel + argmax) '
+        f'{100 * ev["agreement_exact_vs_full_res_reference"]:.3f}%; fast vs that reference '
+        f'{100 * ev["agreement_fast_vs_full_res_reference"]:.2f}%. (Random-weight logits '
+        f'have many near-ties and small regions, so fast/exact disagree more than on a '
+        f'trained model.)', ''])
+
+
+def write_docs(path: Path, section: str) -> None:
+    """Replace (or append) the CPU pipeline section of docs/benchmarks.md, keep the rest."""
+    text = path.read_text() if path.exists() else '# Benchmarks\n\n'
+    start = text.find(SECTION)
+    if start < 0:
+        text = text.rstrip('\n') + '\n\n' + section
+    else:
+        end = text.find('\n## ', start + len(SECTION))
+        tail = text[end + 1:] if end >= 0 else ''
+        text = text[:start] + section + ('\n' + tail if tail else '')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip('\n') + '\n')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``python -m segformer_ros.tools.bench``."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--frames', type=int, default=30, help='frames to time (default 30)')
+    parser.add_argument('--naive-frames', type=int, default=10,
+                        help='frames for the (slow) naive path (default 10)')
+    parser.add_argument('--quick', action='store_true',
+                        help='3 frames, synthetic logits: a smoke test')
+    parser.add_argument('--json', type=Path, help='write the result as JSON here')
+    parser.add_argument('--no-write-docs', action='store_true',
+                        help='do not update docs/benchmarks.md')
+    parser.add_argument('--docs', type=Path, default=DEFAULT_DOCS, help=argparse.SUPPRESS)
+    parser.add_argument('--model', type=Path, default=DEFAULT_MODEL)
+    parser.add_argument('--segformer', type=Path, default=DEFAULT_SEGFORMER)
+    parser.add_argument('--video', type=Path, default=DEFAULT_VIDEO)
+    parser.add_argument('--threads', type=int, default=2, help='ORT intra-op threads')
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.frames < 1:
+        parser.error(f'--frames must be >= 1, got {args.frames}')
+    result = run(args)
+    print(f'CPU pipeline benchmark, {result["frame"]}, {result["machine"]["nproc"]} CPUs '
+          f'({result["machine"]["cpu"]})')
+    print(f'logits: {result["logits_source"]}')
+    print(table(result))
+    ev = result['exact_vs_fast']
+    print(f'speed-up non-inference: {result["speedup_non_inference"]:.1f}x; targets: '
+          f'{result["targets"]}')
+    print(f'fast {ev["fast"]["median_ms"]:.2f} ms vs exact {ev["exact"]["median_ms"]:.2f} ms;'
+          f' agreement {100 * ev["agreement_fast_vs_exact"]:.2f}%')
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + '\n')
+    if not args.no_write_docs:
+        write_docs(args.docs, markdown(result))
+        print(f'updated {args.docs}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,706 @@
+"""`make bench-ros`: image -> mask latency over real DDS on loopback, as a planner sees it.
+
+Processes: a publisher (tools/rate_publisher.py: pre-built 1920x1080 rgb8 frames of the
+shared video, sensor-data QoS, fresh stamps) -> the segformer node (its own process, the
+DeepLab preset) -> a subscriber in this process (OutputRecorder). Latency is receipt time
+minus the header stamp (the node copies the camera stamp). Scenarios, each with a fresh
+node so its /diagnostics stage windows hold only that scenario:
+
+* ``transport``: publisher -> a plain subscriber in this process, no node (the floor);
+* ``mask_only``: only the mask subscribed (the node skips overlay and summary);
+* ``full``: mask, overlay and summary subscribed;
+* ``flood``: mask only at ``--flood-rate``: with keep-latest input the latency must stay
+  flat over the run instead of growing with a queue.
+
+Writes out/bench_ros/bench_ros.json, docs/images/bench_ros_latency.png and the section
+"End-to-end over ROS 2 (make bench-ros)" of docs/benchmarks.md (not with --quick).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .processes import (REPO_ROOT, RosProcess, confine_this_process, loopback_env,
+                        node_command, params_file, pick_domain_id)
+
+SHARED = REPO_ROOT.parent / 'shared'
+DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+DEFAULT_PRESET = REPO_ROOT / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
+DOCS = REPO_ROOT / 'docs' / 'benchmarks.md'
+PLOT = REPO_ROOT / 'docs' / 'images' / 'bench_ros_latency.png'
+SECTION_TITLE = '## End-to-end over ROS 2 (make bench-ros)'
+CAMERA_TOPIC = '/camera/image_raw'
+TARGET_OVERHEAD_MS = 15.0
+STAGES = ('convert', 'preprocess', 'inference', 'postprocess', 'overlay', 'summary', 'publish')
+
+# (receipt time, latency), both in seconds.
+Sample = Tuple[float, float]
+
+
+class Scenario:
+    """One measured configuration."""
+
+    def __init__(self, name: str, label: str, rate_hz: float, node: bool,
+                 overlay: bool = False, summary: bool = False) -> None:
+        self.name = name
+        self.label = label
+        self.rate_hz = rate_hz
+        self.node = node
+        self.overlay = overlay
+        self.summary = summary
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    """Command-line options of the benchmark."""
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--duration', type=float, default=None,
+                   help='seconds of publishing per scenario (default 20; 3 with --quick)')
+    p.add_argument('--rate', type=float, default=30.0, help='camera rate in Hz')
+    p.add_argument('--flood-rate', type=float, default=200.0, help='flood run rate in Hz')
+    p.add_argument('--width', type=int, default=None, help='frame width (default 1920; '
+                   '640 with --quick)')
+    p.add_argument('--height', type=int, default=None, help='frame height (default 1080; '
+                   '360 with --quick)')
+    p.add_argument('--quick', action='store_true',
+                   help='smoke mode: short scenarios, small frames, no docs written')
+    p.add_argument('--no-write-docs', action='store_true',
+                   help='do not touch docs/benchmarks.md or docs/images')
+    p.add_argument('--scenarios', default='transport,mask_only,full,flood',
+                   help='comma-separated subset of transport,mask_only,full,flood')
+    p.add_argument('--model', default=str(DEFAULT_MODEL), help='ONNX model (or engine)')
+    p.add_argument('--params', default=str(DEFAULT_PRESET), help='params file (preset)')
+    p.add_argument('--video', default=str(DEFAULT_VIDEO), help='video file or image folder')
+    p.add_argument('--backend', default='onnxruntime', help='auto, onnxruntime or tensorrt')
+    p.add_argument('--out', default=str(REPO_ROOT / 'out' / 'bench_ros'), help='output folder')
+    p.add_argument('--note', default='', help='a line added to the docs section (e.g. '
+                   'machine state)')
+    p.add_argument('--startup-timeout', type=float, default=90.0)
+    args = p.parse_args(argv)
+    args.duration = args.duration or (3.0 if args.quick else 20.0)
+    args.width = args.width or (640 if args.quick else 1920)
+    args.height = args.height or (360 if args.quick else 1080)
+    args.settle_s = 0.5 if args.quick else 2.0
+    args.window_s = 1.0 if args.quick else 5.0
+    args.write_docs = not (args.quick or args.no_write_docs)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.duration <= args.settle_s or args.rate <= 0 or args.flood_rate <= 0:
+        p.error(f'expected --duration > {args.settle_s} s and positive rates, got '
+                f'{args.duration}, {args.rate}, {args.flood_rate}')
+    return args
+
+
+def scenarios_for(args: argparse.Namespace) -> List[Scenario]:
+    """The scenarios selected by ``--scenarios``, in run order."""
+    known = {
+        'transport': Scenario('transport', 'transport only (no node)', args.rate, node=False),
+        'mask_only': Scenario('mask_only', 'node, mask only', args.rate, node=True),
+        'full': Scenario('full', 'node, mask + overlay + summary', args.rate, node=True,
+                         overlay=True, summary=True),
+        'flood': Scenario('flood', 'node, mask only, flood', args.flood_rate, node=True),
+    }
+    names = [n.strip() for n in args.scenarios.split(',') if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise SystemExit(f'bench_ros: expected --scenarios from {sorted(known)}, got {names}')
+    return [known[n] for n in names]
+
+
+# ------------------------------------------------------------------ process sampling
+class ProcSampler:
+    """CPU time and RSS of one process from /proc, sampled by the caller about once a second.
+
+    CPU% is relative to one core (200% = two cores busy).
+    """
+
+    def __init__(self, pid: int, period_s: float = 1.0) -> None:
+        self.pid = pid
+        self.period_s = period_s
+        self.samples: List[Tuple[float, float, float]] = []   # (time, cpu s, rss MB)
+        self._tick = float(os.sysconf('SC_CLK_TCK'))
+
+    def maybe_sample(self) -> None:
+        """Take a sample when a period has passed since the last one."""
+        now = time.monotonic()
+        if self.samples and now - self.samples[-1][0] < self.period_s:
+            return
+        try:
+            stat = Path(f'/proc/{self.pid}/stat').read_text()
+            status = Path(f'/proc/{self.pid}/status').read_text()
+        except OSError:
+            return   # the process has exited
+        fields = stat[stat.rindex(')') + 2:].split()
+        cpu_s = (int(fields[11]) + int(fields[12])) / self._tick   # utime + stime
+        match = re.search(r'^VmRSS:\s+(\d+) kB', status, re.M)
+        rss_mb = int(match.group(1)) / 1024.0 if match else float('nan')
+        self.samples.append((now, cpu_s, rss_mb))
+
+    def summary(self) -> Dict[str, Optional[float]]:
+        """Mean CPU% over the sampled span, peak per-interval CPU%, RSS at the end and peak."""
+        if len(self.samples) < 2:
+            return {'cpu_percent': None, 'cpu_percent_max': None, 'rss_mb': None,
+                    'rss_mb_max': None, 'samples': len(self.samples)}
+        t = np.array([s[0] for s in self.samples])
+        cpu = np.array([s[1] for s in self.samples])
+        rss = np.array([s[2] for s in self.samples])
+        per_interval = np.diff(cpu) / np.maximum(np.diff(t), 1e-6) * 100.0
+        return {'cpu_percent': _r((cpu[-1] - cpu[0]) / (t[-1] - t[0]) * 100.0),
+                'cpu_percent_max': _r(per_interval.max()),
+                'rss_mb': _r(rss[-1]), 'rss_mb_max': _r(rss.max()),
+                'samples': len(self.samples)}
+
+
+# ----------------------------------------------------------------------- statistics
+def latency_stats(samples: Sequence[Sample], settle_s: float) -> Dict[str, Any]:
+    """p50/p95/max latency (ms) of samples received ``settle_s`` after the first one."""
+    if not samples:
+        return {'count': 0, 'p50_ms': None, 'p95_ms': None, 'max_ms': None, 'mean_ms': None}
+    first = samples[0][0]
+    kept = np.array([lat for t, lat in samples if t - first >= settle_s]) * 1e3
+    if kept.size == 0:   # very short runs: keep everything rather than nothing
+        kept = np.array([lat for _, lat in samples]) * 1e3
+    p50, p95 = np.percentile(kept, [50, 95])
+    return {'count': int(kept.size), 'p50_ms': _r(p50), 'p95_ms': _r(p95),
+            'max_ms': _r(kept.max()), 'mean_ms': _r(kept.mean())}
+
+
+def latency_windows(samples: Sequence[Sample], window_s: float) -> List[Dict[str, Any]]:
+    """Latency per ``window_s`` window of receipt time (from the first receipt)."""
+    if not samples:
+        return []
+    first = samples[0][0]
+    buckets: Dict[int, List[float]] = {}
+    for t, lat in samples:
+        buckets.setdefault(int((t - first) // window_s), []).append(lat * 1e3)
+    out = []
+    for index in sorted(buckets):
+        values = np.array(buckets[index])
+        p50, p95 = np.percentile(values, [50, 95])
+        out.append({'start_s': round(index * window_s, 1), 'count': int(values.size),
+                    'p50_ms': _r(p50), 'p95_ms': _r(p95), 'max_ms': _r(values.max())})
+    return out
+
+
+def latency_trend(samples: Sequence[Sample], settle_s: float) -> Dict[str, Any]:
+    """Least-squares slope of latency over receipt time (ms per s) after settling."""
+    if len(samples) < 3:
+        return {'slope_ms_per_s': None}
+    first = samples[0][0]
+    pts = np.array([(t - first, lat * 1e3) for t, lat in samples if t - first >= settle_s])
+    if len(pts) < 3:
+        return {'slope_ms_per_s': None}
+    slope = np.polyfit(pts[:, 0], pts[:, 1], 1)[0]
+    return {'slope_ms_per_s': _r(slope, 2)}
+
+
+def flood_bounded(windows: Sequence[Dict[str, Any]]) -> Optional[bool]:
+    """True when the last full window's median latency is within 1.5x of the first one's.
+
+    A queue would grow by about (input rate / output rate) x inference time per second,
+    i.e. seconds within a few windows; keep-latest keeps the windows flat.
+    """
+    full = [w for w in windows if w['count'] >= 3]
+    if len(full) < 2:
+        return None
+    return full[-1]['p50_ms'] <= 1.5 * full[0]['p50_ms'] + 5.0
+
+
+def target_check(result: Dict[str, Any]) -> Dict[str, Any]:
+    """Latency p95 minus the node's inference p50 (from /diagnostics) against the target."""
+    p95 = result['latency']['p95_ms']
+    inference = (result.get('stages_ms_p50') or {}).get('inference')
+    if p95 is None or inference is None:
+        return {'overhead_ms': None, 'pass': None}
+    overhead = p95 - inference
+    return {'latency_p95_ms': p95, 'inference_p50_ms': inference,
+            'overhead_ms': _r(overhead), 'target_ms': TARGET_OVERHEAD_MS,
+            'pass': bool(overhead <= TARGET_OVERHEAD_MS)}
+
+
+def _r(value: float, digits: int = 1) -> Optional[float]:
+    value = float(value)
+    return None if value != value else round(value, digits)
+
+
+def _float(value: Any) -> Optional[float]:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
+# -------------------------------------------------------------------------- running
+class _Run:
+    """Shared state of one benchmark run: rclpy context, env, output folder."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.args = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.domain = pick_domain_id()
+        confine_this_process(self.domain)
+        self.env = loopback_env(self.domain)
+        rclpy.init()
+        self.executor = SingleThreadedExecutor()
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        rclpy.try_shutdown()
+
+    def spin_for(self, seconds: float, every: Optional[Callable[[], None]] = None) -> None:
+        """Serve callbacks for ``seconds``."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.05)
+            if every is not None:
+                every()
+
+    def spin_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        """Serve callbacks until ``predicate()`` or the timeout."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return predicate()
+
+    def publisher(self, scenario: Scenario) -> Tuple[RosProcess, Path]:
+        """Start the rate publisher for ``scenario``; it waits for one subscriber."""
+        report = self.out / f'publisher_{scenario.name}.json'
+        if report.exists():
+            report.unlink()
+        cmd = [sys.executable, '-m', 'segformer_ros.tools.rate_publisher',
+               '--video', str(Path(self.args.video).resolve()), '--topic', CAMERA_TOPIC,
+               '--rate', str(scenario.rate_hz), '--duration', str(self.args.duration),
+               '--width', str(self.args.width), '--height', str(self.args.height),
+               '--wait-subscribers', '1', '--report', str(report)]
+        return RosProcess(cmd, self.env, self.out / f'publisher_{scenario.name}.log'), report
+
+    def measure(self, scenario: Scenario, samples: List[Sample],
+                samplers: Dict[str, ProcSampler]) -> Dict[str, Any]:
+        """Run the publisher to its end while serving callbacks and sampling processes."""
+        publisher, report_path = self.publisher(scenario)
+        samplers['publisher'] = ProcSampler(publisher.pid)
+
+        def sample() -> None:
+            if samples:   # from the first output on: the node's steady state only
+                for sampler in samplers.values():
+                    sampler.maybe_sample()
+
+        limit = self.args.duration + 60.0
+        start = time.monotonic()
+        while publisher.running() and time.monotonic() - start < limit:
+            self.executor.spin_once(timeout_sec=0.05)
+            sample()
+        for sampler in samplers.values():
+            sampler.maybe_sample()
+        code = publisher.stop()
+        # Late outputs and the node's last diagnostics (published every second).
+        self.spin_for(1.5)
+        try:
+            pub_report = json.loads(report_path.read_text())
+        except (OSError, ValueError):
+            raise SystemExit(f'bench_ros: the publisher wrote no report (exit {code}); its '
+                             f'log:\n{publisher.log()[-3000:]}')
+        return pub_report
+
+
+def run_transport(run: _Run, scenario: Scenario) -> Dict[str, Any]:
+    """Publisher -> plain subscriber in this process, node QoS (best effort, depth 1)."""
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    from ..node import SENSOR_QOS
+    from .recorder import stamp_seconds
+
+    samples: List[Sample] = []
+
+    def on_image(msg: Any) -> None:
+        now = time.time()
+        samples.append((now, now - stamp_seconds(msg.header)))
+
+    probe = rclpy.create_node('bench_transport_probe')
+    probe.create_subscription(Image, CAMERA_TOPIC, on_image, SENSOR_QOS)
+    run.executor.add_node(probe)
+    try:
+        pub = run.measure(scenario, samples, {})
+    finally:
+        run.executor.remove_node(probe)
+        probe.destroy_node()
+    return _result(run, scenario, samples, pub, received=len(samples))
+
+
+def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
+    """Publisher -> segformer node (fresh process) -> OutputRecorder in this process."""
+    from .recorder import OutputRecorder, stamp_seconds
+
+    args = run.args
+    overrides = params_file({'model_path': str(Path(args.model).resolve()),
+                             'backend': args.backend, 'autostart': True}, str(run.out))
+    node = RosProcess(node_command([args.params, overrides], {'image': CAMERA_TOPIC}),
+                      run.env, run.out / f'node_{scenario.name}.log')
+    samples: List[Sample] = []
+
+    def on_mask(msg: Any) -> None:
+        now = time.time()
+        samples.append((now, now - stamp_seconds(msg.header)))
+
+    recorder = OutputRecorder(name=f'bench_recorder_{scenario.name}', overlay=scenario.overlay,
+                              summary=scenario.summary, on_mask=on_mask)
+    run.executor.add_node(recorder)
+    try:
+        t0 = time.monotonic()
+        if not node.wait_for_log('configured', args.startup_timeout):
+            raise SystemExit('bench_ros: the node did not configure; its log:\n'
+                             + node.log()[-3000:])
+        topics = ['/segmentation/mask'] + (['/segmentation/overlay'] if scenario.overlay
+                                           else []) + (['/segmentation/summary']
+                                                       if scenario.summary else [])
+        matched = run.spin_until(
+            lambda: all(recorder.count_publishers(t) >= 1 for t in topics), 20.0)
+        if not matched:
+            raise SystemExit(f'bench_ros: the node\'s outputs {topics} never matched')
+        run.spin_for(0.5)   # let the node see our subscriptions too (it checks them)
+        startup_s = time.monotonic() - t0
+        samplers = {'node': ProcSampler(node.pid)}
+        pub = run.measure(scenario, samples, samplers)
+        diagnostics = dict(recorder.diagnostics)
+        counts = dict(recorder.counts)
+        other = {k: latency_stats([(0.0, v) for v in recorder.latencies_s[k]], 0.0)
+                 for k in ('overlay', 'summary') if counts[k]}
+    finally:
+        run.executor.remove_node(recorder)
+        recorder.destroy_node()
+        node_code = node.stop()
+    result = _result(run, scenario, samples, pub, received=counts['mask'])
+    frames_in = _float(diagnostics.get('frames_in'))
+    replaced = _float(diagnostics.get('frames_dropped'))
+    result.update({
+        'node_exit_code': node_code, 'node_startup_s': round(startup_s, 1),
+        'counts': counts, 'other_outputs_latency': other,
+        'node_frames_in': frames_in, 'node_frames_out': _float(diagnostics.get('frames_out')),
+        'node_frames_replaced': replaced,
+        'lost_in_transport': (pub['published'] - int(frames_in)
+                              if frames_in is not None else None),
+        'stages_ms_p50': {s: _r(v, 2) for s in STAGES
+                          if (v := _float(diagnostics.get(f'{s}_ms_p50'))) is not None},
+        'stages_ms_p95': {s: _r(v, 2) for s in STAGES
+                          if (v := _float(diagnostics.get(f'{s}_ms_p95'))) is not None},
+        'backend': diagnostics.get('backend'),
+        'node_process': samplers['node'].summary(),
+        'publisher_process': samplers['publisher'].summary(),
+    })
+    result['target'] = target_check(result)
+    return result
+
+
+def _result(run: _Run, scenario: Scenario, samples: List[Sample], pub: Dict[str, Any],
+            received: int) -> Dict[str, Any]:
+    published = int(pub.get('published', 0))
+    span = samples[-1][0] - samples[0][0] if len(samples) > 1 else 0.0
+    windows = latency_windows(samples, run.args.window_s)
+    result = {
+        'scenario': scenario.name, 'label': scenario.label,
+        'requested_hz': scenario.rate_hz, 'published': published,
+        'publish_hz': pub.get('achieved_hz'), 'received': received,
+        'output_hz': _r((len(samples) - 1) / span, 2) if span > 0 else 0.0,
+        'drop_rate': _r(1.0 - received / published, 4) if published else None,
+        'latency': latency_stats(samples, run.args.settle_s),
+        'trend': latency_trend(samples, run.args.settle_s),
+        'windows': windows,
+        'latencies_ms': [round(lat * 1e3, 2) for _, lat in samples],
+        'receipt_s': [round(t - samples[0][0], 3) for t, _ in samples],
+    }
+    if scenario.name == 'flood':
+        result['bounded'] = flood_bounded(windows)
+    return result
+
+
+# ------------------------------------------------------------------------- reporting
+def machine_info() -> Dict[str, Any]:
+    """CPU, memory, load and software versions of this machine."""
+    from importlib import metadata
+
+    info: Dict[str, Any] = {'cores': os.cpu_count(), 'kernel': platform.release(),
+                            'python': platform.python_version()}
+    try:
+        cpuinfo = Path('/proc/cpuinfo').read_text()
+        match = re.search(r'^model name\s*:\s*(.+)$', cpuinfo, re.M)
+        info['cpu'] = match.group(1).strip() if match else platform.processor()
+        meminfo = Path('/proc/meminfo').read_text()
+        match = re.search(r'^MemTotal:\s+(\d+) kB', meminfo, re.M)
+        info['memory_gb'] = round(int(match.group(1)) / 1024 ** 2, 1) if match else None
+    except OSError:
+        pass
+    for package in ('onnxruntime', 'numpy', 'opencv-python-headless', 'rclpy'):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    info['rmw'] = os.environ.get('RMW_IMPLEMENTATION', '')
+    return info
+
+
+def load_average() -> List[float]:
+    """1, 5 and 15 minute load averages."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def write_plot(report: Dict[str, Any], path: Path) -> None:
+    """Latency histograms per scenario and the flood run's latency over time."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    results = report['results']
+    fig, (ax_hist, ax_time) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=80)
+    values = [np.array(r['latencies_ms']) for r in results if r['latencies_ms']]
+    top = max((float(np.percentile(v, 99.5)) for v in values), default=1.0)
+    bins = np.linspace(0.0, top * 1.05, 60)
+    for r in results:
+        if r['latencies_ms']:
+            ax_hist.hist(np.clip(r['latencies_ms'], 0, bins[-1]), bins=bins, histtype='step',
+                         linewidth=1.5, density=True,
+                         label=f'{r["scenario"]} ({r["requested_hz"]:g} Hz)')
+    ax_hist.set_xlabel('image -> output latency (ms)')
+    ax_hist.set_ylabel('density')
+    ax_hist.set_title(f'{report["config"]["width"]}x{report["config"]["height"]} rgb8')
+    ax_hist.legend(fontsize=8)
+    flood = next((r for r in results if r['scenario'] == 'flood'), None)
+    if flood is not None and flood['latencies_ms']:
+        ax_time.plot(flood['receipt_s'], flood['latencies_ms'], '.', markersize=3,
+                     label='mask latency')
+        mids = [w['start_s'] + report['config']['window_s'] / 2 for w in flood['windows']]
+        ax_time.plot(mids, [w['p95_ms'] for w in flood['windows']], 'o-', label='window p95')
+        ax_time.set_ylim(bottom=0)
+        ax_time.set_title(f'flood: {flood["publish_hz"]} Hz published (keep-latest)')
+        ax_time.legend(fontsize=8)
+    else:
+        ax_time.set_title('flood run not measured')
+    ax_time.set_xlabel('time since first mask (s)')
+    ax_time.set_ylabel('latency (ms)')
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return 'n/a'
+    if isinstance(value, float):
+        return f'{value:.{digits}f}'
+    return str(value)
+
+
+def render_section(report: Dict[str, Any], plot_rel: str) -> str:
+    """The docs section (markdown, level-2 heading) for ``report``."""
+    cfg, machine = report['config'], report['machine']
+    results = {r['scenario']: r for r in report['results']}
+    lines = [SECTION_TITLE, '',
+             '<!-- Generated by segformer_ros/tools/bench_ros.py; rerun the command below '
+             'to regenerate this whole section. -->', '',
+             f'Publisher process ({cfg["width"]}x{cfg["height"]} rgb8 frames of '
+             f'`{cfg["video"]}`, sensor-data QoS) -> segformer node (own process, '
+             f'`{cfg["params"]}`, model `{cfg["model"]}`) -> subscriber in the benchmark '
+             'process, all over Fast DDS on loopback (shared memory for the payload). '
+             'Latency = receipt time minus the camera header stamp the node copies onto '
+             f'its outputs; the first {cfg["settle_s"]:g} s of each scenario are '
+             f'discarded; {cfg["duration_s"]:g} s per scenario, a fresh node per scenario.',
+             '', 'Command:', '', '```', report['command'], '```', '',
+             f'Machine: {machine.get("cpu", "?")}, {machine.get("cores")} cores, '
+             f'{machine.get("memory_gb")} GB RAM, Linux {machine.get("kernel")}, Python '
+             f'{machine.get("python")}, onnxruntime {machine.get("onnxruntime", "?")}, '
+             f'rclpy {machine.get("rclpy", "?")} ({machine.get("rmw")}). Backend: '
+             f'{report.get("backend") or "n/a"}. Run {report["date"]}; load average '
+             f'(1/5/15 min) {report["load_before"]} before, {report["load_after"]} after.']
+    if report['load_before'][0] > 0.5 * (machine.get('cores') or 1):
+        lines += ['', f'**The machine was busy with other work when this ran** (load '
+                      f'{report["load_before"][0]} on {machine.get("cores")} cores): CPU-bound '
+                      'numbers (inference, latency) are pessimistic; rerun on a quiet machine.']
+    if cfg.get('note'):
+        lines += ['', cfg['note']]
+    lines += ['', '| scenario | requested Hz | published Hz | outputs Hz | latency p50 / p95 / '
+              'max (ms) | dropped (replaced / lost) | node CPU % (1 core = 100) | node RSS MB '
+              '| inference p50 (ms) |',
+              '|---|---|---|---|---|---|---|---|---|']
+    for r in report['results']:
+        lat = r['latency']
+        proc = r.get('node_process') or {}
+        drop = f'{r["drop_rate"] * 100:.1f} %' if r['drop_rate'] is not None else 'n/a'
+        if r['scenario'] != 'transport':
+            drop += (f' ({_fmt(r.get("node_frames_replaced"), 0)} / '
+                     f'{_fmt(r.get("lost_in_transport"))})')
+        lines.append(
+            f'| {r["label"]} | {r["requested_hz"]:g} | {_fmt(r["publish_hz"])} | '
+            f'{_fmt(r["output_hz"])} | {_fmt(lat["p50_ms"])} / {_fmt(lat["p95_ms"])} / '
+            f'{_fmt(lat["max_ms"])} | {drop} | {_fmt(proc.get("cpu_percent"), 0)} | '
+            f'{_fmt(proc.get("rss_mb_max"), 0)} | '
+            f'{_fmt((r.get("stages_ms_p50") or {}).get("inference"))} |')
+    lines += ['', 'Dropped = 1 - outputs received / frames published; "replaced" are frames '
+              'the node\'s keep-latest slot overwrote before the worker took them (by design '
+              'when frames come faster than inference), "lost" are frames that never reached '
+              'the node (DDS best effort). The transport row is the floor: the same publisher '
+              'and QoS to a plain Python subscriber, no node.']
+    staged = [r for r in report['results'] if r.get('stages_ms_p50')]
+    if staged:
+        lines += ['', 'Node stage medians from /diagnostics (ms, last 300 frames of the '
+                      'scenario):', '',
+                  '| scenario | ' + ' | '.join(STAGES) + ' |',
+                  '|---|' + '---|' * len(STAGES)]
+        for r in staged:
+            lines.append(f'| {r["scenario"]} | ' + ' | '.join(
+                _fmt(r['stages_ms_p50'].get(s), 2) for s in STAGES) + ' |')
+    lines += ['', '### Target: latency p95 - inference p50 <= '
+              f'{TARGET_OVERHEAD_MS:g} ms at {cfg["rate_hz"]:g} Hz', '']
+    verdict = report['target']
+    for name in ('mask_only', 'full'):
+        t = (results.get(name) or {}).get('target') or {}
+        if t.get('overhead_ms') is not None:
+            lines.append(f'- {results[name]["label"]}: {t["latency_p95_ms"]} - '
+                         f'{t["inference_p50_ms"]} = **{t["overhead_ms"]} ms**: '
+                         f'{"PASS" if t["pass"] else "FAIL"}')
+    lines.append(f'- Overall: **{verdict["verdict"]}**. The inference figure is the node\'s '
+                 '`inference_ms_p50` from /diagnostics (the ONNX Runtime run call alone).')
+    if 'transport' in results:
+        tr = results['transport']['latency']
+        lines.append(f'- Floor: DDS alone moves a frame in {_fmt(tr["p50_ms"])} ms p50 / '
+                     f'{_fmt(tr["p95_ms"])} ms p95 here; the overhead above also contains the '
+                     'keep-latest wait (a frame arriving while the worker is busy waits up to '
+                     'one inference), inference jitter (p95 vs p50), the other stages and the '
+                     'mask\'s own trip back.')
+    flood = results.get('flood')
+    if flood is not None:
+        lines += ['', f'### Flood: {flood["requested_hz"]:g} Hz requested, '
+                      f'{_fmt(flood["publish_hz"])} Hz published', '',
+                  f'Latency per {cfg["window_s"]:g} s window (keep-latest input: it must '
+                  f'stay flat, not grow). Slope over the run: '
+                  f'{_fmt(flood["trend"]["slope_ms_per_s"], 2)} ms/s; bounded: '
+                  f'**{"yes" if flood.get("bounded") else "no" if flood.get("bounded") is False else "n/a"}**.',  # noqa: E501
+                  '', '| window start (s) | masks | p50 (ms) | p95 (ms) | max (ms) |',
+                  '|---|---|---|---|---|']
+        for w in flood['windows']:
+            lines.append(f'| {w["start_s"]:g} | {w["count"]} | {_fmt(w["p50_ms"])} | '
+                         f'{_fmt(w["p95_ms"])} | {_fmt(w["max_ms"])} |')
+    lines += ['', f'![image -> mask latency histograms and the flood run]({plot_rel})', '',
+              f'Raw numbers: `{report["json_path"]}` (not committed).', '']
+    return '\n'.join(lines)
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with the bench-ros section replaced by ``section`` (appended if absent)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION_TITLE), None)
+    if start is None:
+        base = text.rstrip('\n')
+        return (base + '\n\n' if base else '# Benchmarks\n\n') + section.rstrip('\n') + '\n'
+    end = next((i for i in range(start + 1, len(lines))
+                if re.match(r'#{1,2} ', lines[i])), len(lines))
+    new = lines[:start] + section.rstrip('\n').splitlines() + ([''] if end < len(lines)
+                                                              else []) + lines[end:]
+    return '\n'.join(new) + '\n'
+
+
+def overall_verdict(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """PASS when every measured 30 Hz node scenario meets the target."""
+    checks = [r['target']['pass'] for r in results
+              if r['scenario'] in ('mask_only', 'full') and r.get('target')
+              and r['target'].get('pass') is not None]
+    verdict = 'n/a' if not checks else 'PASS' if all(checks) else 'FAIL'
+    return {'verdict': verdict, 'target_ms': TARGET_OVERHEAD_MS}
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        try:
+            return os.path.relpath(Path(path).resolve(), REPO_ROOT)
+        except ValueError:
+            return Path(path).name
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """Run the selected scenarios; return the report (also written as JSON)."""
+    for path, what in ((args.model, 'model'), (args.video, 'video'), (args.params, 'params')):
+        if not Path(path).exists():
+            raise SystemExit(f'bench_ros: {what} {path} not found (expected ../shared beside '
+                             f'the repo, or pass --{what})')
+    scenarios = scenarios_for(args)
+    load_before = load_average()
+    started = datetime.datetime.now().astimezone()
+    state = _Run(args)
+    results: List[Dict[str, Any]] = []
+    try:
+        for scenario in scenarios:
+            print(f'bench_ros: {scenario.name} ({scenario.label}, {scenario.rate_hz:g} Hz, '
+                  f'{args.duration:g} s) ...', flush=True)
+            t0 = time.monotonic()
+            result = (run_node if scenario.node else run_transport)(state, scenario)
+            result['wall_s'] = round(time.monotonic() - t0, 1)
+            lat = result['latency']
+            print(f'bench_ros:   published {result["publish_hz"]} Hz, outputs '
+                  f'{result["output_hz"]} Hz, latency p50 {lat["p50_ms"]} / p95 '
+                  f'{lat["p95_ms"]} / max {lat["max_ms"]} ms ({result["wall_s"]} s)', flush=True)
+            results.append(result)
+    finally:
+        state.close()
+    command = 'make bench-ros' + (f' ARGS={shlex.quote(shlex.join(args.argv))}'
+                                  if args.argv else '')
+    json_path = Path(args.out) / 'bench_ros.json'
+    report = {
+        'command': command, 'date': started.strftime('%Y-%m-%d %H:%M %Z'),
+        'machine': machine_info(), 'load_before': load_before, 'load_after': load_average(),
+        'config': {'width': args.width, 'height': args.height, 'rate_hz': args.rate,
+                   'flood_rate_hz': args.flood_rate, 'duration_s': args.duration,
+                   'settle_s': args.settle_s, 'window_s': args.window_s,
+                   'quick': args.quick, 'model': _rel(Path(args.model)),
+                   'params': _rel(Path(args.params)), 'video': _rel(Path(args.video)),
+                   'backend': args.backend, 'note': args.note},
+        'backend': next((r.get('backend') for r in results if r.get('backend')), None),
+        'results': results, 'target': overall_verdict(results),
+        'json_path': _rel(json_path),
+    }
+    json_path.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the benchmark, print the table, write JSON, plot and docs."""
+    args = parse_args(argv)
+    report = run(args)
+    plot = PLOT if args.write_docs else Path(args.out) / 'bench_ros_latency.png'
+    write_plot(report, plot)
+    section = render_section(report, os.path.relpath(plot, DOCS.parent))
+    if args.write_docs:
+        # Re-read right before writing: other sections of this file belong to others.
+        text = DOCS.read_text() if DOCS.exists() else ''
+        DOCS.parent.mkdir(parents=True, exist_ok=True)
+        DOCS.write_text(replace_section(text, section))
+    else:
+        (Path(args.out) / 'bench_ros_section.md').write_text(section)
+    print(section)
+    print(f'bench_ros: JSON {report["json_path"]}, plot {_rel(plot)}'
+          + (f', docs {_rel(DOCS)}' if args.write_docs else ''))
+    ok = all(r['received'] > 0 for r in report['results'])
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

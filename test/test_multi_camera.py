@@ -1,0 +1,128 @@
+"""Several cameras through one node and one model, over real DDS (loopback)."""
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,  # noqa: E402
+                                           params_file)
+
+pytestmark = pytest.mark.ros
+PRESET = Path(__file__).resolve().parents[1] / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
+
+
+def _start_node(tmp_path: Path, domain: int, model: Path, cameras: List[str]) -> RosProcess:
+    overrides = params_file({'model_path': str(model), 'warmup_iterations': 0,
+                             'autostart': True, 'cameras': cameras,
+                             'camera_topics': [f'/{c}/image_raw' for c in cameras],
+                             'batch_window_ms': 20.0}, str(tmp_path))
+    proc = RosProcess(node_command([str(PRESET), overrides]), loopback_env(domain),
+                      tmp_path / 'node.log')
+    assert proc.wait_for_log('configured', 60.0), proc.log()[-2000:]
+    return proc
+
+
+class _Cameras:
+    """One publisher per camera and subscribers on each camera's output namespace."""
+
+    def __init__(self, context: Any, cameras: List[str]) -> None:
+        self.node = rclpy.create_node('multi_camera_test', context=context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.pubs = {c: self.node.create_publisher(Image, f'/{c}/image_raw',
+                                                   qos_profile_sensor_data) for c in cameras}
+        self.masks: Dict[str, List[Image]] = {c: [] for c in cameras}
+        for c in cameras:
+            self.node.create_subscription(Image, f'/{c}/segmentation/mask',
+                                          self.masks[c].append, 50)
+        self.diagnostics: Dict[str, str] = {}
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 10)
+
+    def _diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def spin(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def wait_subscribed(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(p.get_subscription_count() == 0 for p in self.pubs.values()):
+            assert time.monotonic() < deadline, 'node did not subscribe to every camera'
+            self.spin(0.1)
+
+    def publish(self, camera: str, frame: np.ndarray, sec: int) -> None:
+        msg = Image(height=frame.shape[0], width=frame.shape[1], encoding='bgr8',
+                    step=frame.shape[1] * 3)
+        msg.header.frame_id = f'{camera}_optical'
+        msg.header.stamp.sec = sec
+        msg.data = frame.tobytes()
+        self.pubs[camera].publish(msg)
+
+
+@pytest.mark.parametrize('cameras', [['front', 'left'], ['front', 'left', 'right']])
+def test_cameras_keep_their_own_headers_and_sizes(cameras, tmp_path, ros_domain,
+                                                  rclpy_context, deeplab_model,
+                                                  street_frames_bgr) -> None:
+    import cv2
+
+    proc = _start_node(tmp_path, ros_domain, deeplab_model, cameras)
+    try:
+        rig = _Cameras(rclpy_context, cameras)
+        rig.wait_subscribed()
+        # Every camera has its own resolution, so a mix-up shows in the mask size too.
+        sizes = {c: (320 + 64 * i, 240 + 32 * i) for i, c in enumerate(cameras)}
+        frames = {c: cv2.resize(street_frames_bgr[i % len(street_frames_bgr)], sizes[c])
+                  for i, c in enumerate(cameras)}
+        for round_ in range(8):
+            for i, c in enumerate(cameras):
+                rig.publish(c, frames[c], sec=1000 * (i + 1) + round_)
+            rig.spin(0.4)
+        rig.spin(2.0)
+        for i, c in enumerate(cameras):
+            assert rig.masks[c], f'no mask for camera {c}:\n{proc.log()[-2000:]}'
+            for m in rig.masks[c]:
+                assert m.header.frame_id == f'{c}_optical'
+                assert 1000 * (i + 1) <= m.header.stamp.sec < 1000 * (i + 2)
+                assert (m.width, m.height) == sizes[c]
+        rig.spin(1.5)  # one more diagnostics period
+        for c in cameras:
+            assert f'{c}_frames_dropped' in rig.diagnostics, rig.diagnostics
+        rig.node.destroy_node()
+    finally:
+        assert proc.stop() == 0, proc.log()[-2000:]
+
+
+def test_single_camera_keeps_topic_names(tmp_path, ros_domain, rclpy_context, deeplab_model,
+                                         street_frames_bgr) -> None:
+    overrides = params_file({'model_path': str(deeplab_model), 'warmup_iterations': 0,
+                             'autostart': True}, str(tmp_path))
+    proc = RosProcess(node_command([str(PRESET), overrides]), loopback_env(ros_domain),
+                      tmp_path / 'node.log')
+    try:
+        assert proc.wait_for_log('configured', 60.0), proc.log()[-2000:]
+        node = rclpy.create_node('single_camera_probe', context=rclpy_context)
+        deadline = time.monotonic() + 20.0
+        names: Dict[str, Any] = {}
+        while time.monotonic() < deadline and '/segmentation/mask' not in names:
+            names = dict(node.get_topic_names_and_types())
+            time.sleep(0.2)
+        assert names.get('/segmentation/mask') == ['sensor_msgs/msg/Image']
+        assert names.get('/segmentation/overlay') == ['sensor_msgs/msg/Image']
+        assert names.get('/segmentation/summary') == ['segformer_ros/msg/SegmentationSummary']
+        assert '/image' in names
+        node.destroy_node()
+    finally:
+        assert proc.stop() == 0
