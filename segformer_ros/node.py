@@ -292,7 +292,7 @@ class SegformerNode(LifecycleNode):
                     view = image_msg_to_array(msg, max_pixels)
             except ImageFormatError as exc:
                 stats.count_error()
-                self._log_error(f'input:{ch.spec.name}',
+                self._log_error(f'input:{ch.spec.name}:{_raise_site(exc)}',
                                 f'dropped a frame on {ch.spec.input_topic}: {exc}')
                 continue
             stats.add_times({'convert': time.perf_counter() - t0})
@@ -301,14 +301,18 @@ class SegformerNode(LifecycleNode):
             return
         want_overlay = any(ch.overlay_pub.get_subscription_count() > 0 for ch, _, _ in frames)
         want_summary = any(ch.summary_pub.get_subscription_count() > 0 for ch, _, _ in frames)
+        want_confidence = pipeline.has_logits and any(
+            ch.confidence_pub.get_subscription_count() > 0 for ch, _, _ in frames)
         alpha = float(self.get_parameter('overlay_alpha').value)
         inputs = [(view.array, view.channel_order) for _, _, view in frames]
         if len(inputs) == 1:
             results = [pipeline.process(inputs[0][0], inputs[0][1], want_overlay=want_overlay,
-                                        want_summary=want_summary, overlay_alpha=alpha)]
+                                        want_summary=want_summary, overlay_alpha=alpha,
+                                        want_confidence=want_confidence)]
         else:
             results = pipeline.process_batch(inputs, want_overlay=want_overlay,
-                                             want_summary=want_summary, overlay_alpha=alpha)
+                                             want_summary=want_summary, overlay_alpha=alpha,
+                                             want_confidence=want_confidence)
         for (ch, msg, _), result in zip(frames, results):
             t0 = time.perf_counter()
             ch.mask_pub.publish(image_message(result.mask, 'mono8', msg.header))
@@ -317,6 +321,8 @@ class SegformerNode(LifecycleNode):
                     result.overlay, OVERLAY_ENCODINGS[result.overlay_channel_order], msg.header))
             if result.summary is not None and ch.summary_pub.get_subscription_count() > 0:
                 ch.summary_pub.publish(summary_message(result.summary, msg.header))
+            if result.confidence is not None and ch.confidence_pub.get_subscription_count() > 0:
+                ch.confidence_pub.publish(image_message(result.confidence, 'mono8', msg.header))
             times = dict(result.times)
             times['publish'] = time.perf_counter() - t0
             stats.add_times(times)
@@ -368,6 +374,22 @@ class SegformerNode(LifecycleNode):
             if not result.successful:
                 return result
         return SetParametersResult(successful=True)
+
+
+def _raise_site(exc: BaseException) -> str:
+    """Where ``exc`` was raised (``file:line``): the rate-limit key of one kind of bad input.
+
+    Keyed per kind, a new problem (a step error after an encoding error) is logged at once
+    instead of hiding behind the previous one for the rate-limit period; keyed on the raise
+    site rather than the message, the key set stays bounded although messages quote
+    publisher-controlled strings (encodings, formats).
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return type(exc).__name__
+    return f'{tb.tb_frame.f_code.co_filename.rsplit("/", 1)[-1]}:{tb.tb_lineno}'
 
 
 def _summary_type() -> Any:

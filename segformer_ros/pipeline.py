@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .geometry import ResizeGeometry
 from .labels import palette_lut
 from .overlay import blend_overlay, overlay_channel_order
-from .postprocessing import ids_from_output
+from .postprocessing import confidence_from_logits, ids_from_output
 from .preprocessing import Frame, unpack_frame, preprocess_batch
 from .summary import Summary, compute_summary
 
@@ -42,6 +42,8 @@ class SegmentationResult:
     summary: Optional[Summary]
     geometry: ResizeGeometry
     times: Dict[str, float] = field(default_factory=dict)
+    #: (H, W) uint8, 255 * max softmax probability; logits models, when asked for.
+    confidence: Optional[np.ndarray] = None
 
 
 class SegmentationPipeline:
@@ -91,16 +93,24 @@ class SegmentationPipeline:
             self._buffers = {n: buf}  # keep only the current batch shape
         return buf
 
+    @property
+    def has_logits(self) -> bool:
+        """True when the model outputs logits (so a confidence map can be computed)."""
+        return self._kind is OutputKind.LOGITS
+
     def process(self, frame: Frame, channel_order: Optional[str] = None, *,
                 want_overlay: bool = True, want_summary: bool = True,
-                overlay_alpha: Optional[float] = None) -> SegmentationResult:
+                overlay_alpha: Optional[float] = None,
+                want_confidence: bool = False) -> SegmentationResult:
         """Segment one frame (uint8 array with ``channel_order``, or an ImageView)."""
         return self.process_batch([(frame, channel_order)], want_overlay=want_overlay,
-                                  want_summary=want_summary, overlay_alpha=overlay_alpha)[0]
+                                  want_summary=want_summary, overlay_alpha=overlay_alpha,
+                                  want_confidence=want_confidence)[0]
 
     def process_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
                       want_overlay: bool = True, want_summary: bool = True,
-                      overlay_alpha: Optional[float] = None) -> List[SegmentationResult]:
+                      overlay_alpha: Optional[float] = None,
+                      want_confidence: bool = False) -> List[SegmentationResult]:
         """Segment several ``(frame, channel_order)`` pairs (e.g. one per camera).
 
         Uses one ``backend.infer`` call when the model's batch dimension is dynamic or equals
@@ -112,12 +122,14 @@ class SegmentationPipeline:
         results: List[SegmentationResult] = []
         for start in range(0, len(frames), chunk):
             results.extend(self._run_chunk(list(frames[start:start + chunk]), chunk,
-                                           want_overlay, want_summary, overlay_alpha))
+                                           want_overlay, want_summary, overlay_alpha,
+                                           want_confidence and self.has_logits))
         return results
 
     def _run_chunk(self, frames: List[Tuple[Frame, Optional[str]]], batch: int,
                    want_overlay: bool, want_summary: bool,
-                   overlay_alpha: Optional[float]) -> List[SegmentationResult]:
+                   overlay_alpha: Optional[float],
+                   want_confidence: bool = False) -> List[SegmentationResult]:
         cfg = self._config
         alpha = cfg.postprocess.overlay_alpha if overlay_alpha is None else overlay_alpha
         with self._lock:
@@ -136,6 +148,9 @@ class SegmentationPipeline:
             t = time.perf_counter()
             mask = ids_from_output(outputs[i], self._kind, geo, cfg.postprocess,
                                    cfg.classes.num_classes)
+            confidence = None
+            if want_confidence:
+                confidence = confidence_from_logits(outputs[i], geo, cfg.postprocess)
             times['postprocess'] = time.perf_counter() - t
             array, frame_order = unpack_frame(frame, order)
             overlay = None
@@ -149,5 +164,5 @@ class SegmentationPipeline:
                 summary = compute_summary(mask, cfg.classes, cfg.summary)
             times['summary'] = time.perf_counter() - t
             results.append(SegmentationResult(mask, overlay, overlay_channel_order(frame_order),
-                                              summary, geo, times))
+                                              summary, geo, times, confidence))
         return results

@@ -214,3 +214,26 @@ def ids_from_output(output: np.ndarray, kind: OutputKind, geometry: ResizeGeomet
         raise ModelError(f'unknown output kind {kind!r}')
     rows, cols = nearest_indices(target, ids.shape[0], ids.shape[1])
     return _gather(ids, rows, cols)
+
+
+def confidence_from_logits(logits: np.ndarray, geometry: ResizeGeometry,
+                           config: PostprocessConfig) -> np.ndarray:
+    """Per-pixel confidence: 255 * max softmax probability, uint8, at the published size.
+
+    Computed at logit resolution (one softmax per logit cell, numerically stable) and
+    sampled to the published size with the same nearest rule as the 'fast' mask, so each
+    mask pixel's confidence comes from the logit cell that decided its class. Pixels whose
+    logits are all non-finite get 0.
+    """
+    if logits.ndim != 3 or logits.shape[0] < 1:
+        raise ModelError(f'expected one (C, h, w) logits array, got shape {logits.shape}')
+    clean, invalid = _finite_logits(logits)
+    peak = clean.max(axis=0)
+    # max softmax = 1 / sum(exp(l - max)); float32 is plenty for a 0..255 result.
+    denominator = np.exp(clean - peak[None], dtype=np.float32).sum(axis=0)
+    confidence = np.rint(255.0 / denominator).astype(np.uint8)
+    if invalid.any():
+        confidence[invalid] = 0
+    target = published_geometry(geometry, config.output_resolution)
+    rows, cols = nearest_indices(target, confidence.shape[0], confidence.shape[1])
+    return _gather(confidence, rows, cols)

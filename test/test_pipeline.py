@@ -205,7 +205,5 @@ def test_bench_quick_smoke(tmp_path):
     assert result['exact_vs_fast']['agreement_exact_vs_full_res_reference'] > 0.999
     text = docs.read_text()
     assert 'keep me' in text and '## CPU pipeline (make bench)' in text
-    bench.main(['--quick', '--no-write-docs', '--docs', str(docs)])
-    assert docs.read_text() == text
     bench.write_docs(docs, bench.markdown(result))  # replaces its own section only
     assert docs.read_text().count('## CPU pipeline') == 1 and 'keep me' in docs.read_text()

@@ -273,11 +273,25 @@ class GpuPipeline:
         target = geo if cfg.postprocess.output_resolution == 'input' else ResizeGeometry(
             geo.content_height, geo.content_width, in_h, in_w, geo.content_top,
             geo.content_left, geo.content_height, geo.content_width)
+        # Sampling tables from the CPU path's own functions: identical indices and weights.
+        from ..postprocessing import _bilinear_axis, nearest_indices
         sx, ox, sy, oy = target.frame_to_map(mh, mw)
-        x_first, x_last = _content_bounds(ox, sx, out_w, mw)
-        y_first, y_last = _content_bounds(oy, sy, out_h, mh)
-        mapping = dict(ax=sx, bx=ox, ay=sy, by=oy, map_w=mw, map_h=mh, x_first=x_first,
-                       x_last=x_last, y_first=y_first, y_last=y_last)
+        rows_n, cols_n = nearest_indices(target, mh, mw)
+        cx0, cx1, cw = _bilinear_axis(out_w, sx, ox, mw)
+        ry0, ry1, rw = _bilinear_axis(out_h, sy, oy, mh)
+        tables = [cols_n.astype(np.int32), rows_n.astype(np.int32), cx0.astype(np.int32),
+                  cx1.astype(np.int32), cw.astype(np.float32), ry0.astype(np.int32),
+                  ry1.astype(np.int32), rw.astype(np.float32)]
+        blob = np.concatenate([t.view(np.uint8) for t in tables])
+        self.dev_tables = rt.DeviceBuffer(blob.nbytes)
+        self._buffers.append(self.dev_tables)
+        rt.copy_to_device(blob, self.dev_tables.ptr)
+        ptrs, offset = [], 0
+        for t in tables:
+            ptrs.append(self.dev_tables.ptr + offset)
+            offset += t.nbytes
+        mapping = dict(zip(('col_n', 'row_n', 'col_i0', 'col_i1', 'col_w', 'row_i0', 'row_i1',
+                            'row_w'), ptrs), map_w=mw, map_h=mh)
         overlay_order = 'rgb' if order == 'gray' else order
         epi = dict(mask=out_dev + off_mask, out_w=out_w, out_h=out_h,
                    num_classes=cfg.classes.num_classes, frame=frame_dev, frame_w=frame_w,
@@ -443,15 +457,6 @@ class GpuPipeline:
 
 def _align(n: int, a: int = 256) -> int:
     return -(-n // a) * a
-
-
-def _content_bounds(offset: float, scale: float, n: int, size: int) -> Tuple[int, int]:
-    """First and last map index of the content region (as postprocessing.py clips)."""
-    import math
-    lo, hi = max(0.0, offset), min(float(size), offset + scale * n)
-    first = min(max(int(math.floor(lo)), 0), size - 1)
-    last = max(min(int(math.ceil(hi)) - 1, size - 1), first)
-    return first, last
 
 
 def free_space_rows(boundary: np.ndarray, bins: int) -> Tuple[List[int], List[int]]:

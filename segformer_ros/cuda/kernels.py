@@ -36,8 +36,10 @@ _EPILOGUE = (
     ('fr', 'i'), ('fg', 'i'), ('fb', 'i'),
     ('overlay', 'p'), ('overlay_bgr', 'i'), ('alpha', 'f'), ('palette', 'p'),
     ('hist', 'p'), ('roi', 'p'), ('roi_hist', 'p'))
-_MAP = (('ax', 'f'), ('bx', 'f'), ('ay', 'f'), ('by', 'f'), ('map_w', 'i'), ('map_h', 'i'),
-        ('x_first', 'i'), ('x_last', 'i'), ('y_first', 'i'), ('y_last', 'i'))
+# Per-axis sampling tables (computed on the CPU by postprocessing.py's own functions, so
+# the indices are bit-identical to the CPU path): nearest index, bilinear i0/i1/weight.
+_MAP = (('col_n', 'p'), ('row_n', 'p'), ('col_i0', 'p'), ('col_i1', 'p'), ('col_w', 'p'),
+        ('row_i0', 'p'), ('row_i1', 'p'), ('row_w', 'p'), ('map_w', 'i'), ('map_h', 'i'))
 
 KERNEL_SIGNATURES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     'preprocess': (
@@ -150,8 +152,10 @@ extern "C" __global__ void argmax_logits(const void* __restrict__ logits, int ch
     out[i] = finite ? (u8)min(idx, 255) : (u8)255;   // all non-finite: unlabeled
 }
 
-#define MAP_PARAMS float ax, float bx, float ay, float by, int map_w, int map_h, \
-    int x_first, int x_last, int y_first, int y_last
+#define MAP_PARAMS const int* __restrict__ col_n, const int* __restrict__ row_n, \
+    const int* __restrict__ col_i0, const int* __restrict__ col_i1, \
+    const float* __restrict__ col_w, const int* __restrict__ row_i0, \
+    const int* __restrict__ row_i1, const float* __restrict__ row_w, int map_w, int map_h
 #define EPI_PARAMS u8* __restrict__ mask, int out_w, int out_h, int num_classes, \
     const u8* __restrict__ frame, int frame_w, int frame_h, int frame_step, int frame_cn, \
     int fr, int fg, int fb, u8* __restrict__ overlay, int overlay_bgr, float alpha, \
@@ -209,14 +213,11 @@ __device__ __forceinline__ void epilogue(int x, int y, bool valid, int id, int* 
     __syncthreads(); \
     int x = blockIdx.x * blockDim.x + threadIdx.x; \
     int y = blockIdx.y * blockDim.y + threadIdx.y; \
-    bool valid = x < out_w && y < out_h; \
-    float u = (x + 0.5f) * ax + bx, v = (y + 0.5f) * ay + by;
+    bool valid = x < out_w && y < out_h;
 
-// Nearest: floor(u) clipped to the content region of the map (postprocessing.py).
+// Nearest: floor((x + 0.5) * s + o) clipped to the content region (table from the CPU).
 #define NEAREST_INDEX \
-    int mx = min(max((int)floorf(u), x_first), x_last); \
-    int my = min(max((int)floorf(v), y_first), y_last); \
-    size_t mi = (size_t)my * map_w + mx;
+    size_t mi = valid ? (size_t)row_n[y] * map_w + col_n[x] : 0;
 
 extern "C" __global__ void post_map_u8(const u8* __restrict__ ids, MAP_PARAMS, EPI_PARAMS)
 {
@@ -256,9 +257,8 @@ extern "C" __global__ void post_exact(const void* __restrict__ logits, int chann
     NEAREST_INDEX
     int id = 0;
     if (valid) {
-        int x0, x1, y0, y1; float fx, fy;
-        taps(u - 0.5f, x_first, x_last, x0, x1, fx);
-        taps(v - 0.5f, y_first, y_last, y0, y1, fy);
+        int x0 = col_i0[x], x1 = col_i1[x], y0 = row_i0[y], y1 = row_i1[y];
+        float fx = col_w[x], fy = row_w[y];
         size_t plane = (size_t)map_h * map_w;
         size_t i00 = (size_t)y0 * map_w + x0, i01 = (size_t)y0 * map_w + x1;
         size_t i10 = (size_t)y1 * map_w + x0, i11 = (size_t)y1 * map_w + x1;

@@ -101,7 +101,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 def scenarios_for(args: argparse.Namespace) -> List[Scenario]:
-    """The scenarios selected by ``--scenarios``, in run order."""
+    """Return the scenarios selected by ``--scenarios``, in run order."""
     known = {
         'transport': Scenario('transport', 'transport only (no node)', args.rate, node=False),
         'mask_only': Scenario('mask_only', 'node, mask only', args.rate, node=True),
@@ -192,7 +192,7 @@ def latency_windows(samples: Sequence[Sample], window_s: float) -> List[Dict[str
 
 
 def latency_trend(samples: Sequence[Sample], settle_s: float) -> Dict[str, Any]:
-    """Least-squares slope of latency over receipt time (ms per s) after settling."""
+    """Fit the slope of latency over receipt time (ms per s) after settling."""
     if len(samples) < 3:
         return {'slope_ms_per_s': None}
     first = samples[0][0]
@@ -204,7 +204,7 @@ def latency_trend(samples: Sequence[Sample], settle_s: float) -> Dict[str, Any]:
 
 
 def flood_bounded(windows: Sequence[Dict[str, Any]]) -> Optional[bool]:
-    """True when the last full window's median latency is within 1.5x of the first one's.
+    """Return True when the last full window's median latency is within 1.5x of the first one's.
 
     A queue would grow by about (input rate / output rate) x inference time per second,
     i.e. seconds within a few windows; keep-latest keeps the windows flat.
@@ -322,7 +322,7 @@ class _Run:
 
 
 def run_transport(run: _Run, scenario: Scenario) -> Dict[str, Any]:
-    """Publisher -> plain subscriber in this process, node QoS (best effort, depth 1)."""
+    """Measure publisher -> plain subscriber in this process, node QoS (best effort, depth 1)."""
     import rclpy
     from sensor_msgs.msg import Image
 
@@ -347,7 +347,7 @@ def run_transport(run: _Run, scenario: Scenario) -> Dict[str, Any]:
 
 
 def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
-    """Publisher -> segformer node (fresh process) -> OutputRecorder in this process."""
+    """Measure publisher -> segformer node (fresh process) -> OutputRecorder here."""
     from .recorder import OutputRecorder, stamp_seconds
 
     args = run.args
@@ -396,7 +396,8 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
         'counts': counts, 'other_outputs_latency': other,
         'node_frames_in': frames_in, 'node_frames_out': _float(diagnostics.get('frames_out')),
         'node_frames_replaced': replaced,
-        'lost_in_transport': (pub['published'] - int(frames_in)
+        # Superseded in the node's depth-1 DDS reader before its callback ran, or lost.
+        'not_taken_by_node': (pub['published'] - int(frames_in)
                               if frames_in is not None else None),
         'stages_ms_p50': {s: _r(v, 2) for s in STAGES
                           if (v := _float(diagnostics.get(f'{s}_ms_p50'))) is not None},
@@ -434,7 +435,7 @@ def _result(run: _Run, scenario: Scenario, samples: List[Sample], pub: Dict[str,
 
 # ------------------------------------------------------------------------- reporting
 def machine_info() -> Dict[str, Any]:
-    """CPU, memory, load and software versions of this machine."""
+    """Describe this machine: CPU, memory and software versions."""
     from importlib import metadata
 
     info: Dict[str, Any] = {'cores': os.cpu_count(), 'kernel': platform.release(),
@@ -458,13 +459,21 @@ def machine_info() -> Dict[str, Any]:
 
 
 def load_average() -> List[float]:
-    """1, 5 and 15 minute load averages."""
+    """Return the 1, 5 and 15 minute load averages."""
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def write_plot(report: Dict[str, Any], path: Path) -> None:
-    """Latency histograms per scenario and the flood run's latency over time."""
-    import matplotlib
+def write_plot(report: Dict[str, Any], path: Path) -> bool:
+    """Latency histograms per scenario and the flood run's latency over time.
+
+    Returns False (and writes nothing) when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        print('bench_ros: matplotlib is not installed (make setup installs it); no plot',
+              file=sys.stderr)
+        return False
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -499,6 +508,7 @@ def write_plot(report: Dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+    return True
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -509,8 +519,8 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def render_section(report: Dict[str, Any], plot_rel: str) -> str:
-    """The docs section (markdown, level-2 heading) for ``report``."""
+def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
+    """Render the docs section (markdown, level-2 heading) for ``report``."""
     cfg, machine = report['config'], report['machine']
     results = {r['scenario']: r for r in report['results']}
     lines = [SECTION_TITLE, '',
@@ -537,8 +547,8 @@ def render_section(report: Dict[str, Any], plot_rel: str) -> str:
     if cfg.get('note'):
         lines += ['', cfg['note']]
     lines += ['', '| scenario | requested Hz | published Hz | outputs Hz | latency p50 / p95 / '
-              'max (ms) | dropped (replaced / lost) | node CPU % (1 core = 100) | node RSS MB '
-              '| inference p50 (ms) |',
+              'max (ms) | dropped (replaced / not taken) | node CPU % (1 core = 100) | '
+              'node RSS MB | inference p50 (ms) |',
               '|---|---|---|---|---|---|---|---|---|']
     for r in report['results']:
         lat = r['latency']
@@ -546,7 +556,7 @@ def render_section(report: Dict[str, Any], plot_rel: str) -> str:
         drop = f'{r["drop_rate"] * 100:.1f} %' if r['drop_rate'] is not None else 'n/a'
         if r['scenario'] != 'transport':
             drop += (f' ({_fmt(r.get("node_frames_replaced"), 0)} / '
-                     f'{_fmt(r.get("lost_in_transport"))})')
+                     f'{_fmt(r.get("not_taken_by_node"))})')
         lines.append(
             f'| {r["label"]} | {r["requested_hz"]:g} | {_fmt(r["publish_hz"])} | '
             f'{_fmt(r["output_hz"])} | {_fmt(lat["p50_ms"])} / {_fmt(lat["p95_ms"])} / '
@@ -555,9 +565,10 @@ def render_section(report: Dict[str, Any], plot_rel: str) -> str:
             f'{_fmt((r.get("stages_ms_p50") or {}).get("inference"))} |')
     lines += ['', 'Dropped = 1 - outputs received / frames published; "replaced" are frames '
               'the node\'s keep-latest slot overwrote before the worker took them (by design '
-              'when frames come faster than inference), "lost" are frames that never reached '
-              'the node (DDS best effort). The transport row is the floor: the same publisher '
-              'and QoS to a plain Python subscriber, no node.']
+              'when frames come faster than inference), "not taken" are frames the node\'s '
+              'callback never saw (superseded in its depth-1 best-effort DDS reader while the '
+              'executor was busy, or lost). The transport row is the floor: the same '
+              'publisher and QoS to a plain Python subscriber, no node.']
     staged = [r for r in report['results'] if r.get('stages_ms_p50')]
     if staged:
         lines += ['', 'Node stage medians from /diagnostics (ms, last 300 frames of the '
@@ -598,8 +609,9 @@ def render_section(report: Dict[str, Any], plot_rel: str) -> str:
         for w in flood['windows']:
             lines.append(f'| {w["start_s"]:g} | {w["count"]} | {_fmt(w["p50_ms"])} | '
                          f'{_fmt(w["p95_ms"])} | {_fmt(w["max_ms"])} |')
-    lines += ['', f'![image -> mask latency histograms and the flood run]({plot_rel})', '',
-              f'Raw numbers: `{report["json_path"]}` (not committed).', '']
+    if plot_rel:
+        lines += ['', f'![image -> mask latency histograms and the flood run]({plot_rel})']
+    lines += ['', f'Raw numbers: `{report["json_path"]}` (not committed).', '']
     return '\n'.join(lines)
 
 
@@ -612,13 +624,13 @@ def replace_section(text: str, section: str) -> str:
         return (base + '\n\n' if base else '# Benchmarks\n\n') + section.rstrip('\n') + '\n'
     end = next((i for i in range(start + 1, len(lines))
                 if re.match(r'#{1,2} ', lines[i])), len(lines))
-    new = lines[:start] + section.rstrip('\n').splitlines() + ([''] if end < len(lines)
-                                                              else []) + lines[end:]
+    gap = [''] if end < len(lines) else []
+    new = lines[:start] + section.rstrip('\n').splitlines() + gap + lines[end:]
     return '\n'.join(new) + '\n'
 
 
 def overall_verdict(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """PASS when every measured 30 Hz node scenario meets the target."""
+    """Return PASS when every measured 30 Hz node scenario meets the target."""
     checks = [r['target']['pass'] for r in results
               if r['scenario'] in ('mask_only', 'full') and r.get('target')
               and r['target'].get('pass') is not None]
@@ -686,8 +698,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     report = run(args)
     plot = PLOT if args.write_docs else Path(args.out) / 'bench_ros_latency.png'
-    write_plot(report, plot)
-    section = render_section(report, os.path.relpath(plot, DOCS.parent))
+    plotted = write_plot(report, plot)
+    section = render_section(report, os.path.relpath(plot, DOCS.parent) if plotted else None)
     if args.write_docs:
         # Re-read right before writing: other sections of this file belong to others.
         text = DOCS.read_text() if DOCS.exists() else ''
@@ -696,7 +708,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         (Path(args.out) / 'bench_ros_section.md').write_text(section)
     print(section)
-    print(f'bench_ros: JSON {report["json_path"]}, plot {_rel(plot)}'
+    print(f'bench_ros: JSON {report["json_path"]}' + (f', plot {_rel(plot)}' if plotted else '')
           + (f', docs {_rel(DOCS)}' if args.write_docs else ''))
     ok = all(r['received'] > 0 for r in report['results'])
     return 0 if ok else 1

@@ -1,0 +1,166 @@
+"""Where built TensorRT engines live, and when a cached one may be reused.
+
+An engine is only valid for the exact ONNX, TensorRT version, GPU (name and compute
+capability), precision and input shape profile it was built with, so the cache key hashes
+all five; a JSON sidecar records them so a mismatch can be explained ("built with
+TensorRT 10.3.0 on Orin, this is 10.13.2 on Thor: rebuild"). The timing cache (tactic
+timings, reusable across builds of similar networks) is kept beside the engines, one per
+TensorRT version and GPU. The directory is created with mode 0o700: an engine may embed
+host code and is loaded into the node's process, so other users must not write there.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+from ..errors import BackendError
+
+Shape = Tuple[int, ...]
+# (input name, min, opt, max) per dynamic input
+ShapeProfile = Tuple[Tuple[str, Shape, Shape, Shape], ...]
+
+DEFAULT_CACHE_DIR = '~/.cache/segformer_ros'
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, 'rb') as f:
+            for chunk in iter(lambda: f.read(_CHUNK), b''):
+                h.update(chunk)
+    except OSError as exc:
+        raise BackendError(f"cannot read model '{path}' to hash it: {exc}") from None
+    return h.hexdigest()
+
+
+def profile_text(profile: ShapeProfile) -> str:
+    """Canonical text of a shape profile, e.g. 'input:1x3x512x512/1x3x1024x1024/...'."""
+    def dims(shape: Shape) -> str:
+        return 'x'.join(str(int(d)) for d in shape)
+    return ';'.join(f'{name}:{dims(lo)}/{dims(opt)}/{dims(hi)}'
+                    for name, lo, opt, hi in sorted(profile))
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything a built engine depends on."""
+
+    onnx_sha256: str
+    trt_version: str
+    gpu_name: str
+    compute_capability: Tuple[int, int]
+    precision: str
+    profile: str  # profile_text(...)
+
+    def digest(self) -> str:
+        """Short stable hash of all fields (the cache file name stem)."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def mismatch(self, other: 'EngineKey') -> Dict[str, Tuple[object, object]]:
+        """Fields that differ: {field: (this, other)}."""
+        a, b = asdict(self), asdict(other)
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+def make_key(onnx_path: str, trt_version: str, gpu_name: str, compute_capability: Sequence[int],
+             precision: str, profile: ShapeProfile) -> EngineKey:
+    """Build the key of an engine built from ``onnx_path`` with these settings."""
+    cc = tuple(int(c) for c in compute_capability)
+    if len(cc) != 2:
+        raise BackendError(f'expected compute capability (major, minor), got {tuple(cc)}')
+    return EngineKey(file_sha256(onnx_path), str(trt_version), str(gpu_name).strip(),
+                     (cc[0], cc[1]), precision, profile_text(profile))
+
+
+class EngineCache:
+    """A directory of ``<stem>-<digest>.engine`` files with ``.json`` sidecars."""
+
+    def __init__(self, directory: str = '') -> None:
+        self.directory = Path(os.path.expanduser(directory or DEFAULT_CACHE_DIR))
+
+    def ensure_dir(self) -> Path:
+        """Create the directory (0o700) if needed; refuse a world-writable one."""
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendError(f"cannot create engine cache dir '{self.directory}': {exc}; "
+                               f'set engine_cache_dir to a writable directory') from None
+        mode = self.directory.stat().st_mode & 0o777
+        if mode & 0o002:
+            raise BackendError(f"engine cache dir '{self.directory}' is world-writable "
+                               f'(mode {oct(mode)}); expected 0o700: chmod 700 it or pick '
+                               f'another engine_cache_dir')
+        return self.directory
+
+    def engine_path(self, key: EngineKey, stem: str = 'model') -> Path:
+        """Path of the engine for ``key`` (whether or not it exists)."""
+        safe = ''.join(c if c.isalnum() or c in '-_' else '_' for c in stem)[:64] or 'model'
+        return self.directory / f'{safe}-{key.digest()}.engine'
+
+    def timing_cache_path(self, trt_version: str, gpu_name: str,
+                          compute_capability: Sequence[int]) -> Path:
+        """Timing cache file for this TensorRT version and GPU."""
+        tag = hashlib.sha256(f'{trt_version}|{gpu_name}|{tuple(compute_capability)}'.encode())
+        return self.directory / f'timing-{tag.hexdigest()[:16]}.cache'
+
+    @staticmethod
+    def sidecar(engine_path: Path) -> Path:
+        """The JSON metadata file beside an engine."""
+        return engine_path.with_suffix('.json')
+
+    def lookup(self, key: EngineKey, stem: str = 'model') -> Optional[Path]:
+        """Path of a cached engine whose sidecar matches ``key`` exactly, else None."""
+        path = self.engine_path(key, stem)
+        meta = read_sidecar(path)
+        if path.is_file() and meta is not None and meta == key:
+            return path
+        return None
+
+    def store(self, key: EngineKey, engine_bytes: bytes, stem: str = 'model') -> Path:
+        """Write an engine and its sidecar atomically (rename), mode 0o600."""
+        self.ensure_dir()
+        path = self.engine_path(key, stem)
+        _atomic_write(path, engine_bytes)
+        _atomic_write(self.sidecar(path), json.dumps(asdict(key), indent=1).encode())
+        return path
+
+
+def read_sidecar(engine_path: Path) -> Optional[EngineKey]:
+    """The EngineKey recorded beside ``engine_path``, or None when absent/unreadable."""
+    try:
+        data = json.loads(EngineCache.sidecar(Path(engine_path)).read_text())
+        data['compute_capability'] = tuple(data['compute_capability'])
+        return EngineKey(**data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def describe_mismatch(found: EngineKey, wanted: EngineKey) -> str:
+    """One sentence naming what differs between a cached engine and this setup."""
+    diffs = found.mismatch(wanted)
+    parts = [f'{k}: engine {a!r}, here {b!r}' for k, (a, b) in diffs.items()
+             if k != 'onnx_sha256']
+    if 'onnx_sha256' in diffs:
+        parts.insert(0, 'the ONNX file changed')
+    return '; '.join(parts) or 'no difference recorded'

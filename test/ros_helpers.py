@@ -1,0 +1,373 @@
+"""Helpers shared by the hardening tests: a client of the node's services and topics,
+process probes (/proc RSS, threads, fds, Fast DDS shared memory) and a flood publisher.
+
+Run as a script, this module is the overload test's camera stand-in::
+
+    python test/ros_helpers.py flood --topic /camera/image_raw --rate 200 \
+        --width 1920 --height 1080 --seconds 60 --report flood.json
+
+It publishes one pre-built rgb8 frame over and over with a fresh stamp (building a
+1080p message per frame in Python would cap the rate far below 200 Hz), paced by an
+absolute schedule, and writes how many frames it really sent and at what rate.
+"""
+
+import argparse
+import array
+import json
+import os
+import re
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PRESET = REPO / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
+_PAGE_KB = os.sysconf('SC_PAGE_SIZE') // 1024
+
+
+# ----------------------------------------------------------------- domain ids
+def next_domain() -> int:
+    """A ROS domain id distinct from the other tests of this run (for module fixtures).
+
+    Uses the same counter as conftest's ``ros_domain`` fixture, so module-scoped node
+    processes never share a domain with a function-scoped test.
+    """
+    import conftest
+
+    conftest._domain_counter[0] += 1
+    return 1 + (os.getpid() * 7 + 13 * conftest._domain_counter[0]) % 100
+
+
+# ------------------------------------------------------------- process probes
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB (VmRSS of /proc/<pid>/status)."""
+    text = Path(f'/proc/{pid}/status').read_text()
+    match = re.search(r'^VmRSS:\s+(\d+) kB', text, re.MULTILINE)
+    assert match, f'no VmRSS in /proc/{pid}/status'
+    return int(match.group(1)) / 1024.0
+
+
+def rss_mb_fast(pid: int) -> float:
+    """Resident set size in MiB from /proc/<pid>/statm (cheaper; same number as VmRSS)."""
+    fields = Path(f'/proc/{pid}/statm').read_text().split()
+    return int(fields[1]) * _PAGE_KB / 1024.0
+
+
+def thread_count(pid: int) -> int:
+    """Number of OS threads of ``pid``."""
+    return len(os.listdir(f'/proc/{pid}/task'))
+
+
+def fd_targets(pid: int) -> Dict[int, str]:
+    """Open file descriptors of ``pid`` and what they point to."""
+    out: Dict[int, str] = {}
+    base = f'/proc/{pid}/fd'
+    for name in os.listdir(base):
+        try:
+            out[int(name)] = os.readlink(f'{base}/{name}')
+        except OSError:  # closed between listdir and readlink
+            continue
+    return out
+
+
+def shm_files(pid: int) -> Set[str]:
+    """Fast DDS shared-memory files ``pid`` has mapped or open (/dev/shm/fastdds_*)."""
+    found: Set[str] = set()
+    for line in Path(f'/proc/{pid}/maps').read_text().splitlines():
+        path = line.split()[-1] if len(line.split()) >= 6 else ''
+        if path.startswith('/dev/shm/') and 'fastdds' in path:
+            found.add(path.replace(' (deleted)', ''))
+    for target in fd_targets(pid).values():
+        if target.startswith('/dev/shm/') and 'fastdds' in target:
+            found.add(target)
+    return found
+
+
+# ------------------------------------------------------------------- messages
+def image_msg(array_u8: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = 'camera',
+              step: Optional[int] = None, height: Optional[int] = None,
+              width: Optional[int] = None, data: Optional[bytes] = None,
+              is_bigendian: bool = False) -> Any:
+    """A sensor_msgs/Image from an array, with every field overridable (for bad frames)."""
+    from sensor_msgs.msg import Image
+
+    arr = np.ascontiguousarray(array_u8)
+    msg = Image()
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 10**9)
+    msg.height = int(arr.shape[0] if height is None else height)
+    msg.width = int(arr.shape[1] if width is None else width)
+    msg.encoding = encoding
+    msg.is_bigendian = int(is_bigendian)
+    row = arr.shape[1] * (arr.shape[2] if arr.ndim == 3 else 1) * arr.itemsize
+    msg.step = int(row if step is None else step)
+    buf = array.array('B')
+    buf.frombytes(arr.tobytes() if data is None else data)
+    msg.data = buf
+    return msg
+
+
+def compressed_msg(data: bytes, fmt: str, stamp_ns: int, frame_id: str = 'camera') -> Any:
+    """A sensor_msgs/CompressedImage."""
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage()
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 10**9)
+    msg.format = fmt
+    buf = array.array('B')
+    buf.frombytes(data)
+    msg.data = buf
+    return msg
+
+
+def stamp_ns(msg: Any) -> int:
+    """Header stamp in nanoseconds."""
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+def mask_array(msg: Any) -> np.ndarray:
+    """The (H, W) uint8 class mask of a mono8 Image."""
+    return np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
+
+
+def plain_onnx_mask(model: Path, frame_rgb: np.ndarray) -> np.ndarray:
+    """Reference DeepLab mask: the model card's preprocessing and a bare InferenceSession."""
+    import cv2
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=['CPUExecutionProvider'])
+    x = cv2.resize(frame_rgb, (513, 513), interpolation=cv2.INTER_LINEAR)
+    ids = session.run(None, {'input': x.astype(np.float32).transpose(2, 0, 1)[None]})[0][0]
+    h, w = frame_rgb.shape[:2]
+    return cv2.resize(ids.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+# ---------------------------------------------------------------- log parsing
+def error_lines(log: str) -> List[str]:
+    """ERROR lines of a ROS log."""
+    return [line for line in log.splitlines() if '[ERROR]' in line]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, period: float = 0.02) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
+
+
+# ------------------------------------------------------------------ rclpy side
+@contextmanager
+def ros_context(domain_id: int) -> Iterator[Any]:
+    """An initialised rclpy context on ``domain_id``, shut down afterwards."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    try:
+        yield context
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+class NodeClient:
+    """Talks to a segformer node: lifecycle/parameter services, camera, outputs, diagnostics.
+
+    Spins its own executor in a background thread, so service calls can be timed and
+    messages arrive while the test thread waits.
+    """
+
+    def __init__(self, context: Any, node_name: str = 'segformer',
+                 camera_topic: str = '/camera/image_raw', compressed: bool = False,
+                 output_prefix: str = '/segmentation', summary: bool = False) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from lifecycle_msgs.srv import ChangeState, GetState
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CompressedImage, Image
+
+        self.node = rclpy.create_node(f'hardening_client_{os.getpid()}', context=context)
+        self.get_state_client = self.node.create_client(GetState, f'/{node_name}/get_state')
+        self.change_client = self.node.create_client(ChangeState, f'/{node_name}/change_state')
+        self.params_client = self.node.create_client(SetParameters,
+                                                     f'/{node_name}/set_parameters')
+        self.camera = self.node.create_publisher(CompressedImage if compressed else Image,
+                                                 camera_topic, qos_profile_sensor_data)
+        self.lock = threading.Lock()
+        self.masks: List[Tuple[float, Any]] = []   # (receipt time.time(), message)
+        self.summaries: List[Any] = []
+        self.diagnostics: Dict[str, str] = {}
+        self.diag_count = 0
+        self.node.create_subscription(Image, f'{output_prefix}/mask', self._on_mask, 50)
+        if summary:
+            from segformer_ros.msg import SegmentationSummary
+            self.node.create_subscription(SegmentationSummary, f'{output_prefix}/summary',
+                                          self.summaries.append, 50)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------- callbacks
+    def _on_mask(self, msg: Any) -> None:
+        with self.lock:
+            self.masks.append((time.time(), msg))
+
+    def _on_diag(self, msg: Any) -> None:
+        for status in msg.status:
+            if status.name.endswith(': segmentation'):
+                with self.lock:
+                    self.diagnostics = {kv.key: kv.value for kv in status.values}
+                    self.diag_count += 1
+
+    # ------------------------------------------------------------ queries
+    def masks_with_stamp(self, stamp: int) -> List[Any]:
+        """Received masks whose header stamp is ``stamp`` (ns)."""
+        with self.lock:
+            return [m for _, m in self.masks if stamp_ns(m) == stamp]
+
+    def diag_value(self, key: str) -> float:
+        """A numeric /diagnostics value (NaN when not received yet)."""
+        with self.lock:
+            return float(self.diagnostics.get(key, 'nan'))
+
+    def wait_for_camera_match(self, timeout: float = 20.0) -> bool:
+        """Wait until the node's image subscription matched our camera publisher."""
+        return wait_until(lambda: self.camera.get_subscription_count() >= 1, timeout)
+
+    # ----------------------------------------------------------- services
+    def call(self, client: Any, request: Any, timeout: float = 30.0) -> Tuple[Any, float]:
+        """Call a service; return (response, seconds it took). Asserts on timeout."""
+        assert client.wait_for_service(timeout_sec=30.0), f'{client.srv_name} not available'
+        done = threading.Event()
+        start = time.monotonic()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _f: done.set())
+        assert done.wait(timeout), f'{client.srv_name} did not answer within {timeout} s'
+        return future.result(), time.monotonic() - start
+
+    def state(self) -> str:
+        """Current lifecycle state label ('unconfigured', 'inactive', 'active', ...)."""
+        from lifecycle_msgs.srv import GetState
+
+        response, _ = self.call(self.get_state_client, GetState.Request())
+        return response.current_state.label
+
+    def transition(self, transition_id: int, timeout: float = 60.0) -> bool:
+        """Trigger a lifecycle transition by id; True on success."""
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        response, _ = self.call(self.change_client, request, timeout)
+        return bool(response.success)
+
+    def set_parameters(self, **values: Any) -> List[Any]:
+        """Set parameters over the service; the SetParametersResult of each."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        request = SetParameters.Request()
+        request.parameters = [Parameter(k, value=v).to_parameter_msg()
+                              for k, v in values.items()]
+        response, _ = self.call(self.params_client, request)
+        return list(response.results)
+
+    # ------------------------------------------------------------- frames
+    def send_until_mask(self, make_msg: Callable[[], Any], stamp: int,
+                        timeout: float = 30.0, resend_s: float = 3.0) -> Optional[Any]:
+        """Publish a good frame (again every ``resend_s``) until its mask arrives."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.camera.publish(make_msg())
+            if wait_until(lambda: self.masks_with_stamp(stamp), min(resend_s, timeout)):
+                return self.masks_with_stamp(stamp)[0]
+        return None
+
+    def close(self) -> None:
+        """Stop spinning and destroy the client node."""
+        self.executor.shutdown(timeout_sec=5.0)
+        self.node.destroy_node()
+
+
+# ------------------------------------------------------------ flood publisher
+def flood(topic: str, rate_hz: float, width: int, height: int, seconds: float,
+          report: Optional[str], wait_subscribers: float) -> Dict[str, float]:
+    """Publish one rgb8 frame with fresh stamps at ``rate_hz`` for ``seconds``."""
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    rclpy.init()
+    node = rclpy.create_node(f'flood_publisher_{os.getpid()}')
+    pub = node.create_publisher(Image, topic, qos_profile_sensor_data)
+    # A frame with structure (gradient plus blocks), so the model sees something.
+    yy, xx = np.mgrid[0:height, 0:width]
+    frame = np.stack([(xx * 255 // max(1, width - 1)), (yy * 255 // max(1, height - 1)),
+                      ((xx // 64 + yy // 64) % 2) * 200], axis=-1).astype(np.uint8)
+    msg = image_msg(frame, 'rgb8', 0, frame_id='flood_camera')
+    deadline = time.monotonic() + wait_subscribers
+    while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    period = 1.0 / rate_hz
+    sent = 0
+    start = time.monotonic()
+    next_t = start
+    end = start + seconds
+    try:
+        while time.monotonic() < end:
+            msg.header.stamp = node.get_clock().now().to_msg()
+            pub.publish(msg)
+            sent += 1
+            next_t += period
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -1.0:
+                next_t = time.monotonic()  # far behind: do not burst to catch up
+    except KeyboardInterrupt:
+        pass
+    elapsed = time.monotonic() - start
+    result = {'frames_sent': float(sent), 'seconds': elapsed,
+              'achieved_rate_hz': sent / elapsed if elapsed > 0 else 0.0,
+              'requested_rate_hz': rate_hz, 'width': float(width), 'height': float(height)}
+    if report:
+        Path(report).write_text(json.dumps(result))
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Command line of the flood publisher."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest='command', required=True)
+    f = sub.add_parser('flood', help='publish a fixed rgb8 frame at a high rate')
+    f.add_argument('--topic', default='/camera/image_raw')
+    f.add_argument('--rate', type=float, default=200.0)
+    f.add_argument('--width', type=int, default=1920)
+    f.add_argument('--height', type=int, default=1080)
+    f.add_argument('--seconds', type=float, default=60.0)
+    f.add_argument('--wait-subscribers', type=float, default=30.0)
+    f.add_argument('--report', default='')
+    args = parser.parse_args(argv)
+    result = flood(args.topic, args.rate, args.width, args.height, args.seconds,
+                   args.report or None, args.wait_subscribers)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

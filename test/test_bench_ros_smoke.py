@@ -1,0 +1,99 @@
+"""The end-to-end ROS benchmark: its report math, its docs section, and a quick real run.
+
+The smoke run starts the real processes (rate publisher, segformer node with the shared
+DeepLab model, subscriber) over loopback DDS in --quick mode (2 s per scenario,
+640x360 frames, no docs written) and checks the JSON report.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segformer_ros.tools.bench_ros import (SECTION_TITLE, flood_bounded, latency_stats,
+                                           latency_windows, replace_section)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_latency_stats_discard_the_settle_period():
+    # 1 s of 1000 ms outliers, then 10 ms; settle 1 s keeps only the 10 ms samples.
+    samples = [(t * 0.1, 1.0) for t in range(10)] + [(1.0 + t * 0.1, 0.010) for t in range(20)]
+    stats = latency_stats(samples, settle_s=1.0)
+    assert stats['count'] == 20
+    assert stats['p50_ms'] == stats['p95_ms'] == stats['max_ms'] == 10.0
+    assert latency_stats(samples, settle_s=0.0)['max_ms'] == 1000.0
+    assert latency_stats([], 1.0)['p50_ms'] is None
+
+
+def test_latency_windows_and_flood_bounded():
+    flat = [(t * 0.1, 0.2) for t in range(100)]                  # 10 s at 200 ms
+    windows = latency_windows(flat, 5.0)
+    assert [w['start_s'] for w in windows] == [0.0, 5.0]
+    assert [w['count'] for w in windows] == [50, 50]
+    assert flood_bounded(windows) is True
+    queue = [(t * 0.1, 0.2 + t * 0.05) for t in range(100)]      # grows 0.5 s per s
+    assert flood_bounded(latency_windows(queue, 5.0)) is False
+    assert flood_bounded(latency_windows(flat[:20], 5.0)) is None   # one window only
+
+
+def test_replace_section_keeps_the_other_sections():
+    other = '# Benchmarks\n\n## Pipeline stages\n\nkeep me\n\n'
+    mine_v1 = SECTION_TITLE + '\n\nold numbers\n\n### Flood\n\nold flood\n'
+    text = replace_section(other + mine_v1 + '\n## Evaluation\n\nkeep me too\n',
+                           SECTION_TITLE + '\n\nnew numbers\n')
+    assert 'old' not in text
+    assert text.count(SECTION_TITLE) == 1
+    assert text.index('keep me\n') < text.index('new numbers') < text.index('keep me too')
+    assert '## Evaluation' in text and '## Pipeline stages' in text
+    appended = replace_section(other, SECTION_TITLE + '\n\nfirst\n')
+    assert appended.startswith(other.rstrip('\n')) and appended.endswith('first\n')
+    fresh = replace_section('', SECTION_TITLE + '\n')
+    assert fresh.startswith('# Benchmarks\n\n' + SECTION_TITLE)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_path):
+    pytest.importorskip('rclpy')
+    pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
+    # Its own process: the benchmark calls rclpy.init and picks its own domain id.
+    proc = subprocess.run(
+        [sys.executable, '-m', 'segformer_ros.tools.bench_ros', '--quick', '--duration', '2',
+         '--out', str(tmp_path), '--model', str(deeplab_model), '--video', str(video_path)],
+        cwd=str(REPO), env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / 'bench_ros.json').read_text())
+    results = {r['scenario']: r for r in report['results']}
+    assert sorted(results) == ['flood', 'full', 'mask_only', 'transport']
+    assert report['config']['quick'] is True and report['config']['width'] == 640
+    for name, r in results.items():
+        lat = r['latency']
+        assert r['received'] > 0 and r['published'] > 0, name
+        assert r['publish_hz'] > 0 and r['output_hz'] > 0, name
+        assert 0.0 <= r['drop_rate'] < 1.0, name
+        assert 0.0 < lat['p50_ms'] <= lat['p95_ms'] <= lat['max_ms'] < 10_000, name
+        assert r['windows'] and sum(w['count'] for w in r['windows']) == r['received'], name
+    for name in ('mask_only', 'full', 'flood'):
+        r = results[name]
+        assert r['node_exit_code'] == 0, name
+        assert r['stages_ms_p50']['inference'] > 0, name
+        assert r['node_frames_in'] > 0 and r['node_frames_replaced'] >= 0, name
+        assert r['not_taken_by_node'] >= 0, name
+        assert r['node_process']['cpu_percent'] > 0, name
+        assert r['node_process']['rss_mb_max'] > 50, name   # a loaded model, not an empty proc
+        assert r['target']['overhead_ms'] is not None, name
+        # The mask cannot arrive before the frame has been through inference.
+        assert r['latency']['p50_ms'] > r['stages_ms_p50']['inference'] * 0.5, name
+    # The node computes overlay and summary only while someone subscribes to them.
+    assert results['full']['counts']['overlay'] > 0 and results['full']['counts']['summary'] > 0
+    assert results['mask_only']['stages_ms_p50'].get('overlay', 0.0) < 0.05
+    assert results['full']['stages_ms_p50']['overlay'] > 0.05
+    assert results['flood']['bounded'] in (True, False, None)
+    assert report['target']['verdict'] in ('PASS', 'FAIL')
+    # Quick mode leaves the docs alone and writes its section next to the JSON instead.
+    section = (tmp_path / 'bench_ros_section.md').read_text()
+    assert section.startswith(SECTION_TITLE) and '| transport only (no node) |' in section

@@ -1,0 +1,92 @@
+"""Kernel source generation and cuLaunchKernel argument packing (no GPU needed)."""
+
+import ctypes
+import struct
+
+import pytest
+
+from segformer_ros.cuda import kernels as K
+from segformer_ros.errors import BackendError
+
+
+@pytest.mark.parametrize('in_dtype,logit_dtype', [('float32', 'float32'), ('float16', 'float16'),
+                                                  ('float16', 'float32')])
+def test_signatures_match_the_c_source(in_dtype, logit_dtype):
+    src = K.kernel_source(in_dtype, logit_dtype)
+    parsed = K.parse_signatures(src)
+    assert set(parsed) == set(K.KERNEL_SIGNATURES)
+    for name, sig in K.KERNEL_SIGNATURES.items():
+        assert parsed[name] == [code for _, code in sig], name
+
+
+def test_dtype_specialization_in_source():
+    assert 'return ((const float*)p)[i];' in K.kernel_source('float32', 'float32')
+    half = K.kernel_source('float16', 'float16')
+    assert 'h2f(((const u16*)p)[i])' in half and 'f2h(v)' in half
+    with pytest.raises(BackendError, match="input_dtype must be one of.*got 'int8'"):
+        K.kernel_source('int8')
+
+
+def test_source_has_no_unexpanded_format_markers():
+    src = K.kernel_source()
+    assert '%(' not in src and 'INFINITY' not in src
+    # NaN never wins: comparisons are strict greater-than on cleaned values.
+    assert 'if (v > best)' in src and 'isnan(v)' in src
+
+
+def test_args_pack_values_with_c_types():
+    values = dict(mask=0x7f0000001000, w=1920, h=1080, drivable=None, boundary=2**40)
+    args = K.KernelArgs('free_space', values)
+    assert args.unpack() == [0x7f0000001000, 1920, 1080, 0, 2**40]
+    # kernelParams is a void*[]: each entry points at the value's bytes.
+    ptrs = (ctypes.c_void_p * 5).from_address(args.address)
+    assert ctypes.c_int32.from_address(ptrs[1]).value == 1920
+    assert struct.unpack('<Q', ctypes.string_at(ptrs[0], 8))[0] == 0x7f0000001000
+
+
+def test_float_args_are_float32():
+    sig = dict.fromkeys((n for n, _ in K.KERNEL_SIGNATURES['preprocess']), 1)
+    sig.update(sx=1.875, s0=1 / 58.395, src=0, dst=0)
+    args = K.KernelArgs('preprocess', sig)
+    names = [n for n, _ in K.KERNEL_SIGNATURES['preprocess']]
+    got = dict(zip(names, args.unpack()))
+    assert got['sx'] == 1.875
+    assert got['s0'] == pytest.approx(1 / 58.395, rel=1e-7)
+    assert got['s0'] != 1 / 58.395  # rounded to float32
+
+
+def test_args_errors_name_the_problem():
+    with pytest.raises(BackendError, match='missing.*boundary'):
+        K.KernelArgs('free_space', dict(mask=0, w=1, h=1, drivable=0))
+    with pytest.raises(BackendError, match='unexpected.*extra'):
+        K.KernelArgs('free_space', dict(mask=0, w=1, h=1, drivable=0, boundary=0, extra=1))
+    with pytest.raises(BackendError, match='expected an int'):
+        K.KernelArgs('free_space', dict(mask=0, w=1.5, h=1, drivable=0, boundary=0))
+    with pytest.raises(BackendError, match='does not fit int32'):
+        K.KernelArgs('free_space', dict(mask=0, w=2**31, h=1, drivable=0, boundary=0))
+    with pytest.raises(BackendError, match='device pointer'):
+        K.KernelArgs('free_space', dict(mask=-1, w=1, h=1, drivable=0, boundary=0))
+    with pytest.raises(BackendError, match='unknown kernel'):
+        K.KernelArgs('nope', {})
+
+
+def test_grids_cover_the_image():
+    assert K.grid_2d(1920, 1080) == (60, 135, 1)
+    assert K.grid_2d(1921, 1081) == (61, 136, 1)
+    assert K.grid_1d(0) == (1, 1, 1)
+    assert K.grid_1d(257) == (2, 1, 1)
+
+
+def test_nvrtc_options():
+    assert K.nvrtc_options('sm_87')[0] == b'--gpu-architecture=sm_87'
+    assert b'--use_fast_math' not in K.nvrtc_options('sm_90')
+    with pytest.raises(BackendError, match="like 'sm_87'"):
+        K.nvrtc_options('orin')
+
+
+def test_encoding_layouts():
+    assert K.encoding_layout('bgr8') == (3, (2, 1, 0))
+    assert K.encoding_layout('rgba8') == (4, (0, 1, 2))
+    assert K.encoding_layout('bgra8') == (4, (2, 1, 0))
+    assert K.encoding_layout('mono8') == (1, (0, 0, 0))
+    assert K.encoding_layout('rgb16') is None

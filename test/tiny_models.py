@@ -1,0 +1,37 @@
+"""Small ONNX models built in the tests (fast on a CPU, known behaviour)."""
+
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+
+
+def logits_model(path: Path, classes: int = 19, input_hw: Tuple[int, int] = (64, 64),
+                 stride: int = 4, seed: int = 0, dynamic: bool = False) -> Path:
+    """A SegFormer-shaped logits model: 1x1 conv to ``classes`` channels, then avg-pool.
+
+    Output (N, classes, H/stride, W/stride) float32, like SegFormer's 1/4-resolution logits;
+    colours decide the class, so real frames give varied masks.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(0, 0.05, (classes, 3, 1, 1)).astype(np.float32)
+    bias = rng.normal(0, 0.5, (classes,)).astype(np.float32)
+    h, w = input_hw
+    in_shape = ['N', 3, 'H', 'W'] if dynamic else [1, 3, h, w]
+    out_shape = ['N', classes, 'h', 'w'] if dynamic else [1, classes, h // stride, w // stride]
+    graph = helper.make_graph(
+        [helper.make_node('Conv', ['input', 'W', 'B'], ['conv']),
+         helper.make_node('AveragePool', ['conv'], ['logits'], kernel_shape=[stride, stride],
+                          strides=[stride, stride])],
+        'tiny_logits',
+        [helper.make_tensor_value_info('input', TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info('logits', TensorProto.FLOAT, out_shape)],
+        initializer=[helper.make_tensor('W', TensorProto.FLOAT, weight.shape, weight.ravel()),
+                     helper.make_tensor('B', TensorProto.FLOAT, bias.shape, bias)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
