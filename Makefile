@@ -23,7 +23,7 @@ export SEGFORMER_ROS_VENV := $(abspath $(VENV))
 export SEGFORMER_ROS_INSTALL := $(abspath $(BUILD))/colcon/install
 ENV := source tools/ros_env.sh &&
 
-.PHONY: all setup test lint demo bench bench-ros test-py310 test-py312 shell clean distclean
+.PHONY: all setup test lint demo bench bench-ros bench-cameras test-py310 test-py312 shell clean distclean
 
 all: test
 
@@ -33,17 +33,20 @@ setup:
 test: setup
 	tools/run_tests.sh $(PYTEST_ARGS)
 
-lint:
+lint: setup
 	$(ENV) python -m flake8 setup.py segformer_ros/ launch/ test/ tools/
 
-demo:
+demo: setup
 	$(ENV) python -m segformer_ros.tools.demo $(ARGS)
 
-bench:
+bench: setup
 	$(ENV) python -m segformer_ros.tools.bench $(ARGS)
 
-bench-ros:
+bench-ros: setup
 	$(ENV) python -m segformer_ros.tools.bench_ros $(ARGS)
+
+bench-cameras: setup
+	$(ENV) python -m segformer_ros.tools.bench_cameras $(ARGS)
 
 test-py310:
 	tools/test_other_python.sh 3.10 $(PYTEST_ARGS)
@@ -51,7 +54,7 @@ test-py310:
 test-py312:
 	tools/test_other_python.sh 3.12 $(PYTEST_ARGS)
 
-shell:
+shell: setup
 	$(ENV) exec bash -i
 
 clean:

@@ -64,6 +64,21 @@ def _png_header(buf: memoryview, fmt: str) -> Tuple[int, int, int]:
     return height, width, buf[25]
 
 
+def _check_jpeg_end(buf: np.ndarray, fmt: str) -> None:
+    """Refuse a JPEG that does not end with its EOI marker (FF D9): cut short or garbled.
+
+    libjpeg conceals a damaged scan (it fills the rest of the picture with grey and only
+    prints a warning), so such a frame would otherwise be segmented as if it were real.
+    Zero or whitespace padding after the marker, which some MJPEG cameras add, is accepted.
+    """
+    tail = bytes(buf[-65536:]).rstrip(b'\x00\r\n ')
+    if not tail.endswith(b'\xff\xd9'):
+        raise ImageFormatError(
+            f'corrupt or truncated {fmt or "jpeg"} data: expected the JPEG end-of-image marker '
+            f'FF D9 at the end of the {len(buf)} bytes, got {tail[-2:].hex(" ") or "nothing"}; '
+            f'the frame was cut short or garbled in transport')
+
+
 def compressed_image_size(data: Any, format: str = '') -> Tuple[int, int, bool]:
     """Read ``(height, width, is_gray)`` from JPEG/PNG headers without decoding."""
     # A zero-copy byte view: SOF may follow large APPn segments (EXIF, ICC profiles).
@@ -111,6 +126,8 @@ def decode_compressed(format: str, data: Any,
             f'{fmt or "compressed"} image of {width}x{height} = {width * height} pixels '
             f'exceeds the limit of {max_pixels}; refusing to decode it (raise max_pixels if '
             f'the camera really is that large)')
+    if bytes(buf[:2]) == b'\xff\xd8':
+        _check_jpeg_end(buf, fmt)
     import cv2
     flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
     try:

@@ -305,14 +305,13 @@ class SegformerNode(LifecycleNode):
             ch.confidence_pub.get_subscription_count() > 0 for ch, _, _ in frames)
         alpha = float(self.get_parameter('overlay_alpha').value)
         inputs = [(view.array, view.channel_order) for _, _, view in frames]
-        if len(inputs) == 1:
-            results = [pipeline.process(inputs[0][0], inputs[0][1], want_overlay=want_overlay,
-                                        want_summary=want_summary, overlay_alpha=alpha,
-                                        want_confidence=want_confidence)]
-        else:
-            results = pipeline.process_batch(inputs, want_overlay=want_overlay,
-                                             want_summary=want_summary, overlay_alpha=alpha,
-                                             want_confidence=want_confidence)
+        limit = int(self._params.get('max_batch_size', 0)) or len(inputs)
+        results = []
+        for start in range(0, len(inputs), limit):
+            results.extend(pipeline.process_batch(
+                inputs[start:start + limit], want_overlay=want_overlay,
+                want_summary=want_summary, overlay_alpha=alpha,
+                want_confidence=want_confidence))
         for (ch, msg, _), result in zip(frames, results):
             t0 = time.perf_counter()
             ch.mask_pub.publish(image_message(result.mask, 'mono8', msg.header))

@@ -108,6 +108,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               '<name>/image).'),
     ParamSpec('camera_namespaces', [], 'Output namespace per camera (empty = the camera name).'),
     ParamSpec('camera_transports', [], 'raw or compressed per camera (empty = input_transport).'),
+    ParamSpec('max_batch_size', 0, 'Most frames per inference across cameras (0 = as many as the '
+              'model allows; 1 = never batch).', min_value=0, max_value=64),
     ParamSpec('batch_window_ms', 5.0, 'How long the first frame waits for the other cameras\' '
               'frames to share one inference.', min_value=0.0, max_value=200.0),
     # --- node behaviour

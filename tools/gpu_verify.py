@@ -522,7 +522,8 @@ def markdown(res: Dict[str, Any]) -> str:
             lines.append(f"stages (plain) ms: {json.dumps(c['stages_ms_median_plain'])}")
         for key in ('kernel_floors',):
             if key in c:
-                lines.append('\n| stage | ms | bytes | floor ms | x floor |\n|---|---|---|---|---|')
+                lines.append('\n| stage | ms | bytes | floor ms | x floor |'
+                             '\n|---|---|---|---|---|')
                 for k, v in c[key].items():
                     lines.append(f"| {k} | {v['ms']:.4f} | {v['bytes']} | {v['floor_ms']:.4f} | "
                                  f"{v['x_floor']:.2f} |")

@@ -109,7 +109,7 @@ def has_progress_monitor(trt: Any) -> bool:
 
 
 def numpy_dtype_name(trt: Any, dtype: Any) -> str:
-    """numpy dtype name of a ``tensorrt.DataType`` (BackendError for unsupported types)."""
+    """Return the numpy dtype name of a ``tensorrt.DataType`` (BackendError if unsupported)."""
     table = {'FLOAT': 'float32', 'HALF': 'float16', 'INT32': 'int32', 'INT64': 'int64',
              'INT8': 'int8', 'UINT8': 'uint8', 'BOOL': 'bool', 'BF16': 'bfloat16'}
     for name, np_name in table.items():

@@ -1,4 +1,4 @@
-"""segformer-ros-build-engine: build a TensorRT engine from ONNX ahead of time (trtexec-like).
+r"""segformer-ros-build-engine: build a TensorRT engine from ONNX ahead of time (trtexec-like).
 
 Example (on the robot, once per TensorRT version / GPU)::
 
