@@ -302,6 +302,46 @@ class NodeClient:
         self.node.destroy_node()
 
 
+def deeplab_overrides(model: Path, **extra: Any) -> List[Any]:
+    """Parameter overrides of the DeepLab preset with ``model`` and ``extra`` values."""
+    from rclpy.parameter import Parameter
+
+    from segformer_ros.presets import load_params_file
+
+    params: Dict[str, Any] = load_params_file(PRESET)
+    params['model_path'] = str(model)
+    params['warmup_iterations'] = 0
+    params.update(extra)
+    return [Parameter(k, value=v) for k, v in params.items()]
+
+
+class InProcessNode:
+    """A SegformerNode in this process, spun by its own executor, plus a NodeClient."""
+
+    def __init__(self, context: Any, overrides: List[Any]) -> None:
+        from rclpy.executors import MultiThreadedExecutor
+
+        from segformer_ros.node import SegformerNode
+
+        self.node = SegformerNode(context=context, parameter_overrides=overrides)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+        self.client = NodeClient(context, camera_topic='/image')
+
+    def state(self) -> str:
+        """Lifecycle state label, read directly from the node."""
+        return str(self.node._state_machine.current_state[1])
+
+    def close(self) -> None:
+        """Release the node's resources and stop both executors."""
+        self.client.close()
+        self.node.shutdown_resources()
+        self.executor.shutdown(timeout_sec=5.0)
+        self.node.destroy_node()
+
+
 # ------------------------------------------------------------ flood publisher
 def flood(topic: str, rate_hz: float, width: int, height: int, seconds: float,
           report: Optional[str], wait_subscribers: float) -> Dict[str, float]:

@@ -46,11 +46,58 @@ def test_impossible_threshold_fails(capsys):
     assert 'FAIL' in capsys.readouterr().out
 
 
-def test_live_topic_is_explained(capsys):
-    assert selfcheck.main(['--model', 'm.onnx', '--topic', '/camera/image']) == 2
-    assert 'use --video or --images' in capsys.readouterr().err
+def test_one_source_only(capsys):
+    assert selfcheck.main(['--model', 'm.onnx', '--topic', '/camera/image',
+                           '--video', 'x.mp4']) == 2
+    assert 'exactly one of --video, --images or --topic' in capsys.readouterr().err
 
 
 def test_needs_a_model(tmp_path, capsys):
     assert selfcheck.main(['--images', str(tmp_path)]) == 2
     assert 'no model for A' in capsys.readouterr().err
+
+
+@pytest.mark.ros
+def test_selfcheck_on_a_live_topic(tmp_path, deeplab_model, street_frames_bgr, ros_domain,
+                                   monkeypatch) -> None:
+    """Frames from a live topic (published by a thread here) go through both backends."""
+    import threading
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(ros_domain))
+    context = Context()
+    rclpy.init(context=context, domain_id=ros_domain)
+    node = rclpy.create_node('selfcheck_camera', context=context)
+    publisher = node.create_publisher(Image, '/robot/camera/image_raw', qos_profile_sensor_data)
+    stop = threading.Event()
+
+    def publish() -> None:
+        frame = street_frames_bgr[0]
+        msg = Image(height=frame.shape[0], width=frame.shape[1], encoding='bgr8',
+                    step=frame.shape[1] * 3)
+        msg.data = frame.tobytes()
+        while not stop.is_set():
+            publisher.publish(msg)
+            stop.wait(0.1)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    report_path = tmp_path / 'report.json'
+    try:
+        code = selfcheck.main(['--model', str(deeplab_model), '--params',
+                               'deeplab_mobilenet_cityscapes', '--topic',
+                               '/robot/camera/image_raw', '--frames', '2', '--quiet',
+                               '--json', str(report_path)])
+    finally:
+        stop.set()
+        thread.join()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report['agreement']['frames'] == 2
+    assert report['agreement']['pixel_agreement'] == 1.0

@@ -10,7 +10,7 @@ from segformer_ros.errors import BackendError
 
 
 def fake_trt(version: str, fp16: bool) -> types.SimpleNamespace:
-    """A module-like object with the enum attributes a TensorRT version exposes."""
+    """Make a module-like object with the enum attributes a TensorRT version exposes."""
     members = {'VERSION_COMPATIBLE': 5, 'EXCLUDE_LEAN_RUNTIME': 6}
     if fp16:
         members.update(FP16=0, INT8=1)

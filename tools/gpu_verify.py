@@ -114,7 +114,7 @@ def device_input(pipe: GpuPipeline) -> np.ndarray:
 
 def cpu_post(output: np.ndarray, kind: OutputKind, frame: np.ndarray, order: str,
              cfg: PipelineConfig, geo: Any) -> Tuple[np.ndarray, np.ndarray, Any]:
-    """The CPU path's mask, overlay and summary of one output item."""
+    """Compute the CPU path's mask, overlay and summary of one output item."""
     from segformer_ros.labels import palette_lut
     from segformer_ros.overlay import blend_overlay
     from segformer_ros.postprocessing import ids_from_output

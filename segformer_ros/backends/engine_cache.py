@@ -105,13 +105,13 @@ class EngineCache:
 
     def timing_cache_path(self, trt_version: str, gpu_name: str,
                           compute_capability: Sequence[int]) -> Path:
-        """Timing cache file for this TensorRT version and GPU."""
+        """Return the timing cache file for this TensorRT version and GPU."""
         tag = hashlib.sha256(f'{trt_version}|{gpu_name}|{tuple(compute_capability)}'.encode())
         return self.directory / f'timing-{tag.hexdigest()[:16]}.cache'
 
     @staticmethod
     def sidecar(engine_path: Path) -> Path:
-        """The JSON metadata file beside an engine."""
+        """Return the JSON metadata file beside an engine."""
         return engine_path.with_suffix('.json')
 
     def lookup(self, key: EngineKey, stem: str = 'model') -> Optional[Path]:
@@ -132,7 +132,7 @@ class EngineCache:
 
 
 def read_sidecar(engine_path: Path) -> Optional[EngineKey]:
-    """The EngineKey recorded beside ``engine_path``, or None when absent/unreadable."""
+    """Return the EngineKey recorded beside ``engine_path`` (None if absent/unreadable)."""
     try:
         data = json.loads(EngineCache.sidecar(Path(engine_path)).read_text())
         data['compute_capability'] = tuple(data['compute_capability'])

@@ -67,7 +67,7 @@ def tensorrt_available(device: int = 0) -> Tuple[bool, str]:
 
 
 def onnx_has_qdq(path: str) -> bool:
-    """True when the ONNX graph contains QuantizeLinear/DequantizeLinear nodes."""
+    """Tell whether the ONNX graph contains QuantizeLinear/DequantizeLinear nodes."""
     try:
         import onnx
     except ImportError:
@@ -79,7 +79,7 @@ def onnx_has_qdq(path: str) -> bool:
 
 
 def _make_monitor(trt: Any, progress: Progress) -> Any:
-    """An IProgressMonitor subclass instance forwarding to ``progress(phase, fraction)``."""
+    """Make an IProgressMonitor forwarding to ``progress(phase, fraction)``."""
     base = trt.IProgressMonitor
 
     class _Monitor(base):  # type: ignore[misc, valid-type]

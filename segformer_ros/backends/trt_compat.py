@@ -26,7 +26,7 @@ class TrtVersion:
     text: str
 
     def at_least(self, major: int, minor: int = 0) -> bool:
-        """True when this version is >= major.minor."""
+        """Tell whether this version is >= major.minor."""
         return (self.major, self.minor) >= (major, minor)
 
 
@@ -56,7 +56,7 @@ def enum_member(trt: Any, enum_name: str, member: str) -> Optional[Any]:
 
 
 def is_strongly_typed_only(trt: Any) -> bool:
-    """True for TensorRT versions without precision builder flags (11+: strongly typed)."""
+    """Tell whether this TensorRT lacks precision builder flags (11+: strongly typed)."""
     return enum_member(trt, 'BuilderFlag', 'FP16') is None
 
 
@@ -104,7 +104,7 @@ def workspace_pool(trt: Any) -> Any:
 
 
 def has_progress_monitor(trt: Any) -> bool:
-    """True when ``IProgressMonitor`` exists (TensorRT >= 10.0 Python bindings)."""
+    """Tell whether ``IProgressMonitor`` exists (TensorRT >= 10.0 Python bindings)."""
     return getattr(trt, 'IProgressMonitor', None) is not None
 
 

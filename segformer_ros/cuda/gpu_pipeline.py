@@ -70,7 +70,7 @@ class DeviceInference:
     """What the pipeline needs from an engine: I/O spec and a run on device pointers."""
 
     def device_io_spec(self) -> DeviceIOSpec:
-        """The engine's I/O (batch 1, concrete H/W)."""
+        """Return the engine's I/O (batch 1, concrete H/W)."""
         raise NotImplementedError
 
     def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int) -> None:

@@ -390,7 +390,7 @@ class KernelArgs:
         return ctypes.addressof(self.array)
 
     def unpack(self) -> List[Any]:
-        """The packed values read back through the pointer array (for tests)."""
+        """Return the packed values read back through the pointer array (for tests)."""
         out = []
         for i, (_, code) in enumerate(KERNEL_SIGNATURES[self.kernel]):
             ptr = ctypes.cast(self.array[i], ctypes.POINTER(_CTYPES[code]))

@@ -209,7 +209,7 @@ class MappedHostBuffer:
         self.host = np.frombuffer(raw, dtype=np.uint8, count=self.nbytes)
 
     def view(self, dtype: Any, shape: Tuple[int, ...], offset: int = 0) -> np.ndarray:
-        """A typed numpy view of the buffer (no copy)."""
+        """Return a typed numpy view of the buffer (no copy)."""
         count = int(np.prod(shape))
         size = count * np.dtype(dtype).itemsize
         if offset + size > self.nbytes:
@@ -240,7 +240,7 @@ def memset_async(ptr: int, value: int, nbytes: int, stream: Stream) -> None:
 
 
 def copy_to_device(host: np.ndarray, dst: int, stream: Optional[Stream] = None) -> None:
-    """Synchronously copy a contiguous host array to device address ``dst`` (setup only)."""
+    """Copy a contiguous host array to device address ``dst``, synchronously (setup)."""
     rt, _, _ = bindings()
     arr = np.ascontiguousarray(host)
     check(rt.cudaMemcpy(dst, arr.ctypes.data, arr.nbytes,
@@ -248,7 +248,7 @@ def copy_to_device(host: np.ndarray, dst: int, stream: Optional[Stream] = None) 
 
 
 def copy_to_host(src: int, out: np.ndarray) -> np.ndarray:
-    """Synchronously copy ``out.nbytes`` from device address ``src`` into ``out``."""
+    """Copy ``out.nbytes`` from device address ``src`` into ``out``, synchronously."""
     rt, _, _ = bindings()
     if not out.flags.c_contiguous:
         raise BackendError('copy_to_host needs a C-contiguous output array')

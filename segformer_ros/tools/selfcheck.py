@@ -63,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_argument_group('frames (one of)')
     src.add_argument('--video', metavar='FILE', help='video file')
     src.add_argument('--images', metavar='DIR', help='image folder (sorted *.png/*.jpg)')
-    src.add_argument('--topic', help='live image topic (not supported here, see README)')
+    src.add_argument('--topic', help='live image topic (sensor_msgs/Image; a name ending in '
+                     '/compressed reads sensor_msgs/CompressedImage)')
     p.add_argument('--frames', type=int, default=20, help='number of frames (default 20)')
+    p.add_argument('--topic-timeout', type=float, default=30.0,
+                   help='seconds to wait for --frames frames on --topic (default 30)')
     p.add_argument('--min-agreement', type=float, default=DEFAULT_MIN_AGREEMENT,
                    help=f'pass threshold on the pixel agreement (default {DEFAULT_MIN_AGREEMENT})')
     p.add_argument('--warmup', type=int, default=None,
@@ -127,11 +130,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     def warn(msg: str) -> None:
         print(f'segformer-ros-selfcheck: {msg}', file=sys.stderr, flush=True)
 
-    if args.topic:
-        raise SegformerRosError('live topics are not supported by this tool: use --video or '
-                                '--images (live topic support needs rclpy: see README)')
-    if bool(args.video) == bool(args.images):
-        raise SegformerRosError('give exactly one of --video or --images')
+    if sum(bool(s) for s in (args.video, args.images, args.topic)) != 1:
+        raise SegformerRosError('give exactly one of --video, --images or --topic')
     if args.frames < 1:
         raise SegformerRosError(f'--frames must be >= 1, got {args.frames}')
     base = load_tool_params(args.params, args.overrides, warn)
@@ -159,13 +159,18 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         times: Dict[str, List[Dict[str, float]]] = {slot: [] for slot in SLOTS}
         logits_comparable = True
         progress = Progress(args.frames, 'selfcheck', enabled=not args.quiet)
-        source = args.video or args.images
+        source = args.video or args.images or args.topic
+        if args.topic:
+            from .topic_frames import collect_topic_frames
+            frames = iter(collect_topic_frames(args.topic, args.frames, args.topic_timeout))
+        else:
+            frames = ((frame, 'bgr') for _i, frame in iter_frames(source, max_frames=args.frames))
         try:
-            for _index, frame in iter_frames(source, max_frames=args.frames):
+            for frame, order in frames:
                 results = {}
                 for slot in SLOTS:
                     recorders[slot].last = None
-                    results[slot] = pipelines[slot].process(frame, 'bgr', want_overlay=False,
+                    results[slot] = pipelines[slot].process(frame, order, want_overlay=False,
                                                             want_summary=False)
                     times[slot].append(results[slot].times)
                 la, lb = recorders['a'].last, recorders['b'].last
