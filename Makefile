@@ -23,7 +23,7 @@ export SEGFORMER_ROS_VENV := $(abspath $(VENV))
 export SEGFORMER_ROS_INSTALL := $(abspath $(BUILD))/colcon/install
 ENV := source tools/ros_env.sh &&
 
-.PHONY: all setup test lint demo bench bench-ros bench-cameras test-py310 test-py312 shell clean distclean
+.PHONY: all setup test test-compat lint demo bench bench-ros bench-cameras test-py310 test-py312 shell clean distclean
 
 all: test
 
@@ -47,6 +47,18 @@ bench-ros: setup
 
 bench-cameras: setup
 	$(ENV) python -m segformer_ros.tools.bench_cameras $(ARGS)
+
+# The Python-version check CI runs after `make test`: the math, backends and the node
+# (in-process and over DDS) on 3.10 (JetPack 6 / Humble) and 3.12 (Jazzy), without torch.
+COMPAT_TESTS ?= test/test_build.py test/test_conversion.py test/test_compressed.py \
+	test/test_preprocessing.py test/test_postprocessing.py test/test_overlay.py \
+	test/test_summary.py test/test_pipeline.py test/test_parameters.py test/test_batching.py \
+	test/test_stats.py test/test_channels.py test/test_onnxruntime_backend.py \
+	test/test_confidence.py test/test_node_lifecycle.py test/test_node_cross_process.py
+
+test-compat:
+	tools/test_other_python.sh 3.10 $(COMPAT_TESTS)
+	tools/test_other_python.sh 3.12 $(COMPAT_TESTS)
 
 test-py310:
 	tools/test_other_python.sh 3.10 $(PYTEST_ARGS)

@@ -21,6 +21,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.lifecycle.node import LifecycleNodeMixin
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
@@ -31,7 +32,7 @@ from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
 from .labels import label_info
 from .node_parameters import declare_all, read_all, validate_parameter
-from .parameters import pipeline_config_from_params
+from .parameters import PARAMETER_NAMES, pipeline_config_from_params
 from .ros_messages import OVERLAY_ENCODINGS, diagnostics_message, image_message, summary_message
 from .stats import RateLimiter, StageStats
 
@@ -151,7 +152,7 @@ class SegformerNode(LifecycleNode):
     # --------------------------------------------------------------- configure
     def _configure_resources(self) -> None:
         from .backends.factory import create_backend
-        from .pipeline import SegmentationPipeline
+        from .gpu_segmentation import select_pipeline
 
         params = read_all(self)
         config = pipeline_config_from_params(params)
@@ -173,7 +174,9 @@ class SegformerNode(LifecycleNode):
             workspace_mb=params['workspace_mb'], input_hw=config.input_size,
             max_batch=max(1, len(specs)))
         info = self._backend.configure()
-        self._pipeline = SegmentationPipeline(self._backend, config)
+        self._pipeline = select_pipeline(params['pipeline'], self._backend, config,
+                                         params['onnxruntime_provider'],
+                                         self.get_logger().info)
         self._backend.warmup(params['warmup_iterations'], self._pipeline.input_hw)
         self._stats = StageStats(STAGES)
         self._channels = [_Channel(s) for s in specs]
@@ -195,7 +198,8 @@ class SegformerNode(LifecycleNode):
             float(params['diagnostics_period']), self._publish_diagnostics,
             callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
-            f'configured: {self._backend.describe()}, model {params["model_path"]} '
+            f'configured: {self._backend.describe()}, {type(self._pipeline).__name__}, '
+            f'model {params["model_path"]} '
             f'({info.output_kind.value}, input {self._pipeline.input_hw}), cameras '
             f'{[c.spec.input_topic for c in self._channels]}')
 
@@ -212,6 +216,8 @@ class SegformerNode(LifecycleNode):
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
+        if self._pipeline is not None and hasattr(self._pipeline, 'release'):
+            self._pipeline.release()   # the GPU pipeline's device and mapped buffers
         self._pipeline = None
         if self._backend is not None:
             try:
@@ -369,6 +375,14 @@ class SegformerNode(LifecycleNode):
 
     def _on_set_parameters(self, params: List[Any]) -> Any:
         for param in params:
+            if (param.type_ == Parameter.Type.NOT_SET and param.name in PARAMETER_NAMES
+                    and self.has_parameter(param.name)):
+                # rclpy would undeclare it (the list parameters are dynamically typed):
+                # configure could then never read it again in this process.
+                return SetParametersResult(
+                    successful=False,
+                    reason=f'{param.name} cannot be unset; set a value instead (e.g. [] for '
+                           f'an empty list)')
             result = validate_parameter(param)
             if not result.successful:
                 return result

@@ -76,7 +76,9 @@ def read_all(node: Node) -> Dict[str, Any]:
     """Read the current values of all our parameters (unset lists read as [])."""
     values: Dict[str, Any] = {}
     for p in PARAMETERS:
-        value = node.get_parameter(p.name).value
+        # get_parameter_or: setting a dynamically typed parameter to "not set" undeclares
+        # it in rclpy; read that as its default instead of failing configure.
+        value = node.get_parameter_or(p.name, Parameter(p.name, value=p.default)).value
         if value is None and p.default == []:
             value = []
         elif isinstance(value, (list, tuple)) or type(value).__name__ == 'array':

@@ -45,6 +45,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'configure.'),
     ParamSpec('backend', 'auto', 'Inference backend: auto (TensorRT when importable and a GPU is '
               'present, else ONNX Runtime), tensorrt, or onnxruntime.', choices=BACKENDS),
+    ParamSpec('pipeline', 'auto', 'Pre/postprocessing: auto (the zero-copy CUDA pipeline when '
+              'inference runs on a GPU, else CPU), cpu, or gpu.', choices=('auto', 'cpu', 'gpu')),
     ParamSpec('onnxruntime_provider', 'cpu', 'ONNX Runtime execution provider: cpu, cuda or '
               'tensorrt (the latter two need onnxruntime-gpu).', choices=ORT_PROVIDERS),
     ParamSpec('num_threads', 0, 'CPU inference threads (0 = library default).',

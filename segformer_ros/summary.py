@@ -93,22 +93,32 @@ def compute_summary(mask: np.ndarray, classes: ClassConfig, config: SummaryConfi
         raise ImageFormatError(f'expected a non-empty (H, W) uint8 mask, got {mask.dtype} '
                                f'{mask.shape}')
     height, width = mask.shape
+    roi = roi_mask(tuple(tuple(map(float, v)) for v in config.roi_polygon), height, width)
+    drivable_lut = np.zeros(256, dtype=np.uint8)
+    drivable_lut[[int(i) for i in classes.drivable_ids]] = 1
+    drivable = cv2.LUT(mask, drivable_lut).view(bool)
+    return summary_from_counts(width, height, _histogram(mask), _histogram(mask, roi),
+                               free_space_boundary(drivable), classes, config)
+
+
+def summary_from_counts(width: int, height: int, counts: np.ndarray, roi_counts: np.ndarray,
+                        boundary: np.ndarray, classes: ClassConfig,
+                        config: SummaryConfig) -> Summary:
+    """Assemble the summary from per-id histograms (256 bins) and the per-column boundary.
+
+    Shared by the CPU path (:func:`compute_summary`) and the GPU pipeline, whose kernels
+    produce the same histograms and boundary.
+    """
+    import cv2
     n = classes.num_classes
     total = height * width
     drivable_ids = [int(i) for i in classes.drivable_ids]
-
-    counts = _histogram(mask)
-    class_counts = counts[:n]
+    class_counts = np.asarray(counts)[:n]
     unlabeled = total - int(class_counts.sum())
-
+    roi_class_counts = np.asarray(roi_counts)[:n]
     roi = roi_mask(tuple(tuple(map(float, v)) for v in config.roi_polygon), height, width)
-    roi_counts = _histogram(mask, roi)[:n]
     roi_total = int(cv2.countNonZero(roi))
-
-    drivable_lut = np.zeros(256, dtype=np.uint8)
-    drivable_lut[drivable_ids] = 1
-    drivable = cv2.LUT(mask, drivable_lut).view(bool)
-    boundary = free_space_boundary(drivable)
+    boundary = np.asarray(boundary)
     bins = min(config.free_space_bins, width)
     starts = (np.arange(bins, dtype=np.int64) * width) // bins
     ends = np.append(starts[1:], width)
@@ -126,11 +136,11 @@ def compute_summary(mask: np.ndarray, classes: ClassConfig, config: SummaryConfi
         roi_polygon_x=[float(x) for x, _ in config.roi_polygon],
         roi_polygon_y=[float(y) for _, y in config.roi_polygon],
         roi_pixel_count=roi_total,
-        roi_class_pixel_counts=[int(c) for c in roi_counts],
-        roi_class_fractions=frac(roi_counts, roi_total),
+        roi_class_pixel_counts=[int(c) for c in roi_class_counts],
+        roi_class_fractions=frac(roi_class_counts, roi_total),
         drivable_class_ids=drivable_ids,
         drivable_fraction=float(class_counts[drivable_ids].sum()) / total,
-        roi_drivable_fraction=(float(roi_counts[drivable_ids].sum()) / roi_total
+        roi_drivable_fraction=(float(roi_class_counts[drivable_ids].sum()) / roi_total
                                if roi_total else 0.0),
         free_space_column_starts=[int(s) for s in starts],
         free_space_rows=rows,

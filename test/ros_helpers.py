@@ -88,6 +88,28 @@ def shm_files(pid: int) -> Set[str]:
     return found
 
 
+def shm_in_use() -> Set[str]:
+    """Fast DDS shared-memory files some live process has mapped or open."""
+    used: Set[str] = set()
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                used |= shm_files(int(entry))
+            except (OSError, ValueError):  # exited meanwhile, or not ours to read
+                continue
+    return used
+
+
+def orphaned(paths: Set[str]) -> List[str]:
+    """Those of ``paths`` that still exist although no live process uses them.
+
+    A participant maps its own segment and port, and also the segments and ports of the
+    peers it talks to; only files nobody uses any more are left behind.
+    """
+    used = shm_in_use()
+    return sorted(p for p in paths if os.path.exists(p) and p not in used)
+
+
 # ------------------------------------------------------------------- messages
 def image_msg(array_u8: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = 'camera',
               step: Optional[int] = None, height: Optional[int] = None,

@@ -8,7 +8,7 @@ import numpy as np
 
 def logits_model(path: Path, classes: int = 19, input_hw: Tuple[int, int] = (64, 64),
                  stride: int = 4, seed: int = 0, dynamic: bool = False) -> Path:
-    """A SegFormer-shaped logits model: 1x1 conv to ``classes`` channels, then avg-pool.
+    """Build a SegFormer-shaped logits model: 1x1 conv to ``classes`` channels, avg-pool.
 
     Output (N, classes, H/stride, W/stride) float32, like SegFormer's 1/4-resolution logits;
     colours decide the class, so real frames give varied masks.

@@ -584,18 +584,25 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
     for name in ('mask_only', 'full'):
         t = (results.get(name) or {}).get('target') or {}
         if t.get('overhead_ms') is not None:
-            lines.append(f'- {results[name]["label"]}: {t["latency_p95_ms"]} - '
-                         f'{t["inference_p50_ms"]} = **{t["overhead_ms"]} ms**: '
-                         f'{"PASS" if t["pass"] else "FAIL"}')
+            r = results[name]
+            inf_p95 = (r.get('stages_ms_p95') or {}).get('inference')
+            others = sum(v for k, v in r['stages_ms_p50'].items() if k != 'inference')
+            rest = r['latency']['p50_ms'] - t['inference_p50_ms'] - others
+            lines.append(f'- {r["label"]}: {t["latency_p95_ms"]} - {t["inference_p50_ms"]} = '
+                         f'**{t["overhead_ms"]} ms**: {"PASS" if t["pass"] else "FAIL"} '
+                         f'(inference p95 {_fmt(inf_p95)} ms; at p50: latency '
+                         f'{r["latency"]["p50_ms"]} = inference {t["inference_p50_ms"]} + other '
+                         f'stages {others:.1f} + the rest {rest:.1f} ms: DDS both ways, '
+                         f'keep-latest wait, thread scheduling)')
     lines.append(f'- Overall: **{verdict["verdict"]}**. The inference figure is the node\'s '
                  '`inference_ms_p50` from /diagnostics (the ONNX Runtime run call alone).')
     if 'transport' in results:
         tr = results['transport']['latency']
         lines.append(f'- Floor: DDS alone moves a frame in {_fmt(tr["p50_ms"])} ms p50 / '
                      f'{_fmt(tr["p95_ms"])} ms p95 here; the overhead above also contains the '
-                     'keep-latest wait (a frame arriving while the worker is busy waits up to '
-                     'one inference), inference jitter (p95 vs p50), the other stages and the '
-                     'mask\'s own trip back.')
+                     'keep-latest wait (the frame the worker takes next arrived up to one camera '
+                     'period earlier, longer when the node\'s executor lags), inference jitter '
+                     '(p95 vs p50), the other stages and the mask\'s own trip back.')
     flood = results.get('flood')
     if flood is not None:
         lines += ['', f'### Flood: {flood["requested_hz"]:g} Hz requested, '

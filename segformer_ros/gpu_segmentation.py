@@ -1,0 +1,158 @@
+"""The node's pipeline interface on top of the zero-copy CUDA pipeline.
+
+:class:`GpuSegmentationPipeline` offers what the CPU ``SegmentationPipeline`` offers
+(``process``, ``process_batch``, ``input_hw``, ``has_logits``, ``config``) so the node can
+use either. Per frame, the only CPU copy is the message bytes into pinned, mapped
+memory; preprocessing, inference (TensorRT, or ONNX Runtime CUDA through IOBinding on the
+same device buffers), postprocessing, overlay and histograms run on the GPU, and the
+CPU assembles the summary from the GPU's histograms.
+
+:func:`select_pipeline` decides between the two for the ``pipeline`` parameter.
+"""
+
+from dataclasses import replace
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .backends.base import Backend, OutputKind
+from .config import PipelineConfig
+from .errors import BackendError, ConfigError
+from .pipeline import SegmentationResult
+from .preprocessing import Frame, unpack_frame
+from .summary import summary_from_counts
+
+PIPELINES: Tuple[str, ...] = ('auto', 'cpu', 'gpu')
+
+# (channel order, channels) -> the encoding name the GPU kernels read.
+_ENCODINGS = {('rgb', 3): 'rgb8', ('bgr', 3): 'bgr8', ('rgb', 4): 'rgba8', ('bgr', 4): 'bgra8',
+              ('gray', 1): 'mono8'}
+
+
+def gpu_encoding(array: np.ndarray, channel_order: str) -> str:
+    """Return the 8-bit encoding name of a frame for the GPU kernels."""
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    encoding = _ENCODINGS.get((channel_order, channels))
+    if encoding is None or array.dtype != np.uint8:
+        raise ConfigError(f'GPU pipeline reads 8-bit rgb/bgr(a)/mono frames, got {array.dtype} '
+                          f'{array.shape} ({channel_order})')
+    return encoding
+
+
+class GpuSegmentationPipeline:
+    """SegmentationPipeline's interface over the CUDA pipeline (cuda.gpu_pipeline)."""
+
+    def __init__(self, backend: Backend, config: PipelineConfig, device: int = 0) -> None:
+        from .cuda.gpu_pipeline import GpuPipeline, OrtCudaInference
+
+        info = backend.model_info
+        if hasattr(backend, 'infer_device'):
+            engine: Any = backend                      # TensorRT: device pointers natively
+        elif hasattr(backend, 'session'):
+            engine = OrtCudaInference(backend.session, config.input_size)
+        else:
+            raise BackendError(f'{backend.name} backend cannot run on device buffers; use '
+                               f'pipeline: cpu')
+        self._backend = backend
+        self._config = config
+        self._engine = engine
+        self._device = device
+        self._make = GpuPipeline
+        self._gpu = GpuPipeline(config, engine, device=device)
+        h, w = info.input_hw
+        spec = engine.device_io_spec()
+        self._input_hw = (int(h or spec.input_shape[2]), int(w or spec.input_shape[3]))
+        self._kind = info.output_kind
+
+    @property
+    def input_hw(self) -> Tuple[int, int]:
+        """(height, width) of the model input."""
+        return self._input_hw
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The configuration in use (overlay alpha follows the last frame's value)."""
+        return self._config
+
+    @property
+    def has_logits(self) -> bool:
+        """True for logits models (the GPU path publishes no confidence map yet)."""
+        return self._kind is OutputKind.LOGITS
+
+    def process(self, frame: Frame, channel_order: Optional[str] = None, *,
+                want_overlay: bool = True, want_summary: bool = True,
+                overlay_alpha: Optional[float] = None,
+                want_confidence: bool = False) -> SegmentationResult:
+        """Segment one frame on the GPU; same result type as the CPU pipeline.
+
+        ``want_confidence`` is accepted for interface parity; the GPU kernels do not
+        compute the confidence map, so ``confidence`` stays None.
+        """
+        array, order = unpack_frame(frame, channel_order)
+        self._follow_alpha(overlay_alpha)
+        # Any strides are fine: the one CPU copy packs the view into the mapped buffer.
+        result = self._gpu.process(array, gpu_encoding(array, order), want_overlay=want_overlay)
+        mask = np.array(result.mask)   # the mapped buffers are reused by the next frame
+        overlay = np.array(result.overlay) if result.overlay is not None else None
+        summary = None
+        if want_summary:
+            summary = summary_from_counts(mask.shape[1], mask.shape[0], result.class_counts,
+                                          result.roi_counts, result.boundary,
+                                          self._config.classes, self._config.summary)
+        times = {k.replace('+', '_'): v / 1e3 for k, v in result.times_ms.items()}
+        return SegmentationResult(mask, overlay, 'bgr' if order == 'bgr' else 'rgb', summary,
+                                  result.geometry, times)
+
+    def process_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
+                      want_overlay: bool = True, want_summary: bool = True,
+                      overlay_alpha: Optional[float] = None,
+                      want_confidence: bool = False) -> List[SegmentationResult]:
+        """Segment several frames one after another (the GPU pipeline runs batch 1)."""
+        return [self.process(f, o, want_overlay=want_overlay, want_summary=want_summary,
+                             overlay_alpha=overlay_alpha) for f, o in frames]
+
+    def release(self) -> None:
+        """Free the device and mapped buffers."""
+        self._gpu.release()
+
+    def _follow_alpha(self, alpha: Optional[float]) -> None:
+        # The blend is captured in a CUDA graph with its alpha: a new value rebuilds the
+        # GPU pipeline once (rare: a person moving a slider), not every frame.
+        if alpha is None or alpha == self._config.postprocess.overlay_alpha:
+            return
+        self._config = replace(self._config, postprocess=replace(
+            self._config.postprocess, overlay_alpha=float(alpha)))
+        self._gpu.release()
+        self._gpu = self._make(self._config, self._engine, device=self._device)
+
+
+def wants_gpu(backend_name: str, provider: str) -> bool:
+    """Tell whether a backend setup runs inference on a CUDA GPU."""
+    return backend_name == 'tensorrt' or (backend_name == 'onnxruntime' and provider in
+                                          ('cuda', 'tensorrt'))
+
+
+def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provider: str,
+                    log: Callable[[str], None]) -> Any:
+    """Build the pipeline the ``pipeline`` parameter asks for.
+
+    ``cpu``: the numpy/OpenCV pipeline. ``gpu``: the CUDA pipeline, failing with the reason
+    when it cannot run. ``auto``: the CUDA pipeline when inference runs on a GPU and
+    cuda-python works, else the CPU pipeline, logging why.
+    """
+    from .pipeline import SegmentationPipeline
+
+    if choice not in PIPELINES:
+        raise ConfigError(f'pipeline must be one of {PIPELINES}, got {choice!r}')
+    if choice == 'cpu' or (choice == 'auto' and not wants_gpu(backend.name, provider)):
+        return SegmentationPipeline(backend, config)
+    try:
+        return GpuSegmentationPipeline(backend, config)
+    except Exception as exc:  # noqa: BLE001 - cuda-python/driver errors vary by platform
+        if choice == 'gpu':
+            raise BackendError(f'pipeline gpu cannot start ({type(exc).__name__}: {exc}); '
+                               f'install cuda-python for your CUDA, or set pipeline: cpu'
+                               ) from exc
+        log(f'pipeline auto: using the CPU pipeline because the CUDA pipeline cannot start '
+            f'({type(exc).__name__}: {exc})')
+        return SegmentationPipeline(backend, config)

@@ -1,0 +1,89 @@
+"""Choosing the CPU or the CUDA pipeline, and the CUDA pipeline behind the node's interface."""
+
+import numpy as np
+import pytest
+
+from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+from segformer_ros.config import PipelineConfig
+from segformer_ros.errors import BackendError, ConfigError
+from segformer_ros.gpu_segmentation import gpu_encoding, select_pipeline, wants_gpu
+from segformer_ros.pipeline import SegmentationPipeline
+
+from tiny_models import logits_model
+
+
+@pytest.fixture
+def cpu_backend(tmp_path):
+    backend = OnnxRuntimeBackend(str(logits_model(tmp_path / 'tiny.onnx')))
+    backend.configure()
+    yield backend
+    backend.release()
+
+
+def _cuda_usable() -> bool:
+    try:
+        from segformer_ros.cuda import runtime
+        return runtime.cuda_available()[0]
+    except Exception:  # noqa: BLE001 - any failure means no usable GPU here
+        return False
+
+
+def test_gpu_encoding_names() -> None:
+    assert gpu_encoding(np.zeros((2, 2, 3), np.uint8), 'bgr') == 'bgr8'
+    assert gpu_encoding(np.zeros((2, 2, 4), np.uint8), 'rgb') == 'rgba8'
+    assert gpu_encoding(np.zeros((2, 2), np.uint8), 'gray') == 'mono8'
+    with pytest.raises(ConfigError, match='8-bit'):
+        gpu_encoding(np.zeros((2, 2, 3), np.uint16), 'rgb')
+
+
+def test_wants_gpu() -> None:
+    assert wants_gpu('tensorrt', 'cpu')
+    assert wants_gpu('onnxruntime', 'cuda')
+    assert not wants_gpu('onnxruntime', 'cpu')
+
+
+def test_cpu_and_auto_on_cpu_backend(cpu_backend) -> None:
+    logs = []
+    for choice in ('cpu', 'auto'):
+        pipeline = select_pipeline(choice, cpu_backend, PipelineConfig(), 'cpu', logs.append)
+        assert isinstance(pipeline, SegmentationPipeline)
+    assert logs == []
+    with pytest.raises(ConfigError, match='pipeline must be one of'):
+        select_pipeline('fpga', cpu_backend, PipelineConfig(), 'cpu', logs.append)
+
+
+@pytest.mark.skipif(_cuda_usable(), reason='a GPU is present: the fallback does not happen')
+def test_gpu_unavailable_falls_back_or_fails_with_reason(cpu_backend) -> None:
+    logs = []
+    pipeline = select_pipeline('auto', cpu_backend, PipelineConfig(), 'cuda', logs.append)
+    assert isinstance(pipeline, SegmentationPipeline)
+    assert len(logs) == 1 and 'using the CPU pipeline because' in logs[0]
+    with pytest.raises(BackendError, match='set pipeline: cpu'):
+        select_pipeline('gpu', cpu_backend, PipelineConfig(), 'cuda', logs.append)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_usable(), reason='needs a CUDA GPU and cuda-python')
+def test_gpu_pipeline_matches_cpu_behind_node_interface(tmp_path, street_frames_bgr) -> None:
+    import onnxruntime as ort
+
+    if 'CUDAExecutionProvider' not in ort.get_available_providers():
+        pytest.skip('needs onnxruntime-gpu')
+    model = str(logits_model(tmp_path / 'tiny.onnx', input_hw=(128, 128)))
+    cpu = OnnxRuntimeBackend(model)
+    cpu.configure()
+    gpu = OnnxRuntimeBackend(model, provider='cuda')
+    gpu.configure()
+    config = PipelineConfig()
+    reference = SegmentationPipeline(cpu, config)
+    pipeline = select_pipeline('gpu', gpu, config, 'cuda', print)
+    for frame in street_frames_bgr[:3]:
+        want = reference.process(frame, 'bgr')
+        got = pipeline.process(frame, 'bgr', overlay_alpha=0.3)
+        assert got.mask.shape == want.mask.shape
+        assert (got.mask == want.mask).mean() > 0.995
+        assert got.summary.width == want.summary.width
+        assert sum(got.summary.class_pixel_counts) + got.summary.unlabeled_pixel_count \
+            == frame.shape[0] * frame.shape[1]
+        assert got.overlay.shape == frame.shape
+    pipeline.release()
