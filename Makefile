@@ -3,7 +3,7 @@
 #                   build of this package into .build/colcon/install
 #   make test       setup, then flake8 + pytest (what .ci/run runs)
 #   make lint       flake8 only
-#   make demo | bench | bench-ros   (ARGS="..." passes arguments on)
+#   make demo | bench | bench-ros | soak   (ARGS="..." passes arguments on)
 #   make test-py310 | test-py312    same tests on another Python, if present
 #   make shell      a bash with tools/ros_env.sh sourced
 #   make clean      build outputs;  make distclean  also the venvs
@@ -23,7 +23,7 @@ export SEGFORMER_ROS_VENV := $(abspath $(VENV))
 export SEGFORMER_ROS_INSTALL := $(abspath $(BUILD))/colcon/install
 ENV := source tools/ros_env.sh &&
 
-.PHONY: all setup test test-compat lint demo bench bench-ros bench-cameras test-py310 test-py312 shell clean distclean
+.PHONY: all setup test test-compat lint demo bench bench-ros bench-cameras soak test-py310 test-py312 shell clean distclean
 
 all: test
 
@@ -47,6 +47,11 @@ bench-ros: setup
 
 bench-cameras: setup
 	$(ENV) python -m segformer_ros.tools.bench_cameras $(ARGS)
+
+# 30 minutes camera -> node -> recorder (not part of `make test`); appends its numbers to
+# docs/reliability.md. Shorter: make soak ARGS="--minutes 10".
+soak: setup
+	$(ENV) python -m segformer_ros.tools.soak $(ARGS)
 
 # The Python-version check CI runs after `make test`: the math, backends and the node
 # (in-process and over DDS) on 3.10 (JetPack 6 / Humble) and 3.12 (Jazzy), without torch.

@@ -124,8 +124,8 @@ def decode_compressed(format: str, data: Any,
     if width * height > max_pixels:
         raise ImageFormatError(
             f'{fmt or "compressed"} image of {width}x{height} = {width * height} pixels '
-            f'exceeds the limit of {max_pixels}; refusing to decode it (raise max_pixels if '
-            f'the camera really is that large)')
+            f'exceeds the limit of {max_pixels}; refusing to decode it (raise max_pixels, the '
+            f'node\'s max_input_pixels parameter, if the camera really is that large)')
     if bytes(buf[:2]) == b'\xff\xd8':
         _check_jpeg_end(buf, fmt)
     import cv2

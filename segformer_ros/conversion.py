@@ -68,7 +68,7 @@ def _as_bytes(data: Any) -> np.ndarray:
 def _check_int(name: str, value: Any) -> int:
     try:
         ivalue = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float('inf'))
         raise ImageFormatError(f'image {name} must be an integer, got {value!r}') from None
     if ivalue != value or ivalue < 0:
         raise ImageFormatError(f'image {name} must be a non-negative integer, got {value!r}')
@@ -93,7 +93,8 @@ def image_fields_to_array(encoding: str, height: int, width: int, step: int, dat
     if width * height > max_pixels:
         raise ImageFormatError(
             f'image of {width}x{height} = {width * height} pixels exceeds the limit of '
-            f'{max_pixels} pixels; send a smaller image or raise max_pixels')
+            f'{max_pixels} pixels; send a smaller image or raise max_pixels (the node\'s '
+            f'max_input_pixels parameter)')
     row_bytes = width * info.bytes_per_pixel
     if step < row_bytes:
         raise ImageFormatError(

@@ -42,14 +42,17 @@ def gpu_encoding(array: np.ndarray, channel_order: str) -> str:
 class GpuSegmentationPipeline:
     """SegmentationPipeline's interface over the CUDA pipeline (cuda.gpu_pipeline)."""
 
-    def __init__(self, backend: Backend, config: PipelineConfig, device: int = 0) -> None:
+    def __init__(self, backend: Backend, config: PipelineConfig, device: int = 0,
+                 max_batch: int = 1) -> None:
         from .cuda.gpu_pipeline import GpuPipeline, OrtCudaInference
 
         info = backend.model_info
         if hasattr(backend, 'infer_device'):
             engine: Any = backend                      # TensorRT: device pointers natively
         elif hasattr(backend, 'session'):
-            engine = OrtCudaInference(backend.session, config.input_size)
+            # A fixed batch dimension decides; a dynamic one takes one slot per camera.
+            batch = info.max_batch or max(1, max_batch)
+            engine = OrtCudaInference(backend.session, config.input_size, batch=batch)
         else:
             raise BackendError(f'{backend.name} backend cannot run on device buffers; use '
                                f'pipeline: cpu')
@@ -88,10 +91,27 @@ class GpuSegmentationPipeline:
         ``want_confidence`` is accepted for interface parity; the GPU kernels do not
         compute the confidence map, so ``confidence`` stays None.
         """
-        array, order = unpack_frame(frame, channel_order)
+        return self.process_batch([(frame, channel_order)], want_overlay=want_overlay,
+                                  want_summary=want_summary, overlay_alpha=overlay_alpha)[0]
+
+    def process_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
+                      want_overlay: bool = True, want_summary: bool = True,
+                      overlay_alpha: Optional[float] = None,
+                      want_confidence: bool = False) -> List[SegmentationResult]:
+        """Segment several frames (one per camera): up to the engine's batch per inference."""
         self._follow_alpha(overlay_alpha)
-        # Any strides are fine: the one CPU copy packs the view into the mapped buffer.
-        result = self._gpu.process(array, gpu_encoding(array, order), want_overlay=want_overlay)
+        unpacked = [unpack_frame(f, o) for f, o in frames]
+        # Any strides are fine: the one CPU copy packs each view into the mapped buffer.
+        jobs = [(array, gpu_encoding(array, order)) for array, order in unpacked]
+        results: List[SegmentationResult] = []
+        chunk = max(1, self._gpu.batch)
+        for start in range(0, len(jobs), chunk):
+            gpu_results = self._gpu.process_batch(jobs[start:start + chunk], want_overlay)
+            for (_, order), result in zip(unpacked[start:start + chunk], gpu_results):
+                results.append(self._result(result, order, want_summary))
+        return results
+
+    def _result(self, result: Any, order: str, want_summary: bool) -> SegmentationResult:
         mask = np.array(result.mask)   # the mapped buffers are reused by the next frame
         overlay = np.array(result.overlay) if result.overlay is not None else None
         summary = None
@@ -102,14 +122,6 @@ class GpuSegmentationPipeline:
         times = {k.replace('+', '_'): v / 1e3 for k, v in result.times_ms.items()}
         return SegmentationResult(mask, overlay, 'bgr' if order == 'bgr' else 'rgb', summary,
                                   result.geometry, times)
-
-    def process_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
-                      want_overlay: bool = True, want_summary: bool = True,
-                      overlay_alpha: Optional[float] = None,
-                      want_confidence: bool = False) -> List[SegmentationResult]:
-        """Segment several frames one after another (the GPU pipeline runs batch 1)."""
-        return [self.process(f, o, want_overlay=want_overlay, want_summary=want_summary,
-                             overlay_alpha=overlay_alpha) for f, o in frames]
 
     def release(self) -> None:
         """Free the device and mapped buffers."""
@@ -133,7 +145,7 @@ def wants_gpu(backend_name: str, provider: str) -> bool:
 
 
 def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provider: str,
-                    log: Callable[[str], None]) -> Any:
+                    log: Callable[[str], None], max_batch: int = 1) -> Any:
     """Build the pipeline the ``pipeline`` parameter asks for.
 
     ``cpu``: the numpy/OpenCV pipeline. ``gpu``: the CUDA pipeline, failing with the reason
@@ -147,7 +159,7 @@ def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provi
     if choice == 'cpu' or (choice == 'auto' and not wants_gpu(backend.name, provider)):
         return SegmentationPipeline(backend, config)
     try:
-        return GpuSegmentationPipeline(backend, config)
+        return GpuSegmentationPipeline(backend, config, max_batch=max_batch)
     except Exception as exc:  # noqa: BLE001 - cuda-python/driver errors vary by platform
         if choice == 'gpu':
             raise BackendError(f'pipeline gpu cannot start ({type(exc).__name__}: {exc}); '

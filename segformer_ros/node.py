@@ -39,6 +39,9 @@ from .stats import RateLimiter, StageStats
 STAGES: Tuple[str, ...] = ('convert', 'preprocess', 'inference', 'postprocess', 'overlay',
                            'summary', 'publish')
 
+# Longest error text logged per frame problem (the supported-encodings list fits).
+_MAX_LOG_CHARS = 1000
+
 # Camera input: newest frame only. A slow model must drop stale frames, not queue them.
 SENSOR_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT,
                         history=HistoryPolicy.KEEP_LAST, depth=1,
@@ -176,7 +179,7 @@ class SegformerNode(LifecycleNode):
         info = self._backend.configure()
         self._pipeline = select_pipeline(params['pipeline'], self._backend, config,
                                          params['onnxruntime_provider'],
-                                         self.get_logger().info)
+                                         self.get_logger().info, max_batch=len(specs))
         self._backend.warmup(params['warmup_iterations'], self._pipeline.input_hw)
         self._stats = StageStats(STAGES)
         self._channels = [_Channel(s) for s in specs]
@@ -371,6 +374,9 @@ class SegformerNode(LifecycleNode):
         if self._log_limiter.allow(key):
             suppressed = self._log_limiter.take_suppressed(key)
             suffix = f' ({suppressed} similar errors suppressed)' if suppressed else ''
+            if len(text) > _MAX_LOG_CHARS:
+                # Messages quote publisher-controlled strings (an encoding can be megabytes).
+                text = f'{text[:_MAX_LOG_CHARS]}... ({len(text) - _MAX_LOG_CHARS} more chars)'
             self.get_logger().error(text + suffix)
 
     def _on_set_parameters(self, params: List[Any]) -> Any:

@@ -1,5 +1,7 @@
-"""Helpers shared by the hardening tests: a client of the node's services and topics,
-process probes (/proc RSS, threads, fds, Fast DDS shared memory) and a flood publisher.
+"""Helpers shared by the hardening tests.
+
+A client of the node's services and topics, process probes (/proc RSS, threads, fds,
+Fast DDS shared memory), an in-process node harness and a flood publisher.
 
 Run as a script, this module is the overload test's camera stand-in::
 
@@ -32,7 +34,7 @@ _PAGE_KB = os.sysconf('SC_PAGE_SIZE') // 1024
 
 # ----------------------------------------------------------------- domain ids
 def next_domain() -> int:
-    """A ROS domain id distinct from the other tests of this run (for module fixtures).
+    """Return a ROS domain id distinct from the other tests of this run (for module fixtures).
 
     Uses the same counter as conftest's ``ros_domain`` fixture, so module-scoped node
     processes never share a domain with a function-scoped test.
@@ -59,7 +61,7 @@ def rss_mb_fast(pid: int) -> float:
 
 
 def thread_count(pid: int) -> int:
-    """Number of OS threads of ``pid``."""
+    """Count the OS threads of ``pid``."""
     return len(os.listdir(f'/proc/{pid}/task'))
 
 
@@ -115,7 +117,7 @@ def image_msg(array_u8: np.ndarray, encoding: str, stamp_ns: int, frame_id: str 
               step: Optional[int] = None, height: Optional[int] = None,
               width: Optional[int] = None, data: Optional[bytes] = None,
               is_bigendian: bool = False) -> Any:
-    """A sensor_msgs/Image from an array, with every field overridable (for bad frames)."""
+    """Build a sensor_msgs/Image from an array, every field overridable (for bad frames)."""
     from sensor_msgs.msg import Image
 
     arr = np.ascontiguousarray(array_u8)
@@ -135,7 +137,7 @@ def image_msg(array_u8: np.ndarray, encoding: str, stamp_ns: int, frame_id: str 
 
 
 def compressed_msg(data: bytes, fmt: str, stamp_ns: int, frame_id: str = 'camera') -> Any:
-    """A sensor_msgs/CompressedImage."""
+    """Build a sensor_msgs/CompressedImage."""
     from sensor_msgs.msg import CompressedImage
 
     msg = CompressedImage()
@@ -154,12 +156,12 @@ def stamp_ns(msg: Any) -> int:
 
 
 def mask_array(msg: Any) -> np.ndarray:
-    """The (H, W) uint8 class mask of a mono8 Image."""
+    """Return the (H, W) uint8 class mask of a mono8 Image."""
     return np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
 
 
 def plain_onnx_mask(model: Path, frame_rgb: np.ndarray) -> np.ndarray:
-    """Reference DeepLab mask: the model card's preprocessing and a bare InferenceSession."""
+    """Compute the reference DeepLab mask: model card preprocessing, bare InferenceSession."""
     import cv2
     import onnxruntime as ort
 
@@ -189,7 +191,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, period: float = 0.0
 # ------------------------------------------------------------------ rclpy side
 @contextmanager
 def ros_context(domain_id: int) -> Iterator[Any]:
-    """An initialised rclpy context on ``domain_id``, shut down afterwards."""
+    """Yield an initialised rclpy context on ``domain_id``; shut it down afterwards."""
     import rclpy
     from rclpy.context import Context
 
@@ -209,7 +211,7 @@ class NodeClient:
     """
 
     def __init__(self, context: Any, node_name: str = 'segformer',
-                 camera_topic: str = '/camera/image_raw', compressed: bool = False,
+                 camera_topic: str = '/image', compressed: bool = False,
                  output_prefix: str = '/segmentation', summary: bool = False) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
@@ -261,7 +263,7 @@ class NodeClient:
             return [m for _, m in self.masks if stamp_ns(m) == stamp]
 
     def diag_value(self, key: str) -> float:
-        """A numeric /diagnostics value (NaN when not received yet)."""
+        """Return a numeric /diagnostics value (NaN when not received yet)."""
         with self.lock:
             return float(self.diagnostics.get(key, 'nan'))
 
@@ -281,7 +283,7 @@ class NodeClient:
         return future.result(), time.monotonic() - start
 
     def state(self) -> str:
-        """Current lifecycle state label ('unconfigured', 'inactive', 'active', ...)."""
+        """Return the lifecycle state label ('unconfigured', 'inactive', 'active', ...)."""
         from lifecycle_msgs.srv import GetState
 
         response, _ = self.call(self.get_state_client, GetState.Request())

@@ -1,7 +1,7 @@
 """The end-to-end ROS benchmark: its report math, its docs section, and a quick real run.
 
 The smoke run starts the real processes (rate publisher, segformer node with the shared
-DeepLab model, subscriber) over loopback DDS in --quick mode (2 s per scenario,
+DeepLab model, subscriber) over loopback DDS in --quick mode (3 s per scenario,
 640x360 frames, no docs written) and checks the JSON report.
 """
 
@@ -62,7 +62,7 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
     pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
     # Its own process: the benchmark calls rclpy.init and picks its own domain id.
     proc = subprocess.run(
-        [sys.executable, '-m', 'segformer_ros.tools.bench_ros', '--quick', '--duration', '2',
+        [sys.executable, '-m', 'segformer_ros.tools.bench_ros', '--quick', '--duration', '3',
          '--out', str(tmp_path), '--model', str(deeplab_model), '--video', str(video_path)],
         cwd=str(REPO), env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -27,6 +27,16 @@ def test_dtype_specialization_in_source():
         K.kernel_source('int8')
 
 
+def test_preprocess_is_cv2_fixed_point_without_fma():
+    src = K.kernel_source()
+    # OpenCV's VResizeLinearVec_32s8u arithmetic, as resize_tables.emulate_resize does it.
+    assert '(((yt.z * (h0 >> 4)) >> 16) + ((yt.w * (h1 >> 4)) >> 16) + 2) >> 2' in src
+    # numpy rounds x * scale, then + bias: a fused multiply-add would round once.
+    assert '__fadd_rn(__fmul_rn(v, s), b)' in src
+    names = [n for n, _ in K.KERNEL_SIGNATURES['preprocess']]
+    assert 'xtab' in names and 'ytab' in names and 'sx' not in names
+
+
 def test_source_has_no_unexpanded_format_markers():
     src = K.kernel_source()
     assert '%(' not in src and 'INFINITY' not in src
@@ -46,11 +56,11 @@ def test_args_pack_values_with_c_types():
 
 def test_float_args_are_float32():
     sig = dict.fromkeys((n for n, _ in K.KERNEL_SIGNATURES['preprocess']), 1)
-    sig.update(sx=1.875, s0=1 / 58.395, src=0, dst=0)
+    sig.update(pad=1.875, s0=1 / 58.395, src=0, dst=0, xtab=0x1000, ytab=0x2000)
     args = K.KernelArgs('preprocess', sig)
     names = [n for n, _ in K.KERNEL_SIGNATURES['preprocess']]
     got = dict(zip(names, args.unpack()))
-    assert got['sx'] == 1.875
+    assert got['pad'] == 1.875 and got['xtab'] == 0x1000
     assert got['s0'] == pytest.approx(1 / 58.395, rel=1e-7)
     assert got['s0'] != 1 / 58.395  # rounded to float32
 
@@ -89,4 +99,7 @@ def test_encoding_layouts():
     assert K.encoding_layout('rgba8') == (4, (0, 1, 2))
     assert K.encoding_layout('bgra8') == (4, (2, 1, 0))
     assert K.encoding_layout('mono8') == (1, (0, 0, 0))
-    assert K.encoding_layout('rgb16') is None
+    # 16-bit: the pipeline receives the uint8 high-byte view, laid out like the 8-bit twin.
+    assert K.encoding_layout('rgb16') == K.encoding_layout('rgb8')
+    assert K.encoding_layout('16UC1') == (1, (0, 0, 0))
+    assert K.encoding_layout('yuv422') is None

@@ -1,7 +1,7 @@
 """Property tests: converters either return a correct array or raise ImageFormatError."""
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from segformer_ros.compressed import decode_compressed
@@ -79,3 +79,75 @@ def test_preprocess_random_sizes(h, w, ih, iw, channels, policy, order, seed):
     assert batch.shape == (1, 3, ih, iw) and np.isfinite(batch).all()
     assert batch.min() >= 0 and batch.max() <= 255
     assert 1 <= geo.content_height <= ih and 1 <= geo.content_width <= iw
+
+
+@SETTINGS
+@given(encoding=st.one_of(st.sampled_from(ENCODINGS), st.text(max_size=12)),
+       height=st.integers(0, 2 ** 32 - 1), width=st.integers(0, 2 ** 32 - 1),
+       step=st.integers(0, 2 ** 32 - 1), data=st.binary(max_size=64),
+       max_pixels=st.integers(1, 2 ** 31))
+def test_raw_hostile_headers_allocate_nothing(encoding, height, width, step, data, max_pixels):
+    """uint32 header fields claiming up to 4G x 4G pixels over a few bytes: refused, no alloc."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        view = image_fields_to_array(encoding, height, width, step, data,
+                                     max_pixels=max_pixels)
+    except ImageFormatError:
+        view = None
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < 1 << 20, f'{peak} bytes allocated for a {len(data)}-byte frame'
+    if view is not None:
+        assert view.array.shape[:2] == (height, width) and height * width <= max_pixels
+
+
+@SETTINGS
+@example(field='height', value=float('inf'))
+@example(field='step', value=float('-inf'))
+@given(field=st.sampled_from(['height', 'width', 'step']),
+       value=st.one_of(st.integers(-2 ** 40, -1), st.floats(allow_nan=True), st.text(max_size=5),
+                       st.none(), st.lists(st.integers(), max_size=2)))
+def test_raw_non_integer_fields(field, value):
+    fields = {'height': 2, 'width': 2, 'step': 6}
+    fields[field] = value
+    try:
+        view = image_fields_to_array('rgb8', fields['height'], fields['width'], fields['step'],
+                                     bytes(12))
+    except ImageFormatError:
+        return
+    # Only integral floats such as 2.0 may pass, and then they mean that integer.
+    assert isinstance(value, float) and value.is_integer()
+    assert view.array.shape[:2] == (fields['height'], fields['width'])
+
+
+def _small_jpeg() -> bytes:
+    import cv2
+    yy, xx = np.mgrid[0:24, 0:32]
+    img = np.stack([xx * 8, yy * 10, (xx + yy) * 4], axis=2).astype(np.uint8)
+    return cv2.imencode('.jpg', img)[1].tobytes()
+
+
+_JPEG = _small_jpeg()
+
+
+@SETTINGS
+@given(cut=st.integers(0, len(_JPEG)), height=st.integers(0, 65535),
+       width=st.integers(0, 65535), patch=st.booleans(), max_pixels=st.integers(1, 1 << 24))
+def test_jpeg_cut_or_resized_headers(cut, height, width, patch, max_pixels):
+    """A real JPEG cut anywhere and/or with any frame size in its header."""
+    data = bytearray(_JPEG[:cut])
+    sof = _JPEG.index(b'\xff\xc0')
+    if patch and cut >= sof + 9:
+        data[sof + 5:sof + 7] = height.to_bytes(2, 'big')
+        data[sof + 7:sof + 9] = width.to_bytes(2, 'big')
+    try:
+        view = decode_compressed('jpeg', bytes(data), max_pixels=max_pixels)
+    except ImageFormatError:
+        return
+    h, w = view.array.shape[:2]
+    assert h * w <= max_pixels
+    if not patch:
+        assert (h, w) == (24, 32) and cut == len(_JPEG)

@@ -1,5 +1,6 @@
-"""Bad models and bad configuration: configure fails with an actionable message, and
-configure succeeds once the parameter is fixed, without restarting the process.
+"""Bad models and bad configuration fail configure with an actionable message.
+
+And configure succeeds once the parameter is fixed, without restarting the process.
 
 Tiny ONNX models built with onnx.helper stand in for broken exports (unusable output rank
 or dtype, uint8 input, NaN/Inf logits); the good model is the shared DeepLab. The node
@@ -47,7 +48,7 @@ def _save(path: Path, nodes: List[Any], output: Any, inputs: List[Any] = None) -
 
 
 def const_output_model(path: Path, value: np.ndarray, name: str = 'logits') -> Path:
-    """An ONNX model with input 'input' float [1, 3, 8, 8] whose output is a constant."""
+    """Build an ONNX model with input 'input' float [1, 3, 8, 8] whose output is a constant."""
     from onnx import helper, numpy_helper
 
     node = helper.make_node('Constant', [], [name], value=numpy_helper.from_array(value))
@@ -57,7 +58,7 @@ def const_output_model(path: Path, value: np.ndarray, name: str = 'logits') -> P
 
 
 def uint8_input_model(path: Path) -> Path:
-    """A model whose image input is uint8 (an NHWC 'front end' export)."""
+    """Build a model whose image input is uint8 (an NHWC 'front end' export)."""
     from onnx import TensorProto, helper, numpy_helper
 
     node = helper.make_node('Constant', [], ['logits'], value=numpy_helper.from_array(

@@ -301,7 +301,7 @@ def _patched_jpeg(height: int, width: int) -> bytes:
 
 
 def _corrupt_scan_jpeg() -> bytes:
-    """A JPEG whose scan is cut after its header and followed by noise (no EOI marker)."""
+    """Return a JPEG whose scan is cut after its header and followed by noise (no EOI marker)."""
     data = _jpeg_bytes()
     sos = data.index(b'\xff\xda')
     noise = np.random.default_rng(5).integers(0, 256, 600, dtype=np.uint8).tobytes()
@@ -309,7 +309,7 @@ def _corrupt_scan_jpeg() -> bytes:
 
 
 def _bogus_sof_jpeg() -> bytes:
-    """A complete JPEG whose frame header says 5 components: libjpeg refuses to decode it."""
+    """Return a whole JPEG whose frame header says 5 components (libjpeg refuses it)."""
     data = bytearray(_jpeg_bytes())
     data[bytes(data).index(b'\xff\xc0') + 9] = 5
     return bytes(data)

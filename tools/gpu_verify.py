@@ -14,9 +14,14 @@ Phases (``--phase``, comma-separated):
 * ``bandwidth``: device-to-device and pinned host<->device copy bandwidth (the floors).
 * ``hf``: Hugging Face transformers SegFormer-B0 (random init, 19 labels) fp16 eager at
   batch 1, 1024x1024 (the baseline), and the same model captured in a CUDA graph.
-* ``ort``: the whole pipeline with ONNX Runtime's CUDA provider (IOBinding on the
-  pipeline's device pointers) on the shared DeepLab and SegFormer-B0 models vs the CPU path
-  with ONNX Runtime on the CPU; per-stage times at 1920x1080 -> 1024x1024.
+* ``hf`` also times the pipeline around that graph synchronously and with two frames in
+  flight (``GpuPipeline(depth=2)``, submit N+1 then collect N) over 240 frames.
+* ``cameras``: 1, 2, 4 cameras (1080p each) batched into one inference (graph per batch
+  size) vs the same frames through batch-1 inferences one after another (issue 6).
+* ``ort``: the whole pipeline on the shared DeepLab (inference by ONNX Runtime CPU between
+  the GPU kernels -- integer-exact for its QDQ graph -- and by ORT's CUDA provider) and,
+  when present, SegFormer-B0 (ORT CUDA through IOBinding on the pipeline's device
+  pointers) vs the CPU path (ORT CPU); per-stage times at 1920x1080 -> 1024x1024.
 * ``sanitize``: a small run of every kernel (for ``compute-sanitizer --tool memcheck``).
 """
 
@@ -39,11 +44,12 @@ from segformer_ros.config import (Normalization, PipelineConfig, PostprocessConf
 from segformer_ros.cuda import kernels as K  # noqa: E402
 from segformer_ros.cuda import runtime as rt  # noqa: E402
 from segformer_ros.cuda.gpu_pipeline import (DeviceInference, DeviceIOSpec,  # noqa: E402
-                                             GpuPipeline, OrtCudaInference)
+                                             GpuPipeline, HostInference, OrtCudaInference)
 
 IMAGENET = Normalization((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
 ENCODINGS = {'bgr8': 'bgr', 'rgb8': 'rgb', 'bgra8': 'bgr', 'rgba8': 'rgb', 'mono8': 'gray'}
 RESULTS: Dict[str, Any] = {}
+_STATE: Dict[str, Any] = {}   # objects shared between phases (not written out)
 
 
 def log(msg: str) -> None:
@@ -192,9 +198,10 @@ def phase_kernels(shared: Path, out: Path, sanitize: bool = False) -> None:
                                                       cpu_frame, order, cfg, geo)
                             row = {'model': model, 'policy': policy, 'mode': mode,
                                    'resolution': res_name, 'encoding': enc, 'frame': fi,
+                                   'input_bit_exact': bool(np.array_equal(
+                                       gin.view(np.uint32), cin.view(np.uint32))),
                                    'input_max_abs_diff_px': float(dpix.max()),
-                                   'input_frac_diff_gt_1px': float((dpix > 1.0001).mean()),
-                                   'graphs': bool(pipe._graphs)}
+                                   'graphs': bool(pipe.slots[0].graphs)}
                             cmp = compare_post(r, mask, ov, summ, cfg)
                             if res_name == 'model':
                                 cmp['overlay_max_abs_diff'] = None  # CPU uses INTER_AREA there
@@ -246,28 +253,45 @@ def phase_bandwidth() -> None:
     st.destroy()
 
 
+def _graph_ms(launch: Callable[[rt.Stream], None], reps: int = 100) -> float:
+    """Per-launch time of ``reps`` back-to-back launches replayed from one CUDA graph."""
+    st = rt.Stream()
+    g = rt.Graph()
+    g.begin(st)
+    for _ in range(reps):
+        launch(st)
+    g.end(st)
+    ms = _median_ms(lambda: g.launch(st), st, iters=20, warmup=3) / reps
+    g.destroy()
+    st.destroy()
+    return ms
+
+
 def _kernel_times(pipe: GpuPipeline, frame: np.ndarray, enc: str) -> Dict[str, Any]:
-    """Time each stage's kernel/copy alone and count the bytes it must move."""
+    """Time each stage's kernel/copy alone (stream launch and graph replay); count bytes."""
     pipe.process(frame, enc)
-    st = pipe.stream
+    st = pipe.slots[0].stream
+    im = pipe.slots[0].images[0]
     s = pipe.spec
     h, w = frame.shape[:2]
     cn = 1 if frame.ndim == 2 else frame.shape[2]
-    oh, ow = pipe.out_hw
+    oh, ow = im.out_hw
     mh, mw = s.map_hw
     out: Dict[str, Any] = {}
     bw = RESULTS['bandwidth_GBps']
     in_b = s.input_nbytes
     frame_b = h * w * cn
-    out['upload'] = (_median_ms(lambda: rt.memcpy_async(pipe._frame_dev, pipe.mapped.device_ptr,
-                                                        pipe._frame_bytes, st), st),
-                     frame_b, bw['h2d_pinned'])
-    out['preprocess'] = (_median_ms(lambda: pipe.kernels.launch(
-        'preprocess', pipe.pre_grid, K.BLOCK_2D, pipe.pre_args, st.ptr), st),
-        frame_b + in_b, bw['device_rw'])
+    up = (lambda t: rt.memcpy_async(im.frame_dev, im.mapped.device_ptr, im.frame_bytes, t))
+    out['upload'] = (_median_ms(lambda: up(st), st), _graph_ms(up, 20), frame_b,
+                     bw['h2d_pinned'])
+    pre = (lambda t: pipe.kernels.launch('preprocess', im.pre_grid, K.BLOCK_2D, im.pre_args,
+                                         t.ptr))
+    # bytes: the frame read once, the input written once, the two small tables
+    out['preprocess'] = (_median_ms(lambda: pre(st), st), _graph_ms(pre), frame_b + in_b,
+                         bw['device_rw'])
     npx = oh * ow
-    scanned = int(np.sum(oh - pipe.boundary_host + 1).clip(0, npx))
-    for name, grid, block, args in pipe._post:
+    scanned = int(np.sum(oh - im.boundary_host + 1).clip(0, npx))
+    for name, grid, block, args in im.post:
         if name == 'argmax_logits':
             nbytes = s.output_nbytes + mh * mw
         elif name == 'free_space':
@@ -278,26 +302,32 @@ def _kernel_times(pipe: GpuPipeline, frame: np.ndarray, enc: str) -> Dict[str, A
                     8 if s.output_dtype == 'int64' else 4))
             # reads: ids/logits + frame (overlay) + ROI mask; writes: mask + overlay
             nbytes = src + npx * cn + npx + npx + 3 * npx
-        out[name] = (_median_ms(lambda n=name, g=grid, b=block, a=args: pipe.kernels.launch(
-            n, g, b, a, st.ptr), st), nbytes, bw['device_rw'])
-    off, size = pipe._out_span
-    out['download'] = (_median_ms(lambda: rt.memcpy_async(pipe.mapped.device_ptr + off,
-                                                          pipe._out_dev + off, size, st), st),
-                       size, bw['d2h_pinned'])
+
+        def launch(t: rt.Stream, n: str = name, g: Any = grid, b: Any = block,
+                   a: Any = args) -> None:
+            pipe.kernels.launch(n, g, b, a, t.ptr)
+        out[name] = (_median_ms(lambda: launch(st), st), _graph_ms(launch), nbytes,
+                     bw['device_rw'])
+    off, size = im.out_span
+    down = (lambda t: rt.memcpy_async(im.mapped.device_ptr + off, im.out_dev + off, size, t))
+    out['download'] = (_median_ms(lambda: down(st), st), _graph_ms(down, 20), size,
+                       bw['d2h_pinned'])
     table = {}
-    for k, (ms, nbytes, gbps) in out.items():
+    for k, (ms, gms, nbytes, gbps) in out.items():
         floor = nbytes / gbps / 1e6
-        table[k] = {'ms': ms, 'bytes': nbytes, 'floor_ms': floor, 'x_floor': ms / floor}
+        table[k] = {'ms': ms, 'graph_ms': gms, 'bytes': nbytes, 'floor_ms': floor,
+                    'x_floor': ms / floor, 'graph_x_floor': gms / floor}
     return table
 
 
 class TorchGraphInference(DeviceInference):
     """HF SegFormer fp16 captured in a CUDA graph (a stand-in for a TensorRT fp16 engine)."""
 
-    def __init__(self, model: Any, stream_ptr: int) -> None:
+    def __init__(self, model: Any, stream_ptr: int, batch: int = 1) -> None:
         import torch
         self.torch = torch
-        self.static_in = torch.zeros((1, 3, 1024, 1024), dtype=torch.float16, device='cuda')
+        self.static_in = torch.zeros((batch, 3, 1024, 1024), dtype=torch.float16,
+                                     device='cuda')
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.no_grad(), torch.cuda.stream(side):
@@ -307,8 +337,9 @@ class TorchGraphInference(DeviceInference):
         self.graph = torch.cuda.CUDAGraph()
         with torch.no_grad(), torch.cuda.graph(self.graph):
             self.static_out = model(pixel_values=self.static_in).logits
+        torch.cuda.synchronize()
         self.ext = torch.cuda.ExternalStream(stream_ptr)
-        self.spec = DeviceIOSpec('pixel_values', (1, 3, 1024, 1024), 'float16', 'logits',
+        self.spec = DeviceIOSpec('pixel_values', (batch, 3, 1024, 1024), 'float16', 'logits',
                                  tuple(self.static_out.shape), 'float16', OutputKind.LOGITS)
 
     def device_io_spec(self) -> DeviceIOSpec:
@@ -332,57 +363,129 @@ class _PtrStream:
         self.ptr = ptr
 
 
-def phase_hf(out: Path, shared: Path) -> None:
-    """HF SegFormer-B0 fp16 eager baseline, its CUDA-graph replay, and the pipeline with it."""
+def _hf_model() -> Any:
     import torch
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
     torch.manual_seed(0)
-    model = SegformerForSemanticSegmentation(SegformerConfig(num_labels=19)).cuda().half().eval()
-    x = torch.randn(1, 3, 1024, 1024, device='cuda', dtype=torch.float16)
+    return SegformerForSemanticSegmentation(SegformerConfig(num_labels=19)).cuda().half().eval()
 
-    def timed(fn: Callable[[], Any], iters: int = 100) -> float:
+
+def _eager_ms(model: Any, batch: int = 1, iters: int = 100) -> float:
+    """Median wall ms of HF eager fp16 inference (synchronized), batch ``batch``."""
+    import torch
+    x = torch.randn(batch, 3, 1024, 1024, device='cuda', dtype=torch.float16)
+    with torch.no_grad():
         for _ in range(10):
-            fn()
+            model(pixel_values=x)
         torch.cuda.synchronize()
         ts = []
         for _ in range(iters):
             t = time.perf_counter()
-            fn()
+            model(pixel_values=x)
             torch.cuda.synchronize()
             ts.append((time.perf_counter() - t) * 1e3)
-        return statistics.median(ts)
+    return statistics.median(ts)
 
-    with torch.no_grad():
-        eager = timed(lambda: model(pixel_values=x).logits)
+
+def _pipelined_fps(pipe: GpuPipeline, items: List[Any], n: int, batched: bool) -> float:
+    """Steady-state submissions/s with two in flight (submit N+1, then collect N)."""
+    submit = pipe.submit_batch if batched else (lambda f: pipe.submit(f, 'bgr8'))
+    collect = pipe.collect_batch if batched else pipe.collect
+    for i in range(6):                            # warm-up, graph capture in both slots
+        collect(submit(items[i % len(items)]))
+    t = time.perf_counter()
+    prev = submit(items[0])
+    for i in range(1, n):
+        cur = submit(items[i % len(items)])
+        collect(prev)
+        prev = cur
+    collect(prev)
+    return n / (time.perf_counter() - t)
+
+
+def _sync_wall_ms(fn: Callable[[Any], Any], items: List[Any], n: int) -> List[float]:
+    for i in range(4):
+        fn(items[i % len(items)])
+    walls = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(items[i % len(items)])
+        walls.append((time.perf_counter() - t) * 1e3)
+    return walls
+
+
+def phase_hf(out: Path, shared: Path, n_frames: int = 240) -> None:
+    """HF SegFormer-B0 fp16 eager baseline, its CUDA-graph replay, and the pipeline with it."""
+    model = _hf_model()
+    eager = _eager_ms(model)
     st = rt.Stream()
     rt.set_device(0)
     eng = TorchGraphInference(model, st.ptr)
     graph_ms = _median_ms(lambda: eng.infer_device(eng.static_in.data_ptr(),
                                                    eng.static_out.data_ptr(), st.ptr), st, 100)
     cfg = PipelineConfig(preprocess=PreprocessConfig('stretch', 'rgb', IMAGENET))
-    pipe = GpuPipeline(cfg, eng, use_graphs=True, timing=True, stream=st)
+    pipe = GpuPipeline(cfg, eng, use_graphs=True, timing=True, stream=st, depth=2)
     frames = video_frames(shared, 8, (1920, 1080), stride=10)
-    for f in frames[:3]:
-        pipe.process(f, 'bgr8')
-    walls, totals, per = [], [], []
-    for _ in range(5):
-        for f in frames:
-            t = time.perf_counter()
-            r = pipe.process(f, 'bgr8')
-            walls.append((time.perf_counter() - t) * 1e3)
-            totals.append(r.times_ms['total'])
-            per.append(r.times_ms)
-    RESULTS['hf'] = {'eager_fp16_ms': eager, 'graph_fp16_ms': graph_ms,
+    per = []
+    walls = _sync_wall_ms(lambda f: per.append(pipe.process(f, 'bgr8').times_ms), frames,
+                          n_frames)
+    per = per[4:]
+    fps_sync = 1e3 * n_frames / sum(walls)
+    fps_pipe = _pipelined_fps(pipe, frames, n_frames, batched=False)
+    eager_after = _eager_ms(model)               # the baseline again: drift check
+    RESULTS['hf'] = {'eager_fp16_ms': eager, 'eager_fp16_ms_again': eager_after,
+                     'graph_fp16_ms': graph_ms, 'frames': n_frames,
                      'pipeline_with_graph_fp16': {
                          'wall_ms_median': statistics.median(walls),
-                         'gpu_total_ms_median': statistics.median(totals),
+                         'gpu_total_ms_median': statistics.median(p['total'] for p in per),
                          'stages_ms_median': {k: statistics.median(p[k] for p in per)
                                               for k in per[0]},
-                         'fps_wall': 1e3 / statistics.median(walls)},
-                     'fps_ratio_vs_eager': eager / statistics.median(walls)}
+                         'fps_sync': fps_sync, 'fps_two_in_flight': fps_pipe},
+                     'fps_ratio_vs_eager_sync': fps_sync * eager / 1e3,
+                     'fps_ratio_vs_eager_two_in_flight': fps_pipe * eager / 1e3}
     RESULTS['hf']['kernel_floors'] = _kernel_times(pipe, frames[0], 'bgr8')
     log(json.dumps(RESULTS['hf'], indent=1))
     pipe.release()
+    _STATE['hf_model'] = model
+
+
+def phase_cameras(shared: Path, n_rounds: int = 100) -> None:
+    """Issue 6 on the GPU: N 1080p cameras batched into one inference vs N batch-1 runs."""
+    model = _STATE.get('hf_model') or _hf_model()
+    rt.set_device(0)
+    st = rt.Stream()
+    cfg = PipelineConfig(preprocess=PreprocessConfig('stretch', 'rgb', IMAGENET))
+    frames = video_frames(shared, 8, (1920, 1080), stride=10)
+    eng1 = TorchGraphInference(model, st.ptr, 1)
+    single = GpuPipeline(cfg, eng1, stream=st, depth=2)
+    rows = []
+    for n in (1, 2, 4):
+        cams = [(frames[i], 'bgr8') for i in range(n)]
+        rounds = [[(frames[(r + i) % 8], 'bgr8') for i in range(n)] for r in range(8)]
+        engn = eng1 if n == 1 else TorchGraphInference(model, st.ptr, n)
+        batched = single if n == 1 else GpuPipeline(cfg, engn, stream=st, depth=2)
+        infer_ms = _median_ms(lambda: engn.infer_device(engn.static_in.data_ptr(),
+                                                        engn.static_out.data_ptr(), st.ptr),
+                              st, 50)
+        b_lat = _sync_wall_ms(batched.process_batch, rounds, n_rounds)
+        s_lat = _sync_wall_ms(lambda fr: [single.process(f, e) for f, e in fr], rounds,
+                              n_rounds)
+        b_fps = n * _pipelined_fps(batched, rounds, n_rounds, batched=True)
+        s_fps = _pipelined_fps(single, [f for r in rounds for f, _ in r], n * n_rounds,
+                               batched=False)
+        rows.append({'cameras': n, 'inference_ms_batch': infer_ms,
+                     'batched_latency_ms_median': statistics.median(b_lat),
+                     'sequential_latency_ms_median': statistics.median(s_lat),
+                     'batched_fps_sync': 1e3 * n / statistics.median(b_lat),
+                     'sequential_fps_sync': 1e3 * n / statistics.median(s_lat),
+                     'batched_fps_two_in_flight': b_fps,
+                     'sequential_fps_two_in_flight': s_fps})
+        log(json.dumps(rows[-1]))
+        del cams
+        if n != 1:
+            batched.release()
+    single.release()
+    RESULTS['cameras'] = rows
 
 
 def _ort_session(model: Path, provider: str, stream_ptr: int = 0, tf32: bool = True) -> Any:
@@ -409,23 +512,34 @@ def phase_ort(shared: Path, out: Path, n_frames: int) -> None:
     models = shared / 'models'
     rt.set_device(0)
     deeplab = models / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+    segformer = models / 'segformer_b0_random_1024.onnx'
+    # (name, model, normalization, upsampling, inference): 'host_cpu' runs the model with
+    # the CPU path's own ORT CPU session between the GPU kernels (integer-exact QDQ).
     cases = [
-        ('deeplab', deeplab, Normalization(), 'fast'),
-        ('deeplab_no_tf32', deeplab, Normalization(), 'fast'),
-        ('segformer_b0_random', models / 'segformer_b0_random_1024.onnx', IMAGENET, 'fast'),
-        ('segformer_b0_random', models / 'segformer_b0_random_1024.onnx', IMAGENET, 'exact'),
+        ('deeplab', deeplab, Normalization(), 'fast', 'host_cpu'),
+        ('deeplab', deeplab, Normalization(), 'fast', 'cuda'),
+        ('segformer_b0_random', segformer, IMAGENET, 'fast', 'cuda'),
+        ('segformer_b0_random', segformer, IMAGENET, 'exact', 'cuda'),
     ]
     frames = video_frames(shared, n_frames, (1920, 1080), stride=15)
-    for name, path, norm, mode in cases:
+    for name, path, norm, mode, infer in cases:
+        if not path.is_file():
+            log(f'skipping {name}: {path} not found')
+            continue
         cfg = PipelineConfig(preprocess=PreprocessConfig('stretch', 'rgb', norm),
                              postprocess=PostprocessConfig(mode, 'input', 0.5))
         st = rt.Stream()
-        eng = OrtCudaInference(_ort_session(path, 'cuda', st.ptr, tf32='no_tf32' not in name),
-                               same_stream=True)
-        pipe = GpuPipeline(cfg, eng, use_graphs=True, timing=True, stream=st)
         cpu_backend = OnnxRuntimeBackend(str(path), provider='cpu')
         cpu_backend.configure()
         cpu = SegmentationPipeline(cpu_backend, cfg)
+        cuda_eng = OrtCudaInference(_ort_session(path, 'cuda', st.ptr), same_stream=True)
+        eng: DeviceInference = cuda_eng
+        if infer == 'host_cpu':
+            spec0 = cuda_eng.device_io_spec()
+            sess = cpu_backend.session
+            eng = HostInference(spec0, lambda x, s0=spec0, ss=sess: ss.run(
+                [s0.output_name], {s0.input_name: x})[0])
+        pipe = GpuPipeline(cfg, eng, use_graphs=True, timing=True, stream=st)
         in_hw = tuple(eng.device_io_spec().input_shape[2:])
         agree, logit_err, rows = [], [], []
         for i, f in enumerate(frames):
@@ -449,8 +563,10 @@ def phase_ort(shared: Path, out: Path, n_frames: int) -> None:
                 return ids_from_output(item, spec.output_kind, geo, cfg.postprocess, n)
             row['agree_gpu_pre_cpu_infer'] = float((post(cpu_backend.infer(gin)) == c.mask)
                                                    .mean())
-            cuda_out = eng.session.run(None, {spec.input_name: cin})[
-                [o.name for o in eng.session.get_outputs()].index(spec.output_name)]
+            row['input_bit_exact'] = bool(np.array_equal(gin.view(np.uint32),
+                                                         cin.view(np.uint32)))
+            cuda_out = cuda_eng.session.run(None, {spec.input_name: cin})[
+                [o.name for o in cuda_eng.session.get_outputs()].index(spec.output_name)]
             row['agree_cpu_pre_cuda_infer'] = float((post(cuda_out) == c.mask).mean())
             if eng.device_io_spec().output_kind is OutputKind.LOGITS:
                 g_logits = rt.copy_to_host(pipe.output_device_ptr(),
@@ -464,7 +580,7 @@ def phase_ort(shared: Path, out: Path, n_frames: int) -> None:
                            logits_max_abs=float(np.abs(g_logits - c_logits).max()),
                            frac_near_tie_lt_1e_2=float(((top2[1] - top2[0]) < 1e-2).mean()))
             rows.append(row)
-            log(f'{name} {mode} frame {i}: {row}')
+            log(f'{name} {mode} {infer} frame {i}: {row}')
         # timing: steady state with graphs around ORT
         per, walls = [], []
         for _ in range(3):
@@ -474,8 +590,8 @@ def phase_ort(shared: Path, out: Path, n_frames: int) -> None:
                 walls.append((time.perf_counter() - t) * 1e3)
                 per.append(r.times_ms)
         stages = {k: statistics.median(p[k] for p in per) for k in per[0]}
-        pipe_plain = None
-        entry = {'model': name, 'mode': mode, 'frames': len(frames),
+        entry = {'model': name, 'mode': mode, 'inference': infer, 'frames': len(frames),
+                 'input_bit_exact_all': all(r['input_bit_exact'] for r in rows),
                  'agree_gpu_pre_cpu_infer_min': min(r['agree_gpu_pre_cpu_infer'] for r in rows),
                  'agree_cpu_pre_cuda_infer_min': min(r['agree_cpu_pre_cuda_infer']
                                                      for r in rows),
@@ -488,7 +604,10 @@ def phase_ort(shared: Path, out: Path, n_frames: int) -> None:
             entry['kernel_floors'] = _kernel_times(pipe, frames[0], 'bgr8')
             # per-stage split without graphs
             pipe.use_graphs = False
-            pipe._graphs = {}
+            for slot in pipe.slots:
+                for g in slot.graphs.values():
+                    g.destroy()
+                slot.graphs = {}
             per2 = [pipe.process(f, 'bgr8').times_ms for f in frames * 2]
             entry['stages_ms_median_plain'] = {k: statistics.median(p[k] for p in per2)
                                                for k in per2[0]}
@@ -496,10 +615,19 @@ def phase_ort(shared: Path, out: Path, n_frames: int) -> None:
         log(json.dumps({k: v for k, v in entry.items() if k != 'rows'}, indent=1))
         pipe.release()
         cpu_backend.release()
-        del pipe_plain
+        st.destroy()
 
 
 # ------------------------------------------------------------------------ report
+def _floor_table(rows: Dict[str, Any]) -> List[str]:
+    out = ['\n| stage | ms (stream launch) | ms (graph replay) | bytes | floor ms | x floor '
+           '(launch / graph) |', '|---|---|---|---|---|---|']
+    for k, v in rows.items():
+        out.append(f"| {k} | {v['ms']:.4f} | {v['graph_ms']:.4f} | {v['bytes']} | "
+                   f"{v['floor_ms']:.4f} | {v['x_floor']:.2f} / {v['graph_x_floor']:.2f} |")
+    return out
+
+
 def markdown(res: Dict[str, Any]) -> str:
     """Markdown tables of the results."""
     lines = []
@@ -510,46 +638,59 @@ def markdown(res: Dict[str, Any]) -> str:
     if bw:
         lines.append(f"Measured bandwidth: device {bw['device_rw']:.0f} GB/s (read+write), "
                      f"pinned H2D {bw['h2d_pinned']:.1f} GB/s, D2H {bw['d2h_pinned']:.1f} GB/s")
+    if 'kernels' in res:
+        rows = res['kernels']
+        lines.append(f"\nKernel checks: {len(rows)} cases; input bit-exact in "
+                     f"{sum(r['input_bit_exact'] for r in rows)}; min mask agreement "
+                     f"{min(r['mask_agreement'] for r in rows):.6f}; max overlay diff "
+                     f"{max((r['overlay_max_abs_diff'] or 0) for r in rows)}; max input diff "
+                     f"{max(r['input_max_abs_diff_px'] for r in rows):.3f} px")
     for c in res.get('ort_cases', []):
-        lines.append(f"\n{c['model']} ({c['mode']}): mask agreement min "
+        lines.append(f"\n{c['model']} ({c['mode']}, inference {c['inference']}): input "
+                     f"bit-exact {c['input_bit_exact_all']}; mask agreement min "
                      f"{c['mask_agreement_min']*100:.3f}% mean {c['mask_agreement_mean']*100:.3f}%"
                      f" over {c['frames']} frames; logits rel L2 max {c['logits_rel_l2_max']}; "
                      f"GPU preprocessing + CPU inference vs CPU path min "
                      f"{c['agree_gpu_pre_cpu_infer_min']*100:.3f}%; CPU preprocessing + CUDA "
                      f"inference vs CPU path min {c['agree_cpu_pre_cuda_infer_min']*100:.3f}%")
-        lines.append(f"stages (graphs) ms: {json.dumps(c['stages_ms_median_graphs'])}")
+        lines.append(f"stages (graphs) ms: {json.dumps(c['stages_ms_median_graphs'])}; wall "
+                     f"{c['wall_ms_median']:.3f} ms")
         if 'stages_ms_median_plain' in c:
             lines.append(f"stages (plain) ms: {json.dumps(c['stages_ms_median_plain'])}")
-        for key in ('kernel_floors',):
-            if key in c:
-                lines.append('\n| stage | ms | bytes | floor ms | x floor |'
-                             '\n|---|---|---|---|---|')
-                for k, v in c[key].items():
-                    lines.append(f"| {k} | {v['ms']:.4f} | {v['bytes']} | {v['floor_ms']:.4f} | "
-                                 f"{v['x_floor']:.2f} |")
+        if 'kernel_floors' in c:
+            lines += _floor_table(c['kernel_floors'])
     hf = res.get('hf')
     if hf:
-        lines.append(f"\nHF SegFormer-B0 fp16 eager: {hf['eager_fp16_ms']:.3f} ms; CUDA graph: "
-                     f"{hf['graph_fp16_ms']:.3f} ms; pipeline(graph engine) wall "
-                     f"{hf['pipeline_with_graph_fp16']['wall_ms_median']:.3f} ms; ratio "
-                     f"{hf['fps_ratio_vs_eager']:.2f}x")
-        lines.append('\n| stage | ms | bytes | floor ms | x floor |\n|---|---|---|---|---|')
-        for k, v in hf['kernel_floors'].items():
-            lines.append(f"| {k} | {v['ms']:.4f} | {v['bytes']} | {v['floor_ms']:.4f} | "
-                         f"{v['x_floor']:.2f} |")
-    if 'kernels' in res:
-        rows = res['kernels']
-        lines.append(f"\nKernel checks: {len(rows)} cases; min mask agreement "
-                     f"{min(r['mask_agreement'] for r in rows):.6f}; max overlay diff "
-                     f"{max((r['overlay_max_abs_diff'] or 0) for r in rows)}; max input diff "
-                     f"{max(r['input_max_abs_diff_px'] for r in rows):.3f} px")
+        p = hf['pipeline_with_graph_fp16']
+        lines.append(f"\nHF SegFormer-B0 fp16 eager: {hf['eager_fp16_ms']:.3f} ms (again after: "
+                     f"{hf['eager_fp16_ms_again']:.3f}); CUDA graph: {hf['graph_fp16_ms']:.3f} "
+                     f"ms; pipeline (graph engine) over {hf['frames']} frames: sync wall "
+                     f"{p['wall_ms_median']:.3f} ms = {p['fps_sync']:.1f} fps "
+                     f"({hf['fps_ratio_vs_eager_sync']:.2f}x eager); two in flight "
+                     f"{p['fps_two_in_flight']:.1f} fps "
+                     f"({hf['fps_ratio_vs_eager_two_in_flight']:.2f}x eager); stages "
+                     f"{json.dumps(p['stages_ms_median'])}")
+        lines += _floor_table(hf['kernel_floors'])
+    if 'cameras' in res:
+        lines.append('\n| cameras | inference ms (batch) | batched latency ms | sequential '
+                     'latency ms | batched fps (sync / 2 in flight) | sequential fps (sync / '
+                     '2 in flight) |\n|---|---|---|---|---|---|')
+        for r in res['cameras']:
+            lines.append(f"| {r['cameras']} | {r['inference_ms_batch']:.3f} | "
+                         f"{r['batched_latency_ms_median']:.3f} | "
+                         f"{r['sequential_latency_ms_median']:.3f} | "
+                         f"{r['batched_fps_sync']:.1f} / {r['batched_fps_two_in_flight']:.1f} | "
+                         f"{r['sequential_fps_sync']:.1f} / "
+                         f"{r['sequential_fps_two_in_flight']:.1f} |")
+    if res.get('failures'):
+        lines.append(f"\nFAILURES: {res['failures']}")
     return '\n'.join(lines) + '\n'
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--phase', default='bandwidth,kernels,hf,ort')
+    ap.add_argument('--phase', default='bandwidth,kernels,hf,cameras,ort')
     ap.add_argument('--shared',
                     default=str(Path(__file__).resolve().parents[2] / 'shared'))
     ap.add_argument('--out', default=os.environ.get('OUT', '/tmp/gpu_verify'))
@@ -572,6 +713,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 phase_kernels(shared, out, sanitize=True)
             elif ph == 'hf':
                 phase_hf(out, shared)
+            elif ph == 'cameras':
+                phase_cameras(shared)
             elif ph == 'ort':
                 phase_ort(shared, out, args.frames)
             else:

@@ -156,6 +156,9 @@ class OnnxRuntimeBackend(Backend):
                 f'or set onnxruntime_provider: cpu')
         if self.provider == 'cpu':
             return ['CPUExecutionProvider']
+        if hasattr(ort, 'preload_dlls'):
+            # pip's onnxruntime-gpu finds CUDA/cuDNN from the nvidia-* wheels only this way.
+            ort.preload_dlls()
         cuda = ('CUDAExecutionProvider', {'device_id': self.device_id})
         if self.provider == 'cuda':
             return [cuda, 'CPUExecutionProvider']

@@ -1,28 +1,36 @@
 """Zero-copy GPU pipeline: camera bytes -> engine input -> mask, overlay, summary counts.
 
-Per frame (batch 1), all on one non-default stream:
+Per submission (one frame, or one frame from each of up to ``batch`` cameras):
 
 1. the CPU copies the message bytes once (from the ``np.frombuffer`` view of the rclpy
    message) into a pinned, mapped host buffer; on an integrated GPU (Jetson) the kernels
    read it in place, on a discrete GPU one ``cudaMemcpyAsync`` moves it;
-2. ``preprocess`` writes the engine input (NCHW, normalized) in device memory;
+2. ``preprocess`` writes the engine input (NCHW, normalized, bit-identical to
+   ``preprocessing.py``) in device memory, one batch item per frame;
 3. the inference engine runs on the same device pointers (TensorRT context, or ONNX
    Runtime's CUDA provider through IOBinding) -- anything implementing
-   :class:`DeviceInference`;
+   :class:`DeviceInference` -- on the pipeline's inference stream;
 4. the postprocess kernels write the mono8 mask, the overlay, the per-class and ROI
    histograms and the free-space boundary; on Jetson straight into mapped host buffers, on a
    discrete GPU into device buffers followed by one copy each into the mapped buffers;
-5. the CPU publishes from the mapped buffers (valid until the next :meth:`process`) and
-   computes the bin medians of the free-space boundary.
+5. the CPU publishes from the mapped buffers and computes the bin medians of the
+   free-space boundary.
 
-Steps 1-2 and 4 are captured as CUDA graphs after the first frame of a given size (the
-whole frame when the engine says it can be captured); capture failures fall back to
-plain launches. CUDA events time each stage (:attr:`GpuResult.times_ms`).
+Frames in flight: the buffers of steps 1-2 and 4-5 live in a ring of ``depth`` slots,
+each with its own stream; inference runs on one stream shared by all slots (an engine
+has one set of bindings), ordered by events. With ``depth=2``, :meth:`GpuPipeline.submit`
+of frame N+1 (host copy, upload, preprocess) overlaps frame N's inference, and frame N's
+postprocess and download overlap frame N+1's inference; :meth:`GpuPipeline.collect`
+returns a submission's results. :meth:`GpuPipeline.process` is submit + collect.
+
+Steps 1-2 and 4-5 are captured as CUDA graphs per slot after the slot's first frame of a
+given size; capture failures fall back to plain launches. CUDA events time each stage
+(:attr:`GpuResult.times_ms`).
 """
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,19 +41,24 @@ from ..geometry import ResizeGeometry, compute_geometry
 from ..labels import palette_lut
 from . import kernels as K
 from . import runtime as rt
+from .frame_ring import FrameRing, GpuTicket
+from .resize_tables import resize_tables
 
 STAGES: Tuple[str, ...] = ('upload', 'preprocess', 'inference', 'postprocess', 'download')
+# Event indices per slot: start, uploaded, preprocessed, inference start / end,
+# postprocessed, downloaded.
+_EV_START, _EV_UP, _EV_PRE, _EV_INF0, _EV_INF1, _EV_POST, _EV_END = range(7)
 
 
 @dataclass(frozen=True)
 class DeviceIOSpec:
-    """Engine I/O the pipeline allocates for (concrete shapes, batch 1)."""
+    """Engine I/O the pipeline allocates for (concrete shapes; batch B >= 1)."""
 
     input_name: str
-    input_shape: Tuple[int, ...]     # (1, 3, H, W)
+    input_shape: Tuple[int, ...]     # (B, 3, H, W)
     input_dtype: str                 # 'float32' or 'float16'
     output_name: str
-    output_shape: Tuple[int, ...]    # (1, C, h, w) logits or (1, H, W) / (1, 1, H, W) ids
+    output_shape: Tuple[int, ...]    # (B, C, h, w) logits or (B, H, W) / (B, 1, H, W) ids
     output_dtype: str                # 'float32', 'float16', 'int32' or 'int64'
     output_kind: OutputKind
     graph_capturable: bool = False   # inference may be captured into a CUDA graph
@@ -61,6 +74,11 @@ class DeviceIOSpec:
         return int(np.prod(self.output_shape)) * np.dtype(self.output_dtype).itemsize
 
     @property
+    def batch(self) -> int:
+        """Frames per inference (the engine's batch dimension)."""
+        return int(self.input_shape[0])
+
+    @property
     def map_hw(self) -> Tuple[int, int]:
         """(height, width) of the output map (logits plane or id map)."""
         return int(self.output_shape[-2]), int(self.output_shape[-1])
@@ -70,7 +88,7 @@ class DeviceInference:
     """What the pipeline needs from an engine: I/O spec and a run on device pointers."""
 
     def device_io_spec(self) -> DeviceIOSpec:
-        """Return the engine's I/O (batch 1, concrete H/W)."""
+        """Return the engine's I/O (concrete batch and H/W)."""
         raise NotImplementedError
 
     def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int) -> None:
@@ -91,7 +109,8 @@ class OrtCudaInference(DeviceInference):
     """
 
     def __init__(self, session: Any, input_hw: Optional[Tuple[int, int]] = None,
-                 same_stream: bool = False, output_name: Optional[str] = None) -> None:
+                 same_stream: bool = False, output_name: Optional[str] = None,
+                 batch: int = 1) -> None:
         self.session = session
         self.same_stream = same_stream
         inp = session.get_inputs()[0]
@@ -103,7 +122,12 @@ class OrtCudaInference(DeviceInference):
                 raise BackendError(f'model input {inp.name} has dynamic H/W {inp.shape}; '
                                    f'pass input_hw (input_height/input_width parameters)')
             shape[2], shape[3] = input_hw
-        shape[0] = 1
+        if shape[0] is None:
+            shape[0] = batch
+        elif shape[0] != batch:
+            raise BackendError(f'model input {inp.name} has a fixed batch of {shape[0]}, '
+                               f'expected {batch}; export with a dynamic batch dimension or '
+                               f'pass batch={shape[0]}')
         in_dtype = _ORT_DTYPES[inp.type]
         out_dtype = _ORT_DTYPES.get(out.type)
         if out_dtype is None:
@@ -139,9 +163,40 @@ class OrtCudaInference(DeviceInference):
         self.session.run_with_iobinding(self._binding)
 
 
+class HostInference(DeviceInference):
+    """A host-side (CPU) model between the GPU stages: input copied down, output up.
+
+    For models only a CPU executor runs exactly (the integer kernels of a QDQ-quantized
+    model, say): the GPU still does pre/postprocessing. ``run`` maps the input array
+    (``spec.input_shape``, ``spec.input_dtype``) to the output array.
+    """
+
+    def __init__(self, spec: DeviceIOSpec, run: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._spec = spec
+        self.run = run
+        self._input = np.empty(spec.input_shape, dtype=spec.input_dtype)
+
+    def device_io_spec(self) -> DeviceIOSpec:
+        """See :class:`DeviceInference`."""
+        return self._spec
+
+    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int) -> None:
+        """Copy the input down after the stream's work, run on the host, copy the output up."""
+        s = self._spec
+        rt.copy_to_host(input_ptr, self._input, stream_ptr)
+        out = np.ascontiguousarray(self.run(self._input), dtype=s.output_dtype)
+        if out.size != int(np.prod(s.output_shape)):
+            raise BackendError(f'host inference returned shape {out.shape}, expected '
+                               f'{s.output_shape}')
+        rt.copy_to_device(out, output_ptr, stream_ptr)
+
+
 @dataclass
 class GpuResult:
-    """One frame's outputs; arrays are views of mapped buffers valid until the next frame."""
+    """One frame's outputs: views of its slot's mapped buffers, valid until the slot is reused.
+
+    With ``depth`` slots that is ``depth`` submissions later; copy what you keep longer.
+    """
 
     mask: np.ndarray
     overlay: Optional[np.ndarray]
@@ -155,59 +210,25 @@ class GpuResult:
 def _frame_layout(frame: np.ndarray, encoding: str) -> Tuple[int, Tuple[int, int, int], str]:
     layout = K.encoding_layout(encoding)
     if layout is None:
-        raise ImageFormatError(f'GPU pipeline reads 8-bit rgb8/bgr8/rgba8/bgra8/mono8 frames, '
-                               f'got {encoding!r}; convert it on the CPU first (conversion.py)')
+        raise ImageFormatError(f'GPU pipeline reads rgb/bgr(a)/mono 8- or 16-bit frames, got '
+                               f'{encoding!r}; convert it on the CPU first (conversion.py)')
     cn, offsets = layout
     got = 1 if frame.ndim == 2 else frame.shape[2]
     if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or got != cn:
         raise ImageFormatError(f'expected a uint8 frame with {cn} channel(s) for {encoding}, '
-                               f'got {frame.dtype} {frame.shape}')
+                               f'got {frame.dtype} {frame.shape}; for 16-bit encodings pass '
+                               f'the uint8 high-byte view of conversion.image_fields_to_array')
     order = 'gray' if cn == 1 else ('rgb' if offsets[0] == 0 else 'bgr')
     return cn, offsets, order
 
 
-class GpuPipeline:
-    """Batch-1 GPU pre/post-processing around a :class:`DeviceInference` engine."""
+class _Image:
+    """Buffers and launch arguments of one frame position of a slot (one camera's frame)."""
 
-    def __init__(self, config: PipelineConfig, engine: DeviceInference, device: int = 0,
-                 use_graphs: bool = True, timing: bool = True,
-                 stream: Optional[rt.Stream] = None) -> None:
-        rt.set_device(device)
-        self.config = config
-        self.engine = engine
-        self.spec = engine.device_io_spec()
-        self.info = rt.device_info(device)
-        self.integrated = self.info.integrated
-        self.use_graphs = use_graphs
-        self.timing = timing
-        self.graph_error: Optional[str] = None
-        self.stream = stream or rt.Stream()
-        logits_dtype = self.spec.output_dtype if self.spec.output_kind is OutputKind.LOGITS \
-            else 'float32'
-        self.kernels = K.KernelModule(self.info.sm, self.spec.input_dtype, logits_dtype)
-        self.events = [rt.Event() for _ in range(len(STAGES) + 1)]
-        self._buffers: List[Any] = []
-        self._key: Optional[Tuple[Any, ...]] = None
-        self._graphs: Dict[str, rt.Graph] = {}
-        self._frames_at_key = 0
-        # Constant tables: palette and drivable lookup, uploaded once.
-        self._const = rt.DeviceBuffer(1024)
-        pal = palette_lut(config.classes.colors).reshape(-1)[:768].astype(np.uint8)
-        drv = np.zeros(256, np.uint8)
-        drv[list(config.classes.drivable_ids)] = 1
-        rt.copy_to_device(np.concatenate([pal, drv]), self._const.ptr)
-        self.dev_input = rt.DeviceBuffer(self.spec.input_nbytes)
-        self.dev_output = rt.DeviceBuffer(self.spec.output_nbytes)
-        mh, mw = self.spec.map_hw
-        self.dev_small = rt.DeviceBuffer(mh * mw)
-
-    # ------------------------------------------------------------------ setup
-    def _alloc(self, frame_h: int, frame_w: int, step: int, cn: int, offsets: Tuple[int, ...],
-               order: str) -> None:
-        """(Re)allocate the per-size buffers and pack the kernel arguments."""
-        self._free_sized()
-        cfg = self.config
-        s = self.spec
+    def __init__(self, pipe: 'GpuPipeline', slot: '_Slot', index: int, frame_h: int,
+                 frame_w: int, cn: int, offsets: Tuple[int, int, int], order: str) -> None:
+        cfg, s = pipe.config, pipe.spec
+        self.buffers: List[Any] = []
         in_h, in_w = int(s.input_shape[2]), int(s.input_shape[3])
         geo = compute_geometry(frame_h, frame_w, in_h, in_w, cfg.preprocess.resize_policy)
         if cfg.postprocess.output_resolution == 'input':
@@ -215,6 +236,7 @@ class GpuPipeline:
         else:
             out_h, out_w = geo.content_height, geo.content_width
         self.geometry, self.out_hw = geo, (out_h, out_w)
+        step = frame_w * cn
         frame_bytes = frame_h * step
         npx = out_h * out_w
         # Mapped host layout: frame | mask | overlay | counts (2 x 256 int32) | boundary.
@@ -224,235 +246,371 @@ class GpuPipeline:
         off_bnd = _align(off_cnt + 2 * 256 * 4)
         total = _align(off_bnd + 4 * out_w)
         self.mapped = rt.MappedHostBuffer(total)
-        self._buffers.append(self.mapped)
+        self.buffers.append(self.mapped)
         self.frame_host = self.mapped.host[:frame_bytes]
         self.mask_host = self.mapped.view(np.uint8, (out_h, out_w), off_mask)
         self.overlay_host = self.mapped.view(np.uint8, (out_h, out_w, 3), off_ov)
-        counts = self.mapped.view(np.int32, (2, 256), off_cnt)
-        self.counts_host = counts
+        self.counts_host = self.mapped.view(np.int32, (2, 256), off_cnt)
         self.boundary_host = self.mapped.view(np.int32, (out_w,), off_bnd)
-        mp = self.mapped.device_ptr
-        self._out_span = (off_mask, total - off_mask)
-        if self.integrated:
+        self.out_span = (off_mask, total - off_mask)
+        self.off_cnt = off_cnt
+        if pipe.integrated:
             # Kernels read the frame and write the results in place (shared DRAM).
-            frame_dev, out_dev = mp, mp
+            frame_dev = out_dev = self.mapped.device_ptr
         else:
             self.dev_frame = rt.DeviceBuffer(frame_bytes)
             self.dev_out = rt.DeviceBuffer(total)
-            self._buffers += [self.dev_frame, self.dev_out]
+            self.buffers += [self.dev_frame, self.dev_out]
             frame_dev, out_dev = self.dev_frame.ptr, self.dev_out.ptr
-        self._frame_dev = frame_dev
-        self._out_dev = out_dev
-        self._frame_bytes = frame_bytes
-        # ROI mask at the published size, rasterized once with the CPU path's function.
+        self.frame_dev, self.out_dev, self.frame_bytes = frame_dev, out_dev, frame_bytes
+
+        # Constant per-size tables in one device buffer (each part 16-byte aligned):
+        # ROI mask (CPU path's rasterizer), resize taps (cv2-exact), output sampling maps.
+        from ..postprocessing import _bilinear_axis, nearest_indices
         from ..summary import roi_mask
         roi = np.ascontiguousarray(roi_mask(tuple(tuple(map(float, v))
                                                   for v in cfg.summary.roi_polygon),
-                                            out_h, out_w))
+                                            out_h, out_w)).astype(np.uint8)
         self.roi_pixel_count = int(roi.sum())
-        self.dev_roi = rt.DeviceBuffer(npx)
-        self._buffers.append(self.dev_roi)
-        rt.copy_to_device(roi, self.dev_roi.ptr)
-
-        norm = cfg.preprocess.normalization
-        model_bgr = cfg.preprocess.channel_order == 'bgr'
-        r, g, b = offsets
-        o = (b, g, r) if model_bgr else (r, g, b)
-        resized = (geo.content_height, geo.content_width) != (frame_h, frame_w)
-        self.pre_args = K.KernelArgs('preprocess', dict(
-            src=frame_dev, src_w=frame_w, src_h=frame_h, src_step=step, src_cn=cn,
-            o0=o[0], o1=o[1], o2=o[2], dst=self.dev_input.ptr, dst_w=in_w, dst_h=in_h,
-            c_top=geo.content_top, c_left=geo.content_left, c_h=geo.content_height,
-            c_w=geo.content_width, sx=frame_w / geo.content_width,
-            sy=frame_h / geo.content_height, round_px=int(resized),
-            s0=norm.scale[0], s1=norm.scale[1], s2=norm.scale[2],
-            b0=norm.bias[0], b1=norm.bias[1], b2=norm.bias[2], pad=cfg.preprocess.pad_value))
-        self.pre_grid = K.grid_2d(in_w, in_h)
-
+        xtab, ytab = resize_tables(frame_w, frame_h, geo.content_width, geo.content_height)
         mh, mw = s.map_hw
         target = geo if cfg.postprocess.output_resolution == 'input' else ResizeGeometry(
             geo.content_height, geo.content_width, in_h, in_w, geo.content_top,
             geo.content_left, geo.content_height, geo.content_width)
         # Sampling tables from the CPU path's own functions: identical indices and weights.
-        from ..postprocessing import _bilinear_axis, nearest_indices
         sx, ox, sy, oy = target.frame_to_map(mh, mw)
         rows_n, cols_n = nearest_indices(target, mh, mw)
         cx0, cx1, cw = _bilinear_axis(out_w, sx, ox, mw)
         ry0, ry1, rw = _bilinear_axis(out_h, sy, oy, mh)
-        tables = [cols_n.astype(np.int32), rows_n.astype(np.int32), cx0.astype(np.int32),
-                  cx1.astype(np.int32), cw.astype(np.float32), ry0.astype(np.int32),
-                  ry1.astype(np.int32), rw.astype(np.float32)]
-        blob = np.concatenate([t.view(np.uint8) for t in tables])
-        self.dev_tables = rt.DeviceBuffer(blob.nbytes)
-        self._buffers.append(self.dev_tables)
-        rt.copy_to_device(blob, self.dev_tables.ptr)
-        ptrs, offset = [], 0
+        tables = [roi.reshape(-1), xtab, ytab, cols_n.astype(np.int32), rows_n.astype(np.int32),
+                  cx0.astype(np.int32), cx1.astype(np.int32), cw.astype(np.float32),
+                  ry0.astype(np.int32), ry1.astype(np.int32), rw.astype(np.float32)]
+        offsets_b, blob = [], []
+        at = 0
         for t in tables:
-            ptrs.append(self.dev_tables.ptr + offset)
-            offset += t.nbytes
+            raw = np.ascontiguousarray(t).view(np.uint8).reshape(-1)
+            offsets_b.append(at)
+            pad = _align(raw.nbytes, 16) - raw.nbytes
+            blob += [raw, np.zeros(pad, np.uint8)]
+            at += raw.nbytes + pad
+        self.dev_tables = rt.DeviceBuffer(at)
+        self.buffers.append(self.dev_tables)
+        rt.copy_to_device(np.concatenate(blob), self.dev_tables.ptr)
+        ptr = [self.dev_tables.ptr + o for o in offsets_b]
+
+        norm = cfg.preprocess.normalization
+        model_bgr = cfg.preprocess.channel_order == 'bgr'
+        r, g, b = offsets
+        o = (b, g, r) if model_bgr else (r, g, b)
+        in_item = s.input_nbytes // s.batch
+        self.pre_args = K.KernelArgs('preprocess', dict(
+            src=frame_dev, src_step=step, src_cn=cn, o0=o[0], o1=o[1], o2=o[2],
+            dst=slot.dev_input.ptr + index * in_item, dst_w=in_w, dst_h=in_h,
+            c_top=geo.content_top, c_left=geo.content_left, c_h=geo.content_height,
+            c_w=geo.content_width, xtab=ptr[1], ytab=ptr[2],
+            s0=norm.scale[0], s1=norm.scale[1], s2=norm.scale[2],
+            b0=norm.bias[0], b1=norm.bias[1], b2=norm.bias[2], pad=cfg.preprocess.pad_value))
+        self.pre_grid = K.grid_2d(in_w, in_h)
+
         mapping = dict(zip(('col_n', 'row_n', 'col_i0', 'col_i1', 'col_w', 'row_i0', 'row_i1',
-                            'row_w'), ptrs), map_w=mw, map_h=mh)
+                            'row_w'), ptr[3:]), map_w=mw, map_h=mh)
         overlay_order = 'rgb' if order == 'gray' else order
         epi = dict(mask=out_dev + off_mask, out_w=out_w, out_h=out_h,
                    num_classes=cfg.classes.num_classes, frame=frame_dev, frame_w=frame_w,
                    frame_h=frame_h, frame_step=step, frame_cn=cn, fr=r, fg=g, fb=b,
                    overlay=out_dev + off_ov, overlay_bgr=int(overlay_order == 'bgr'),
-                   alpha=cfg.postprocess.overlay_alpha, palette=self._const.ptr,
-                   hist=out_dev + off_cnt, roi=self.dev_roi.ptr,
-                   roi_hist=out_dev + off_cnt + 1024)
-        self._epi, self._mapping = epi, mapping
-        self._off_cnt = off_cnt
-        self.post_grid = K.grid_2d(out_w, out_h)
-        self._post: List[Tuple[str, Tuple[int, int, int], Tuple[int, int, int], K.KernelArgs]]
-        self._post = []
+                   alpha=cfg.postprocess.overlay_alpha, palette=pipe.const.ptr,
+                   hist=out_dev + off_cnt, roi=ptr[0], roi_hist=out_dev + off_cnt + 1024)
+        grid = K.grid_2d(out_w, out_h)
+        out_item = s.output_nbytes // s.batch
+        output = slot.dev_output.ptr + index * out_item
+        self.post: List[Tuple[str, Tuple[int, int, int], Tuple[int, int, int], K.KernelArgs]]
+        self.post = []
         if s.output_kind is OutputKind.LOGITS:
             channels = int(s.output_shape[1])
             if cfg.postprocess.upsample_mode == 'exact':
-                self._post.append(('post_exact', self.post_grid, K.BLOCK_2D, K.KernelArgs(
-                    'post_exact', dict(logits=self.dev_output.ptr, channels=channels,
-                                       **mapping, **epi))))
+                self.post.append(('post_exact', grid, K.BLOCK_2D, K.KernelArgs(
+                    'post_exact', dict(logits=output, channels=channels, **mapping, **epi))))
             else:
-                self._post.append(('argmax_logits', K.grid_1d(mh * mw), K.BLOCK_1D,
-                                   K.KernelArgs('argmax_logits', dict(
-                                       logits=self.dev_output.ptr, channels=channels, h=mh,
-                                       w=mw, out=self.dev_small.ptr))))
-                self._post.append(('post_map_u8', self.post_grid, K.BLOCK_2D, K.KernelArgs(
-                    'post_map_u8', dict(ids=self.dev_small.ptr, **mapping, **epi))))
+                small = slot.dev_small.ptr + index * mh * mw
+                self.post.append(('argmax_logits', K.grid_1d(mh * mw), K.BLOCK_1D,
+                                  K.KernelArgs('argmax_logits', dict(
+                                      logits=output, channels=channels, h=mh, w=mw,
+                                      out=small))))
+                self.post.append(('post_map_u8', grid, K.BLOCK_2D, K.KernelArgs(
+                    'post_map_u8', dict(ids=small, **mapping, **epi))))
         else:
             name = 'post_ids_i64' if s.output_dtype == 'int64' else 'post_ids_i32'
-            self._post.append((name, self.post_grid, K.BLOCK_2D, K.KernelArgs(
-                name, dict(ids=self.dev_output.ptr, **mapping, **epi))))
-        self._post.append(('free_space', K.grid_1d(out_w), K.BLOCK_1D, K.KernelArgs(
+            self.post.append((name, grid, K.BLOCK_2D, K.KernelArgs(
+                name, dict(ids=output, **mapping, **epi))))
+        self.post.append(('free_space', K.grid_1d(out_w), K.BLOCK_1D, K.KernelArgs(
             'free_space', dict(mask=out_dev + off_mask, w=out_w, h=out_h,
-                               drivable=self._const.ptr + 768,
-                               boundary=out_dev + off_bnd))))
+                               drivable=pipe.const.ptr + 768, boundary=out_dev + off_bnd))))
+
+    def free(self) -> None:
+        for b in self.buffers:
+            b.free()
+        self.buffers = []
+
+
+class _Slot:
+    """One ring slot: its stream, events, engine I/O buffers, frames and captured graphs."""
+
+    def __init__(self, pipe: 'GpuPipeline') -> None:
+        s = pipe.spec
+        self.stream = rt.Stream()
+        self.events = [rt.Event() for _ in range(7)]
+        self.dev_input = rt.DeviceBuffer(s.input_nbytes)
+        self.dev_output = rt.DeviceBuffer(s.output_nbytes)
+        mh, mw = s.map_hw
+        self.dev_small = rt.DeviceBuffer(s.batch * mh * mw)
+        self.images: List[_Image] = []
+        self.key: Optional[Tuple[Any, ...]] = None
+        self.graphs: Dict[str, rt.Graph] = {}
+        self.frames_at_key = 0
+        self.graphed = False
+        self.want_overlay = True
+
+    def free_sized(self) -> None:
+        for g in self.graphs.values():
+            g.destroy()
+        self.graphs = {}
+        for im in self.images:
+            im.free()
+        self.images = []
+        self.key = None
+
+    def release(self) -> None:
+        self.free_sized()
+        for b in (self.dev_input, self.dev_output, self.dev_small):
+            b.free()
+        for e in self.events:
+            e.destroy()
+        self.stream.destroy()
+
+
+class GpuPipeline:
+    """GPU pre/post-processing around a :class:`DeviceInference` engine, ``depth`` frames deep.
+
+    ``stream`` is the inference stream (pass the one an ONNX Runtime session was created
+    with as ``user_compute_stream``); a new one is made (and destroyed by
+    :meth:`release`) when omitted. ``depth`` is how many submissions may be in flight:
+    1 for :meth:`process` alone, 2 to overlap consecutive frames with
+    :meth:`submit` / :meth:`collect`.
+    """
+
+    def __init__(self, config: PipelineConfig, engine: DeviceInference, device: int = 0,
+                 use_graphs: bool = True, timing: bool = True,
+                 stream: Optional[rt.Stream] = None, depth: int = 1) -> None:
+        self.ring = FrameRing(depth)
+        rt.set_device(device)
+        self.config = config
+        self.engine = engine
+        self.spec = engine.device_io_spec()
+        self.info = rt.device_info(device)
+        self.integrated = self.info.integrated
+        self.use_graphs = use_graphs
+        self.timing = timing
+        self.graph_error: Optional[str] = None
+        self._own_stream = stream is None
+        self.stream = stream or rt.Stream()
+        logits_dtype = self.spec.output_dtype if self.spec.output_kind is OutputKind.LOGITS \
+            else 'float32'
+        self.kernels = K.KernelModule(self.info.sm, self.spec.input_dtype, logits_dtype)
+        # Constant tables: palette and drivable lookup, uploaded once.
+        self.const = rt.DeviceBuffer(1024)
+        pal = palette_lut(config.classes.colors).reshape(-1)[:768].astype(np.uint8)
+        drv = np.zeros(256, np.uint8)
+        drv[list(config.classes.drivable_ids)] = 1
+        rt.copy_to_device(np.concatenate([pal, drv]), self.const.ptr)
+        self.slots = [_Slot(self) for _ in range(depth)]
+        self._last = self.slots[0]
+        self._capturing = False
+
+    @property
+    def depth(self) -> int:
+        """Submissions that may be in flight at once."""
+        return self.ring.depth
+
+    @property
+    def batch(self) -> int:
+        """Frames one submission may carry (the engine's batch)."""
+        return self.spec.batch
 
     # ------------------------------------------------------------------ stages
-    def _upload_and_preprocess(self) -> None:
-        st = self.stream
+    def _upload_and_preprocess(self, slot: _Slot) -> None:
+        st = slot.stream
         if not self.integrated:
-            rt.memcpy_async(self._frame_dev, self.mapped.device_ptr, self._frame_bytes, st)
-        self._mark(1)
-        self.kernels.launch('preprocess', self.pre_grid, K.BLOCK_2D, self.pre_args, st.ptr)
+            for im in slot.images:
+                rt.memcpy_async(im.frame_dev, im.mapped.device_ptr, im.frame_bytes, st)
+        self._mark(slot, _EV_UP)
+        for im in slot.images:
+            self.kernels.launch('preprocess', im.pre_grid, K.BLOCK_2D, im.pre_args, st.ptr)
 
-    def _postprocess(self) -> None:
-        st = self.stream
-        rt.memset_async(self._out_dev + self._off_cnt, 0, 2 * 256 * 4, st)
-        for name, grid, block, args in self._post:
-            self.kernels.launch(name, grid, block, args, st.ptr)
-        self._mark(4)
+    def _postprocess(self, slot: _Slot) -> None:
+        st = slot.stream
+        for im in slot.images:
+            rt.memset_async(im.out_dev + im.off_cnt, 0, 2 * 256 * 4, st)
+            for name, grid, block, args in im.post:
+                self.kernels.launch(name, grid, block, args, st.ptr)
+        self._mark(slot, _EV_POST)
         if not self.integrated:
-            off, size = self._out_span
-            rt.memcpy_async(self.mapped.device_ptr + off, self._out_dev + off, size, st)
+            for im in slot.images:
+                off, size = im.out_span
+                rt.memcpy_async(im.mapped.device_ptr + off, im.out_dev + off, size, st)
 
-    def _mark(self, i: int) -> None:
+    def _mark(self, slot: _Slot, i: int) -> None:
         if self.timing and not self._capturing:
-            self.events[i].record(self.stream)
+            slot.events[i].record(slot.stream)
 
-    _capturing = False
-
-    def _capture(self, name: str, fn: Any) -> None:
+    def _capture(self, slot: _Slot, name: str, fn: Callable[[_Slot], None]) -> None:
         g = rt.Graph()
         self._capturing = True
         try:
-            g.begin(self.stream)
+            g.begin(slot.stream)
             try:
-                fn()
+                fn(slot)
             except Exception:
-                g.abort(self.stream)
+                g.abort(slot.stream)
                 raise
-            g.end(self.stream)
-            self._graphs[name] = g
+            g.end(slot.stream)
+            slot.graphs[name] = g
         except BackendError as exc:
             self.graph_error = f'CUDA graph capture of {name} failed ({exc}); plain launches'
             self.use_graphs = False
-            for graph in self._graphs.values():
+            for graph in slot.graphs.values():
                 graph.destroy()
-            self._graphs = {}
+            slot.graphs = {}
         finally:
             self._capturing = False
 
     # ------------------------------------------------------------------ public API
-    def process(self, frame: np.ndarray, encoding: str, want_overlay: bool = True) -> GpuResult:
-        """Run one frame (H, W[, C]) uint8 with a sensor_msgs encoding; return its outputs.
+    def submit(self, frame: np.ndarray, encoding: str, want_overlay: bool = True) -> GpuTicket:
+        """Queue one frame (H, W[, C]) uint8 with a sensor_msgs encoding; return its ticket.
 
-        ``frame`` may be a row-strided view of the message data (step > W * C): the one
-        CPU copy packs it into the mapped buffer.
+        Returns once the frame is copied into pinned memory and its GPU work is queued;
+        :meth:`collect` waits for the results. ``frame`` may be a row-strided view of the
+        message data: the one CPU copy packs it.
         """
-        cn, offsets, order = _frame_layout(frame, encoding)
-        h, w = frame.shape[:2]
-        step = w * cn
-        key = (h, w, step, encoding)
-        if key != self._key:
-            self._alloc(h, w, step, cn, offsets, order)
-            self._key, self._frames_at_key = key, 0
-        # The one CPU copy: message bytes -> pinned mapped buffer.
-        np.copyto(self.frame_host.reshape(frame.shape), frame)
-        st = self.stream
+        return self.submit_batch([(frame, encoding)], want_overlay)
+
+    def submit_batch(self, frames: Sequence[Tuple[np.ndarray, str]],
+                     want_overlay: bool = True) -> GpuTicket:
+        """Queue up to :attr:`batch` ``(frame, encoding)`` pairs as one inference."""
+        if not 1 <= len(frames) <= self.batch:
+            raise ImageFormatError(f'expected 1 to {self.batch} frames per submission (the '
+                                   f'engine batch), got {len(frames)}')
+        layouts = [_frame_layout(f, enc) for f, enc in frames]
+        key = tuple((f.shape[:2], enc) for f, enc in frames)
+        ticket = self.ring.acquire(len(frames))
+        slot = self.slots[ticket.slot]
+        try:
+            self._queue(slot, frames, layouts, key, want_overlay)
+        except Exception:
+            self.ring.release(ticket)
+            raise
+        return ticket
+
+    def _queue(self, slot: _Slot, frames: Sequence[Tuple[np.ndarray, str]],
+               layouts: List[Tuple[int, Tuple[int, int, int], str]], key: Tuple[Any, ...],
+               want_overlay: bool) -> None:
+        if key != slot.key:
+            slot.free_sized()
+            slot.images = [_Image(self, slot, i, f.shape[0], f.shape[1], cn, offs, order)
+                           for i, ((f, _), (cn, offs, order)) in enumerate(zip(frames, layouts))]
+            slot.key, slot.frames_at_key = key, 0
+        # The one CPU copy per frame: message bytes -> pinned mapped buffer.
+        for im, (f, _) in zip(slot.images, frames):
+            np.copyto(im.frame_host.reshape(f.shape), f)
+        st = slot.stream
         if self.timing:
-            self.events[0].record(st)
-        steady = self.use_graphs and self._frames_at_key >= 1
-        if steady and not self._graphs:
-            self._capture('pre', self._upload_and_preprocess)
+            slot.events[_EV_START].record(st)
+        if self.use_graphs and slot.frames_at_key >= 1 and not slot.graphs:
+            self._capture(slot, 'pre', self._upload_and_preprocess)
             if self.use_graphs:
-                self._capture('post', self._postprocess)
-        if self.use_graphs and self._graphs:
-            self._graphs['pre'].launch(st)
+                self._capture(slot, 'post', self._postprocess)
+        slot.graphed = bool(self.use_graphs and slot.graphs)
+        if slot.graphed:
+            slot.graphs['pre'].launch(st)
         else:
-            self._upload_and_preprocess()
-        self._mark(2)
-        self.engine.infer_device(self.dev_input.ptr, self.dev_output.ptr, st.ptr)
-        self._mark(3)
-        if self.use_graphs and self._graphs:
-            self._graphs['post'].launch(st)
+            self._upload_and_preprocess(slot)
+        ev = slot.events
+        ev[_EV_PRE].record(st)            # always: the inference stream waits on it
+        self.stream.wait(ev[_EV_PRE])
+        if self.timing:
+            ev[_EV_INF0].record(self.stream)
+        self.engine.infer_device(slot.dev_input.ptr, slot.dev_output.ptr, self.stream.ptr)
+        ev[_EV_INF1].record(self.stream)  # always: the slot stream waits on it
+        st.wait(ev[_EV_INF1])
+        if slot.graphed:
+            slot.graphs['post'].launch(st)
         else:
-            self._postprocess()
-        self._mark(5)
-        st.synchronize()
-        self._frames_at_key += 1
+            self._postprocess(slot)
+        if self.timing:
+            ev[_EV_END].record(st)
+        slot.frames_at_key += 1
+        slot.want_overlay = want_overlay
+
+    def collect(self, ticket: Optional[GpuTicket] = None) -> GpuResult:
+        """Wait for a submission (default: the oldest) and return its first frame's result."""
+        return self.collect_batch(ticket)[0]
+
+    def collect_batch(self, ticket: Optional[GpuTicket] = None) -> List[GpuResult]:
+        """Wait for a submission (default: the oldest); one result per submitted frame."""
+        t = ticket if ticket is not None else self.ring.oldest()
+        self.ring.check(t)
+        slot = self.slots[t.slot]
+        slot.stream.synchronize()
+        self.ring.release(t)
+        self._last = slot
         times: Dict[str, float] = {}
         if self.timing:
-            ev = self.events
-            graphed = bool(self.use_graphs and self._graphs)
-            times['inference'] = ev[3].elapsed_ms(ev[2])
-            times['total'] = ev[5].elapsed_ms(ev[0])
-            if graphed:
-                times['upload+preprocess'] = ev[2].elapsed_ms(ev[0])
-                times['postprocess+download'] = ev[5].elapsed_ms(ev[3])
+            ev = slot.events
+            times['inference'] = ev[_EV_INF1].elapsed_ms(ev[_EV_INF0])
+            times['total'] = ev[_EV_END].elapsed_ms(ev[_EV_START])
+            if slot.graphed:
+                times['upload+preprocess'] = ev[_EV_PRE].elapsed_ms(ev[_EV_START])
+                times['postprocess+download'] = ev[_EV_END].elapsed_ms(ev[_EV_INF1])
             else:
-                times['upload'] = ev[1].elapsed_ms(ev[0])
-                times['preprocess'] = ev[2].elapsed_ms(ev[1])
-                times['postprocess'] = ev[4].elapsed_ms(ev[3])
-                times['download'] = ev[5].elapsed_ms(ev[4])
-        return GpuResult(self.mask_host, self.overlay_host if want_overlay else None,
-                         self.counts_host[0], self.counts_host[1], self.boundary_host,
-                         self.geometry, times)
+                times['upload'] = ev[_EV_UP].elapsed_ms(ev[_EV_START])
+                times['preprocess'] = ev[_EV_PRE].elapsed_ms(ev[_EV_UP])
+                times['postprocess'] = ev[_EV_POST].elapsed_ms(ev[_EV_INF1])
+                times['download'] = ev[_EV_END].elapsed_ms(ev[_EV_POST])
+        return [GpuResult(im.mask_host, im.overlay_host if slot.want_overlay else None,
+                          im.counts_host[0], im.counts_host[1], im.boundary_host, im.geometry,
+                          dict(times)) for im in slot.images[:t.count]]
+
+    def process(self, frame: np.ndarray, encoding: str, want_overlay: bool = True) -> GpuResult:
+        """Run one frame synchronously (submit, then collect); see :meth:`submit`."""
+        return self.collect(self.submit(frame, encoding, want_overlay))
+
+    def process_batch(self, frames: Sequence[Tuple[np.ndarray, str]],
+                      want_overlay: bool = True) -> List[GpuResult]:
+        """Run up to :attr:`batch` frames through one inference, synchronously."""
+        return self.collect_batch(self.submit_batch(frames, want_overlay))
+
+    @property
+    def in_flight(self) -> int:
+        """Submissions not collected yet."""
+        return self.ring.in_flight
 
     def input_device_ptr(self) -> int:
-        """Device address of the engine input (for checks against the CPU preprocessing)."""
-        return self.dev_input.ptr
+        """Device address of the engine input of the last collected submission (checks)."""
+        return self._last.dev_input.ptr
 
     def output_device_ptr(self) -> int:
-        """Device address of the engine output."""
-        return self.dev_output.ptr
-
-    def _free_sized(self) -> None:
-        for g in self._graphs.values():
-            g.destroy()
-        self._graphs = {}
-        for b in self._buffers:
-            b.free()
-        self._buffers = []
+        """Device address of the engine output of the last collected submission."""
+        return self._last.dev_output.ptr
 
     def release(self) -> None:
-        """Free every buffer, graph, event, the stream and the kernel module."""
-        self._free_sized()
-        for b in (self._const, self.dev_input, self.dev_output, self.dev_small):
-            b.free()
-        for e in self.events:
-            e.destroy()
+        """Free every buffer, graph, event, stream and the kernel module (idempotent)."""
+        for slot in self.slots:
+            slot.release()
+        self.slots = []
+        self.const.free()
         self.kernels.unload()
-        self.stream.destroy()
+        if self._own_stream:
+            self.stream.destroy()
 
 
 def _align(n: int, a: int = 256) -> int:

@@ -3,10 +3,12 @@
 The kernels implement exactly the formulas of the CPU path (the contract is
 :mod:`segformer_ros.geometry`: pixel ``i`` has its centre at ``i + 0.5``):
 
-* ``preprocess``: bilinear resize like ``cv2.resize(INTER_LINEAR)`` (edge-clamped taps,
-  result rounded to 0..255 as the CPU path's uint8 resize does), stretch or letterbox with
-  ``pad_value``, channel reorder (rgb/bgr/gray sources, 1/3/4 bytes per pixel, any row
-  step), ``x * scale + bias`` and HWC -> NCHW into the engine input (float32 or float16);
+* ``preprocess``: bilinear resize bit-identical to the CPU path's uint8
+  ``cv2.resize(INTER_LINEAR)`` (OpenCV's fixed-point arithmetic with per-axis tables from
+  :mod:`.resize_tables`), stretch or letterbox with ``pad_value``, channel reorder
+  (rgb/bgr/gray sources, 1/3/4 bytes per pixel, any row step), ``x * scale + bias``
+  (multiply and add rounded separately, never fused, exactly like numpy) and HWC -> NCHW
+  into the engine input (float32 or float16);
 * ``argmax_logits``: per-pixel argmax over C logits at logit resolution (NaN never wins,
   ties go to the lower class, like ``np.argmax`` on NaN-free data);
 * ``post_map_u8`` (``fast`` mode: nearest upsample of that argmax map), ``post_ids_i32`` /
@@ -43,11 +45,11 @@ _MAP = (('col_n', 'p'), ('row_n', 'p'), ('col_i0', 'p'), ('col_i1', 'p'), ('col_
 
 KERNEL_SIGNATURES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     'preprocess': (
-        ('src', 'p'), ('src_w', 'i'), ('src_h', 'i'), ('src_step', 'i'), ('src_cn', 'i'),
+        ('src', 'p'), ('src_step', 'i'), ('src_cn', 'i'),
         ('o0', 'i'), ('o1', 'i'), ('o2', 'i'),
         ('dst', 'p'), ('dst_w', 'i'), ('dst_h', 'i'),
         ('c_top', 'i'), ('c_left', 'i'), ('c_h', 'i'), ('c_w', 'i'),
-        ('sx', 'f'), ('sy', 'f'), ('round_px', 'i'),
+        ('xtab', 'p'), ('ytab', 'p'),
         ('s0', 'f'), ('s1', 'f'), ('s2', 'f'), ('b0', 'f'), ('b1', 'f'), ('b2', 'f'),
         ('pad', 'f')),
     'argmax_logits': (('logits', 'p'), ('channels', 'i'), ('h', 'i'), ('w', 'i'),
@@ -85,28 +87,33 @@ __device__ __forceinline__ void store_input(void* p, size_t i, float v) {
 %(store_input)s
 }
 
-// Bilinear taps of coordinate c (already shifted by -0.5), clamped to [first, last]:
-// samples outside repeat the edge pixel, like cv2 INTER_LINEAR and postprocessing.py.
-__device__ __forceinline__ void taps(float c, int first, int last, int& i0, int& i1,
-                                     float& f) {
-    c = fminf(fmaxf(c, (float)first), (float)last);
-    float fl = floorf(c);
-    i0 = (int)fl;
-    i1 = min(i0 + 1, last);
-    f = c - fl;
-}
-
 // Logit as the CPU path sees it: NaN and -inf count as -FLT_MAX, +inf as FLT_MAX.
 __device__ __forceinline__ float clean_logit(float v) {
     return isnan(v) ? -3.402823466e38f : fminf(fmaxf(v, -3.402823466e38f), 3.402823466e38f);
 }
 
+// One channel of cv2.resize(INTER_LINEAR) on uint8, bit for bit: OpenCV's horizontal
+// pass (11-bit coefficients, int32 sums) and its SIMD vertical pass (a 16x16 mulhi of the
+// sums >> 4, then a rounding >> 2). Taps and coefficients come from resize_tables.py.
+__device__ __forceinline__ float cv_linear(const u8* r0, const u8* r1, int i0, int i1,
+                                          int4 xt, int4 yt) {
+    int h0 = r0[i0] * xt.z + r0[i1] * xt.w;
+    int h1 = r1[i0] * xt.z + r1[i1] * xt.w;
+    int v = (((yt.z * (h0 >> 4)) >> 16) + ((yt.w * (h1 >> 4)) >> 16) + 2) >> 2;
+    return (float)min(max(v, 0), 255);
+}
+
+// x * scale + bias as numpy computes it: two float32 roundings (no FMA contraction).
+__device__ __forceinline__ float norm(float v, float s, float b) {
+    return __fadd_rn(__fmul_rn(v, s), b);
+}
+
 extern "C" __global__ void preprocess(
-    const u8* __restrict__ src, int src_w, int src_h, int src_step, int src_cn,
+    const u8* __restrict__ src, int src_step, int src_cn,
     int o0, int o1, int o2,
     void* __restrict__ dst, int dst_w, int dst_h,
     int c_top, int c_left, int c_h, int c_w,
-    float sx, float sy, int round_px,
+    const int* __restrict__ xtab, const int* __restrict__ ytab,
     float s0, float s1, float s2, float b0, float b1, float b2,
     float pad)
 {
@@ -116,24 +123,20 @@ extern "C" __global__ void preprocess(
     float v0 = pad, v1 = pad, v2 = pad;
     int cx = x - c_left, cy = y - c_top;
     if (cx >= 0 && cy >= 0 && cx < c_w && cy < c_h) {
-        int x0, x1, y0, y1; float fx, fy;
-        taps((cx + 0.5f) * sx - 0.5f, 0, src_w - 1, x0, x1, fx);
-        taps((cy + 0.5f) * sy - 0.5f, 0, src_h - 1, y0, y1, fy);
-        const u8* r0 = src + (size_t)y0 * src_step;
-        const u8* r1 = src + (size_t)y1 * src_step;
-        int p00 = x0 * src_cn, p01 = x1 * src_cn;
-        float w00 = (1.f - fx) * (1.f - fy), w01 = fx * (1.f - fy);
-        float w10 = (1.f - fx) * fy, w11 = fx * fy;
-#define SAMPLE(o) (w00 * r0[p00 + (o)] + w01 * r0[p01 + (o)] + w10 * r1[p00 + (o)] + \
-                   w11 * r1[p01 + (o)])
-        v0 = SAMPLE(o0); v1 = SAMPLE(o1); v2 = SAMPLE(o2);
-#undef SAMPLE
-        if (round_px) { v0 = rintf(v0); v1 = rintf(v1); v2 = rintf(v2); }
+        // (i0, i1, c0, c1) per output column / row; the tables are 16-byte aligned.
+        int4 xt = ((const int4*)xtab)[cx];
+        int4 yt = ((const int4*)ytab)[cy];
+        const u8* r0 = src + (size_t)yt.x * src_step;
+        const u8* r1 = src + (size_t)yt.y * src_step;
+        int p0 = xt.x * src_cn, p1 = xt.y * src_cn;
+        v0 = cv_linear(r0, r1, p0 + o0, p1 + o0, xt, yt);
+        v1 = cv_linear(r0, r1, p0 + o1, p1 + o1, xt, yt);
+        v2 = cv_linear(r0, r1, p0 + o2, p1 + o2, xt, yt);
     }
     size_t plane = (size_t)dst_w * dst_h, o = (size_t)y * dst_w + x;
-    store_input(dst, o, v0 * s0 + b0);
-    store_input(dst, plane + o, v1 * s1 + b1);
-    store_input(dst, 2 * plane + o, v2 * s2 + b2);
+    store_input(dst, o, norm(v0, s0, b0));
+    store_input(dst, plane + o, norm(v1, s1, b1));
+    store_input(dst, 2 * plane + o, norm(v2, s2, b2));
 }
 
 extern "C" __global__ void argmax_logits(const void* __restrict__ logits, int channels,
@@ -471,12 +474,18 @@ class KernelModule:
 def encoding_layout(encoding: str) -> Optional[Tuple[int, Tuple[int, int, int]]]:
     """(bytes per pixel, byte offsets of R, G, B) of an 8-bit encoding the kernels read.
 
-    None for encodings the kernels do not read directly (16-bit, YUV, Bayer): the node
-    converts those on the CPU first, exactly as the CPU path does.
+    16-bit encodings map to the layout of their 8-bit twin: the frame handed to the
+    pipeline is then the uint8 high-byte view that ``conversion.image_fields_to_array``
+    returns (value >> 8, the CPU path's rule), which the one host copy packs. None for
+    encodings the kernels do not read (YUV, Bayer): the node converts those on the CPU
+    first, exactly as the CPU path does.
     """
     layouts = {
         'rgb8': (3, (0, 1, 2)), 'bgr8': (3, (2, 1, 0)), '8UC3': (3, (2, 1, 0)),
         'rgba8': (4, (0, 1, 2)), 'bgra8': (4, (2, 1, 0)), '8UC4': (4, (2, 1, 0)),
         'mono8': (1, (0, 0, 0)), '8UC1': (1, (0, 0, 0)),
+        'rgb16': (3, (0, 1, 2)), 'bgr16': (3, (2, 1, 0)), '16UC3': (3, (2, 1, 0)),
+        'rgba16': (4, (0, 1, 2)), 'bgra16': (4, (2, 1, 0)), '16UC4': (4, (2, 1, 0)),
+        'mono16': (1, (0, 0, 0)), '16UC1': (1, (0, 0, 0)),
     }
     return layouts.get(encoding)

@@ -11,7 +11,7 @@ releases only ``cuda.cudart``: :func:`bindings` accepts either.
 
 import ctypes
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
@@ -138,6 +138,10 @@ class Stream:
         """Wait until all work queued on the stream has finished."""
         check(self._rt.cudaStreamSynchronize(self.handle), 'cudaStreamSynchronize')
 
+    def wait(self, event: 'Event') -> None:
+        """Make later work on this stream wait for ``event`` (no host blocking)."""
+        check(self._rt.cudaStreamWaitEvent(self.handle, event.handle, 0), 'cudaStreamWaitEvent')
+
     def destroy(self) -> None:
         """Destroy the stream (idempotent)."""
         if self.handle is not None:
@@ -239,21 +243,41 @@ def memset_async(ptr: int, value: int, nbytes: int, stream: Stream) -> None:
     check(rt.cudaMemsetAsync(ptr, value, nbytes, stream.handle), 'cudaMemsetAsync')
 
 
-def copy_to_device(host: np.ndarray, dst: int, stream: Optional[Stream] = None) -> None:
-    """Copy a contiguous host array to device address ``dst``, synchronously (setup)."""
+def copy_to_device(host: np.ndarray, dst: int, stream_ptr: int = 0) -> None:
+    """Copy a contiguous host array to device address ``dst``; returns when it has landed.
+
+    With ``stream_ptr`` the copy is ordered after the work queued on that stream (and
+    waited for); without, it is a plain ``cudaMemcpy`` followed by a device-wide sync
+    (a pageable ``cudaMemcpy`` may return before the DMA has finished).
+    """
     rt, _, _ = bindings()
     arr = np.ascontiguousarray(host)
-    check(rt.cudaMemcpy(dst, arr.ctypes.data, arr.nbytes,
-                        rt.cudaMemcpyKind.cudaMemcpyHostToDevice), 'cudaMemcpy(H2D)')
+    kind = rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+    if stream_ptr:
+        check(rt.cudaMemcpyAsync(dst, arr.ctypes.data, arr.nbytes, kind, stream_ptr),
+              'cudaMemcpyAsync(H2D)')
+        check(rt.cudaStreamSynchronize(stream_ptr), 'cudaStreamSynchronize')
+    else:
+        check(rt.cudaMemcpy(dst, arr.ctypes.data, arr.nbytes, kind), 'cudaMemcpy(H2D)')
+        check(rt.cudaDeviceSynchronize(), 'cudaDeviceSynchronize')
 
 
-def copy_to_host(src: int, out: np.ndarray) -> np.ndarray:
-    """Copy ``out.nbytes`` from device address ``src`` into ``out``, synchronously."""
+def copy_to_host(src: int, out: np.ndarray, stream_ptr: int = 0) -> np.ndarray:
+    """Copy ``out.nbytes`` from device address ``src`` into ``out``, synchronously.
+
+    With ``stream_ptr`` the copy is queued after that stream's work (then waited for).
+    """
     rt, _, _ = bindings()
     if not out.flags.c_contiguous:
         raise BackendError('copy_to_host needs a C-contiguous output array')
-    check(rt.cudaMemcpy(out.ctypes.data, src, out.nbytes,
-                        rt.cudaMemcpyKind.cudaMemcpyDeviceToHost), 'cudaMemcpy(D2H)')
+    kind = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+    if stream_ptr:
+        check(rt.cudaMemcpyAsync(out.ctypes.data, src, out.nbytes, kind, stream_ptr),
+              'cudaMemcpyAsync(D2H)')
+        check(rt.cudaStreamSynchronize(stream_ptr), 'cudaStreamSynchronize')
+    else:
+        check(rt.cudaDeviceSynchronize(), 'cudaDeviceSynchronize')
+        check(rt.cudaMemcpy(out.ctypes.data, src, out.nbytes, kind), 'cudaMemcpy(D2H)')
     return out
 
 

@@ -129,10 +129,10 @@ class ProcSampler:
         self.samples: List[Tuple[float, float, float]] = []   # (time, cpu s, rss MB)
         self._tick = float(os.sysconf('SC_CLK_TCK'))
 
-    def maybe_sample(self) -> None:
-        """Take a sample when a period has passed since the last one."""
+    def maybe_sample(self, force: bool = False) -> None:
+        """Take a sample when a period has passed since the last one (or ``force``)."""
         now = time.monotonic()
-        if self.samples and now - self.samples[-1][0] < self.period_s:
+        if not force and self.samples and now - self.samples[-1][0] < self.period_s:
             return
         try:
             stat = Path(f'/proc/{self.pid}/stat').read_text()
@@ -241,21 +241,71 @@ def _float(value: Any) -> Optional[float]:
 
 
 # -------------------------------------------------------------------------- running
+class _Collector:
+    """Receipt time and latency of our messages per output kind; counts foreign ones."""
+
+    def __init__(self, frame_id: str) -> None:
+        self.frame_id = frame_id
+        self.samples: Dict[str, List[Sample]] = {'mask': [], 'overlay': [], 'summary': []}
+        self.foreign = 0
+
+    def callback(self, kind: str) -> Callable[[Any], None]:
+        """Return a subscription callback recording ``kind`` messages."""
+        samples = self.samples[kind]
+
+        def record(msg: Any) -> None:
+            now = time.time()
+            if msg.header.frame_id != self.frame_id:
+                self.foreign += 1   # another run's message (shared domain id)
+                return
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            samples.append((now, now - stamp))
+        return record
+
+
 class _Run:
     """Shared state of one benchmark run: rclpy context, env, output folder."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
         self.args = args
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.domain = pick_domain_id()
-        confine_this_process(self.domain)
+        # Our frames carry this frame_id; outputs with another one are not ours.
+        self.frame_id = f'bench_ros_{os.getpid()}'
+        self.domain = self._quiet_domain(discovery_s=1.0 if args.quick else 2.0)
         self.env = loopback_env(self.domain)
-        rclpy.init()
         self.executor = SingleThreadedExecutor()
+
+    @staticmethod
+    def _quiet_domain(attempts: int = 8, discovery_s: float = 1.5) -> int:
+        """Init rclpy on a domain id where no other ROS node is seen; return the id.
+
+        Tests and tools of other runs on this host pick ids from the same 1..100 range;
+        sharing one would mix their frames and diagnostics into the measurement.
+        """
+        import rclpy
+
+        for attempt in range(attempts):
+            domain = pick_domain_id(attempt * 13)
+            confine_this_process(domain)
+            rclpy.init(domain_id=domain)
+            probe = rclpy.create_node('bench_ros_domain_probe')
+            end = time.monotonic() + discovery_s
+            others: List[Tuple[str, str]] = []
+            while time.monotonic() < end and not others:
+                rclpy.spin_once(probe, timeout_sec=0.1)
+                others = [n for n in probe.get_node_names_and_namespaces()
+                          if n[0] != probe.get_name()]
+            probe.destroy_node()
+            if not others:
+                return domain
+            print(f'bench_ros: domain {domain} is in use by {others[:3]}; trying another',
+                  flush=True)
+            rclpy.shutdown()
+        raise SystemExit(f'bench_ros: no free ROS domain id after {attempts} tries; expected '
+                         f'one without other nodes (stop other ROS runs, or retry)')
 
     def close(self) -> None:
         import rclpy
@@ -289,30 +339,29 @@ class _Run:
                '--video', str(Path(self.args.video).resolve()), '--topic', CAMERA_TOPIC,
                '--rate', str(scenario.rate_hz), '--duration', str(self.args.duration),
                '--width', str(self.args.width), '--height', str(self.args.height),
-               '--wait-subscribers', '1', '--report', str(report)]
+               '--frame-id', self.frame_id, '--wait-subscribers', '1',
+               '--wait-timeout', str(self.args.startup_timeout), '--report', str(report)]
         return RosProcess(cmd, self.env, self.out / f'publisher_{scenario.name}.log'), report
 
-    def measure(self, scenario: Scenario, samples: List[Sample],
+    def measure(self, started: Tuple[RosProcess, Path],
                 samplers: Dict[str, ProcSampler]) -> Dict[str, Any]:
-        """Run the publisher to its end while serving callbacks and sampling processes."""
-        publisher, report_path = self.publisher(scenario)
+        """Serve callbacks and sample processes until the started publisher ends."""
+        publisher, report_path = started
         samplers['publisher'] = ProcSampler(publisher.pid)
 
-        def sample() -> None:
-            if samples:   # from the first output on: the node's steady state only
-                for sampler in samplers.values():
-                    sampler.maybe_sample()
-
-        limit = self.args.duration + 60.0
+        # The node is configured and matched by now, so the span sampled is the
+        # publishing span (the publisher starts as soon as the node subscribes).
+        limit = self.args.duration + self.args.startup_timeout
         start = time.monotonic()
         while publisher.running() and time.monotonic() - start < limit:
             self.executor.spin_once(timeout_sec=0.05)
-            sample()
+            for sampler in samplers.values():
+                sampler.maybe_sample()
         for sampler in samplers.values():
-            sampler.maybe_sample()
+            sampler.maybe_sample(force=True)
         code = publisher.stop()
         # Late outputs and the node's last diagnostics (published every second).
-        self.spin_for(1.5)
+        self.spin_for(1.1 if self.args.quick else 1.5)
         try:
             pub_report = json.loads(report_path.read_text())
         except (OSError, ValueError):
@@ -327,45 +376,41 @@ def run_transport(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     from sensor_msgs.msg import Image
 
     from ..node import SENSOR_QOS
-    from .recorder import stamp_seconds
 
-    samples: List[Sample] = []
-
-    def on_image(msg: Any) -> None:
-        now = time.time()
-        samples.append((now, now - stamp_seconds(msg.header)))
-
+    collect = _Collector(run.frame_id)
     probe = rclpy.create_node('bench_transport_probe')
-    probe.create_subscription(Image, CAMERA_TOPIC, on_image, SENSOR_QOS)
+    probe.create_subscription(Image, CAMERA_TOPIC, collect.callback('mask'), SENSOR_QOS)
     run.executor.add_node(probe)
     try:
-        pub = run.measure(scenario, samples, {})
+        pub = run.measure(run.publisher(scenario), {})
     finally:
         run.executor.remove_node(probe)
         probe.destroy_node()
-    return _result(run, scenario, samples, pub, received=len(samples))
+    result = _result(run, scenario, collect.samples['mask'], pub)
+    result['foreign_messages'] = collect.foreign
+    return result
 
 
 def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     """Measure publisher -> segformer node (fresh process) -> OutputRecorder here."""
-    from .recorder import OutputRecorder, stamp_seconds
+    from .recorder import OutputRecorder
 
     args = run.args
     overrides = params_file({'model_path': str(Path(args.model).resolve()),
                              'backend': args.backend, 'autostart': True}, str(run.out))
     node = RosProcess(node_command([args.params, overrides], {'image': CAMERA_TOPIC}),
                       run.env, run.out / f'node_{scenario.name}.log')
-    samples: List[Sample] = []
-
-    def on_mask(msg: Any) -> None:
-        now = time.time()
-        samples.append((now, now - stamp_seconds(msg.header)))
-
+    collect = _Collector(run.frame_id)
+    samples = collect.samples['mask']
     recorder = OutputRecorder(name=f'bench_recorder_{scenario.name}', overlay=scenario.overlay,
-                              summary=scenario.summary, on_mask=on_mask)
+                              summary=scenario.summary, on_mask=collect.callback('mask'),
+                              on_overlay=collect.callback('overlay'),
+                              on_summary=collect.callback('summary'))
     run.executor.add_node(recorder)
+    t0 = time.monotonic()
+    # Started now so its start-up overlaps the node's; it publishes once the node subscribes.
+    started = run.publisher(scenario)
     try:
-        t0 = time.monotonic()
         if not node.wait_for_log('configured', args.startup_timeout):
             raise SystemExit('bench_ros: the node did not configure; its log:\n'
                              + node.log()[-3000:])
@@ -379,21 +424,24 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
         run.spin_for(0.5)   # let the node see our subscriptions too (it checks them)
         startup_s = time.monotonic() - t0
         samplers = {'node': ProcSampler(node.pid)}
-        pub = run.measure(scenario, samples, samplers)
+        pub = run.measure(started, samplers)
         diagnostics = dict(recorder.diagnostics)
-        counts = dict(recorder.counts)
-        other = {k: latency_stats([(0.0, v) for v in recorder.latencies_s[k]], 0.0)
+        counts = {k: len(v) for k, v in collect.samples.items()}
+        other = {k: latency_stats(collect.samples[k], args.settle_s)
                  for k in ('overlay', 'summary') if counts[k]}
     finally:
         run.executor.remove_node(recorder)
         recorder.destroy_node()
+        started[0].stop()
         node_code = node.stop()
-    result = _result(run, scenario, samples, pub, received=counts['mask'])
+        Path(overrides).unlink(missing_ok=True)
+    result = _result(run, scenario, samples, pub)
     frames_in = _float(diagnostics.get('frames_in'))
     replaced = _float(diagnostics.get('frames_dropped'))
     result.update({
         'node_exit_code': node_code, 'node_startup_s': round(startup_s, 1),
         'counts': counts, 'other_outputs_latency': other,
+        'foreign_messages': collect.foreign,
         'node_frames_in': frames_in, 'node_frames_out': _float(diagnostics.get('frames_out')),
         'node_frames_replaced': replaced,
         # Superseded in the node's depth-1 DDS reader before its callback ran, or lost.
@@ -411,16 +459,20 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     return result
 
 
-def _result(run: _Run, scenario: Scenario, samples: List[Sample], pub: Dict[str, Any],
-            received: int) -> Dict[str, Any]:
+def _result(run: _Run, scenario: Scenario, samples: List[Sample],
+            pub: Dict[str, Any]) -> Dict[str, Any]:
+    received = len(samples)
     published = int(pub.get('published', 0))
     span = samples[-1][0] - samples[0][0] if len(samples) > 1 else 0.0
+    seconds = float(pub.get('seconds') or 0.0)
     windows = latency_windows(samples, run.args.window_s)
     result = {
         'scenario': scenario.name, 'label': scenario.label,
         'requested_hz': scenario.rate_hz, 'published': published,
         'publish_hz': pub.get('achieved_hz'), 'received': received,
-        'output_hz': _r((len(samples) - 1) / span, 2) if span > 0 else 0.0,
+        # Outputs per second of publishing (defined with a single output too).
+        'output_hz': _r(received / seconds, 2) if seconds > 0 else 0.0,
+        'output_span_hz': _r((received - 1) / span, 2) if span > 0 else None,
         'drop_rate': _r(1.0 - received / published, 4) if published else None,
         'latency': latency_stats(samples, run.args.settle_s),
         'trend': latency_trend(samples, run.args.settle_s),
@@ -537,13 +589,18 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
              f'Machine: {machine.get("cpu", "?")}, {machine.get("cores")} cores, '
              f'{machine.get("memory_gb")} GB RAM, Linux {machine.get("kernel")}, Python '
              f'{machine.get("python")}, onnxruntime {machine.get("onnxruntime", "?")}, '
-             f'rclpy {machine.get("rclpy", "?")} ({machine.get("rmw")}). Backend: '
+             f'rclpy {machine.get("rclpy", "?")} ({machine.get("rmw")}, ROS_DOMAIN_ID '
+             f'{report.get("domain_id")}). Backend: '
              f'{report.get("backend") or "n/a"}. Run {report["date"]}; load average '
              f'(1/5/15 min) {report["load_before"]} before, {report["load_after"]} after.']
     if report['load_before'][0] > 0.5 * (machine.get('cores') or 1):
         lines += ['', f'**The machine was busy with other work when this ran** (load '
                       f'{report["load_before"][0]} on {machine.get("cores")} cores): CPU-bound '
                       'numbers (inference, latency) are pessimistic; rerun on a quiet machine.']
+    foreign = sum(r.get('foreign_messages') or 0 for r in report['results'])
+    if foreign:
+        lines += ['', f'**{foreign} messages of another ROS run on the same domain id were '
+                      'received (and ignored)**: that run may have loaded the node too.']
     if cfg.get('note'):
         lines += ['', cfg['note']]
     lines += ['', '| scenario | requested Hz | published Hz | outputs Hz | latency p50 / p95 / '
@@ -563,7 +620,8 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
             f'{_fmt(lat["max_ms"])} | {drop} | {_fmt(proc.get("cpu_percent"), 0)} | '
             f'{_fmt(proc.get("rss_mb_max"), 0)} | '
             f'{_fmt((r.get("stages_ms_p50") or {}).get("inference"))} |')
-    lines += ['', 'Dropped = 1 - outputs received / frames published; "replaced" are frames '
+    lines += ['', 'Outputs Hz = outputs received / seconds of publishing. '
+              'Dropped = 1 - outputs received / frames published; "replaced" are frames '
               'the node\'s keep-latest slot overwrote before the worker took them (by design '
               'when frames come faster than inference), "not taken" are frames the node\'s '
               'callback never saw (superseded in its depth-1 best-effort DDS reader while the '
@@ -694,7 +752,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                    'backend': args.backend, 'note': args.note},
         'backend': next((r.get('backend') for r in results if r.get('backend')), None),
         'results': results, 'target': overall_verdict(results),
-        'json_path': _rel(json_path),
+        'json_path': _rel(json_path), 'domain_id': state.domain,
     }
     json_path.write_text(json.dumps(report, indent=1))
     return report

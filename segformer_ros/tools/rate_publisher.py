@@ -39,14 +39,14 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 def load_frames(video: str, count: int, width: int, height: int) -> List[np.ndarray]:
-    """``count`` RGB frames spread over the first 120 of the video, resized to width x height."""
+    """Return ``count`` RGB frames 10 apart from the video's start, at width x height."""
     import cv2
 
     from ..frame_sources import iter_frames
 
     frames: List[np.ndarray] = []
-    for index, bgr in iter_frames(video, max_frames=120):
-        if index % max(1, 120 // max(1, count)) == 0:
+    for index, bgr in iter_frames(video, max_frames=10 * count):
+        if index % 10 == 0:
             resized = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR)
             frames.append(np.ascontiguousarray(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)))
         if len(frames) == count:
