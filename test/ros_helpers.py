@@ -414,10 +414,90 @@ def flood(topic: str, rate_hz: float, width: int, height: int, seconds: float,
     return result
 
 
+def _malloc_trim() -> None:
+    """Hand free heap pages back to the OS, so RSS measures live memory, not free lists.
+
+    Without it RSS swings by ~30 MB between lifecycle cycles, depending on whether glibc
+    kept the last inference's freed buffers; a leak is memory that stays live.
+    """
+    import ctypes
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: measure as is
+        pass
+
+
+def _resources() -> Dict[str, float]:
+    """RSS, threads (by kind) and fds of this process."""
+    _malloc_trim()
+    pid = os.getpid()
+    py = threading.enumerate()
+    pool = sum(1 for t in py if t.name.startswith('ThreadPoolExecutor-'))
+    os_threads = thread_count(pid)
+    return {'rss_mb': rss_mb(pid), 'os_threads': float(os_threads),
+            'py_threads': float(len(py)), 'pool_threads': float(pool),
+            # Executor pools start workers lazily up to max_workers: bounded, not a leak.
+            'other_py_threads': float(len(py) - pool),
+            # Threads not started by Python: Fast DDS, ONNX Runtime's pool.
+            'native_threads': float(os_threads - len(py)),
+            'fds': float(len(fd_targets(pid))),
+            'inference_threads': float(sum(1 for t in py if t.name == 'segformer_inference'))}
+
+
+def lifecycle_cycles(model: Path, domain_id: int, cycles: int,
+                     frame_every: int) -> List[Dict[str, float]]:
+    """Run configure/activate/deactivate/cleanup ``cycles`` times; sample after each.
+
+    Every ``frame_every``-th cycle (and the last) also segments a 320x180 frame and
+    records whether its mask came back with the right size.
+    """
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from segformer_ros.tools.processes import confine_this_process
+
+    ok = TransitionCallbackReturn.SUCCESS
+    confine_this_process(domain_id)
+    yy, xx = np.mgrid[0:180, 0:320]
+    frame = np.stack([xx * 255 // 319, yy * 255 // 179, (xx + yy) % 256], -1).astype(np.uint8)
+    samples: List[Dict[str, float]] = []
+    with ros_context(domain_id) as context:
+        running = InProcessNode(context, deeplab_overrides(model))
+        node, client = running.node, running.client
+        try:
+            for cycle in range(cycles):
+                row: Dict[str, float] = {'cycle': float(cycle)}
+                t0 = time.monotonic()
+                row['configure_ok'] = float(node.trigger_configure() == ok)
+                row['activate_ok'] = float(node.trigger_activate() == ok)
+                if cycle % frame_every == 0 or cycle == cycles - 1:
+                    stamp = (cycle + 1) * 10**9
+                    mask = None
+                    if client.wait_for_camera_match():
+                        mask = client.send_until_mask(
+                            lambda: image_msg(frame, 'rgb8', stamp), stamp)
+                    row['mask_ok'] = float(mask is not None and (mask.width, mask.height)
+                                           == (320, 180))
+                row['deactivate_ok'] = float(node.trigger_deactivate() == ok)
+                row['cleanup_ok'] = float(node.trigger_cleanup() == ok)
+                row['released'] = float(node._backend is None and node._worker is None
+                                        and not node._channels)
+                row['seconds'] = time.monotonic() - t0
+                row.update(_resources())
+                samples.append(row)
+        finally:
+            running.close()
+    return samples
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Command line of the flood publisher."""
+    """Command line: the flood publisher, or the lifecycle-cycle runner."""
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
+    c = sub.add_parser('cycles', help='lifecycle cycles of an in-process node (JSON out)')
+    c.add_argument('--model', required=True)
+    c.add_argument('--domain', type=int, required=True)
+    c.add_argument('--cycles', type=int, default=50)
+    c.add_argument('--frame-every', type=int, default=5)
     f = sub.add_parser('flood', help='publish a fixed rgb8 frame at a high rate')
     f.add_argument('--topic', default='/camera/image_raw')
     f.add_argument('--rate', type=float, default=200.0)
@@ -427,6 +507,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     f.add_argument('--wait-subscribers', type=float, default=30.0)
     f.add_argument('--report', default='')
     args = parser.parse_args(argv)
+    if args.command == 'cycles':
+        samples = lifecycle_cycles(Path(args.model), args.domain, args.cycles,
+                                   args.frame_every)
+        print('CYCLES ' + json.dumps(samples), flush=True)
+        return 0
     result = flood(args.topic, args.rate, args.width, args.height, args.seconds,
                    args.report or None, args.wait_subscribers)
     print(json.dumps(result), flush=True)
