@@ -10,7 +10,7 @@ from typing import List, Sequence
 
 from .errors import ConfigError
 
-OUTPUTS = ('mask', 'overlay', 'summary', 'confidence', 'label_info')
+OUTPUTS = ('mask', 'overlay', 'summary', 'confidence', 'label_info', 'camera_info')
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class ChannelSpec:
     image_topic: str
     output_namespace: str = ''
     transport: str = 'raw'        # 'raw' or 'compressed'
+    camera_info_topic: str = ''   # '' = none; else republished to match the mask
 
     @property
     def input_topic(self) -> str:
@@ -36,24 +37,30 @@ class ChannelSpec:
         return f'{prefix}segmentation/{output}'
 
 
-def single_channel(transport: str) -> List[ChannelSpec]:
+def single_channel(transport: str, camera_info_topic: str = '') -> List[ChannelSpec]:
     """Return the default: one camera on the relative topic ``image``."""
-    return [ChannelSpec('camera', 'image', '', transport)]
+    return [ChannelSpec('camera', 'image', '', transport, camera_info_topic)]
 
 
 def channels_from_lists(names: Sequence[str], topics: Sequence[str],
                         namespaces: Sequence[str], transports: Sequence[str],
-                        default_transport: str) -> List[ChannelSpec]:
+                        default_transport: str,
+                        info_topics: Sequence[str] = ()) -> List[ChannelSpec]:
     """Build channels from parallel parameter lists (empty names -> the single default).
 
-    ``topics``/``namespaces``/``transports`` may be empty (defaults: ``<name>/image``,
-    ``<name>``, ``default_transport``) or have exactly one entry per name.
+    ``topics``/``namespaces``/``transports``/``info_topics`` may be empty (defaults:
+    ``<name>/image``, ``<name>``, ``default_transport``, no camera_info) or have exactly
+    one entry per camera (one entry for the single default camera).
     """
     if not names:
-        return single_channel(default_transport)
+        if len(info_topics) > 1:
+            raise ConfigError(f'camera_info_topics has {len(info_topics)} entries but there is '
+                              f'one camera (cameras is empty): give one topic or none')
+        return single_channel(default_transport, info_topics[0] if info_topics else '')
     count = len(names)
     for label, values in (('camera_topics', topics), ('camera_namespaces', namespaces),
-                          ('camera_transports', transports)):
+                          ('camera_transports', transports),
+                          ('camera_info_topics', info_topics)):
         if values and len(values) != count:
             raise ConfigError(f'{label} needs one entry per camera ({count}: {list(names)}), '
                               f'got {len(values)}: {list(values)}; or leave it empty')
@@ -69,7 +76,8 @@ def channels_from_lists(names: Sequence[str], topics: Sequence[str],
             name=name,
             image_topic=topics[i] if topics else f'{name}/image',
             output_namespace=namespaces[i] if namespaces else name,
-            transport=transport))
+            transport=transport,
+            camera_info_topic=info_topics[i] if info_topics else ''))
     namespaces_used = [c.output_namespace.strip('/') for c in channels]
     if len(set(namespaces_used)) != count:
         raise ConfigError(f'cameras must publish into different namespaces, got '

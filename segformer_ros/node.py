@@ -23,7 +23,7 @@ from rclpy.lifecycle.node import LifecycleNodeMixin
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from .backends.base import Backend
@@ -33,7 +33,8 @@ from .errors import ImageFormatError, SegformerRosError
 from .labels import label_info
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params
-from .ros_messages import OVERLAY_ENCODINGS, diagnostics_message, image_message, summary_message
+from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_message,
+                           image_message, summary_message)
 from .stats import RateLimiter, StageStats
 
 STAGES: Tuple[str, ...] = ('convert', 'preprocess', 'inference', 'postprocess', 'overlay',
@@ -70,11 +71,14 @@ class _Channel:
         self.summary_pub: Optional[Any] = None
         self.confidence_pub: Optional[Any] = None
         self.label_info_pub: Optional[Any] = None
+        self.camera_info_pub: Optional[Any] = None
+        self.camera_info_sub: Optional[Any] = None
+        self.latest_camera_info: Optional[CameraInfo] = None   # set by the executor thread
 
     def lifecycle_publishers(self) -> List[Any]:
         """Return the publishers that follow the lifecycle (silent unless active)."""
         return [p for p in (self.mask_pub, self.overlay_pub, self.summary_pub,
-                            self.confidence_pub) if p is not None]
+                            self.confidence_pub, self.camera_info_pub) if p is not None]
 
 
 class SegformerNode(LifecycleNode):
@@ -161,7 +165,7 @@ class SegformerNode(LifecycleNode):
         config = pipeline_config_from_params(params)
         specs = channels_from_lists(params['cameras'], params['camera_topics'],
                                     params['camera_namespaces'], params['camera_transports'],
-                                    params['input_transport'])
+                                    params['input_transport'], params['camera_info_topics'])
         if not params['model_path']:
             raise SegformerRosError(
                 'model_path is empty: set it to an ONNX model (or a TensorRT .engine), e.g. '
@@ -192,6 +196,9 @@ class SegformerNode(LifecycleNode):
                 _summary_type(), ch.spec.output_topic('summary'), OUTPUT_QOS)
             ch.confidence_pub = self.create_lifecycle_publisher(
                 Image, ch.spec.output_topic('confidence'), OUTPUT_QOS)
+            if ch.spec.camera_info_topic:
+                ch.camera_info_pub = self.create_lifecycle_publisher(
+                    CameraInfo, ch.spec.output_topic('camera_info'), OUTPUT_QOS)
             ch.label_info_pub = self.create_publisher(
                 String, ch.spec.output_topic('label_info'), LATCHED_QOS)
             ch.label_info_pub.publish(String(data=json.dumps(label_info(
@@ -240,15 +247,22 @@ class SegformerNode(LifecycleNode):
                 msg_type, ch.spec.input_topic,
                 lambda msg, i=index: self._on_image(i, msg), SENSOR_QOS,
                 callback_group=self._image_group)
+            if ch.spec.camera_info_topic:
+                # Best effort matches reliable and best-effort camera drivers alike.
+                ch.camera_info_sub = self.create_subscription(
+                    CameraInfo, ch.spec.camera_info_topic,
+                    lambda msg, c=ch: setattr(c, 'latest_camera_info', msg), SENSOR_QOS,
+                    callback_group=self._image_group)
         self._worker = threading.Thread(target=self._worker_loop, args=(self._slots,),
                                         name='segformer_inference', daemon=True)
         self._worker.start()
 
     def _stop_processing(self) -> None:
         for ch in self._channels:
-            if ch.subscription is not None:
-                self.destroy_subscription(ch.subscription)
-                ch.subscription = None
+            for sub in (ch.subscription, ch.camera_info_sub):
+                if sub is not None:
+                    self.destroy_subscription(sub)
+            ch.subscription = ch.camera_info_sub = None
         if self._slots is not None:
             self._slots.close()
         if self._worker is not None:
@@ -324,6 +338,10 @@ class SegformerNode(LifecycleNode):
         for (ch, msg, _), result in zip(frames, results):
             t0 = time.perf_counter()
             ch.mask_pub.publish(image_message(result.mask, 'mono8', msg.header))
+            info = ch.latest_camera_info
+            if info is not None and ch.camera_info_pub is not None:
+                ch.camera_info_pub.publish(camera_info_message(
+                    info, msg.header, result.mask.shape[1], result.mask.shape[0]))
             if result.overlay is not None and ch.overlay_pub.get_subscription_count() > 0:
                 ch.overlay_pub.publish(image_message(
                     result.overlay, OVERLAY_ENCODINGS[result.overlay_channel_order], msg.header))

@@ -110,6 +110,9 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               '<name>/image).'),
     ParamSpec('camera_namespaces', [], 'Output namespace per camera (empty = the camera name).'),
     ParamSpec('camera_transports', [], 'raw or compressed per camera (empty = input_transport).'),
+    ParamSpec('camera_info_topics', [], 'sensor_msgs/CameraInfo topic per camera (one entry for '
+              'the single camera; empty = none): republished on <namespace>/segmentation/'
+              'camera_info with the mask\'s header and size (intrinsics scaled to it).'),
     ParamSpec('max_batch_size', 0, 'Most frames per inference across cameras (0 = as many as the '
               'model allows; 1 = never batch).', min_value=0, max_value=64),
     ParamSpec('batch_window_ms', 5.0, 'How long the first frame waits for the other cameras\' '

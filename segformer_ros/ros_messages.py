@@ -8,9 +8,10 @@ from typing import Dict, Mapping
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from .camera_info import scale_intrinsics
 from .conversion import array_to_image_fields
 from .summary import Summary
 
@@ -77,3 +78,23 @@ def diagnostics_message(stamp, name: str, hardware_id: str, level: str, message:
     array.header.stamp = stamp
     array.status = [status]
     return array
+
+
+def camera_info_message(info: CameraInfo, header: Header, width: int, height: int) -> CameraInfo:
+    """Build the CameraInfo of the published mask: ``info`` rescaled to width x height.
+
+    The header is the image's (the mask's), so consumers can pair them exactly.
+    """
+    out = CameraInfo()
+    out.header = header
+    out.width, out.height = int(width), int(height)
+    out.distortion_model = info.distortion_model
+    out.d = list(info.d)
+    out.r = list(info.r)
+    if (info.width, info.height) in ((width, height), (0, 0)):
+        out.k, out.p = list(info.k), list(info.p)
+    else:
+        k, p = scale_intrinsics(list(info.k), list(info.p), (info.width, info.height),
+                                (width, height))
+        out.k, out.p = k, p
+    return out

@@ -33,16 +33,22 @@ _PAGE_KB = os.sysconf('SC_PAGE_SIZE') // 1024
 
 
 # ----------------------------------------------------------------- domain ids
+_OWN_COUNTER = [50]
+
+
 def next_domain() -> int:
     """Return a ROS domain id distinct from the other tests of this run (for module fixtures).
 
     Uses the same counter as conftest's ``ros_domain`` fixture, so module-scoped node
     processes never share a domain with a function-scoped test.
     """
-    import conftest
-
-    conftest._domain_counter[0] += 1
-    return 1 + (os.getpid() * 7 + 13 * conftest._domain_counter[0]) % 100
+    try:
+        import conftest
+        counter = conftest._domain_counter
+    except (ImportError, AttributeError):  # another import mode: a counter of our own
+        counter = _OWN_COUNTER
+    counter[0] += 1
+    return 1 + (os.getpid() * 7 + 13 * counter[0]) % 100
 
 
 # ------------------------------------------------------------- process probes
@@ -88,6 +94,19 @@ def shm_files(pid: int) -> Set[str]:
         if target.startswith('/dev/shm/') and 'fastdds' in target:
             found.add(target)
     return found
+
+
+def shm_owned(pid: int) -> Set[str]:
+    """Fast DDS shared-memory files owned by ``pid``'s participant(s).
+
+    Fast DDS keeps a lock file ``<segment>_el`` open for every segment and port it created
+    (a peer only maps them), so the open ``_el`` files name what the process owns.
+    """
+    owned: Set[str] = set()
+    for target in fd_targets(pid).values():
+        if target.startswith('/dev/shm/fastdds_') and target.endswith('_el'):
+            owned |= {target, target[:-len('_el')]}
+    return owned
 
 
 def shm_in_use() -> Set[str]:

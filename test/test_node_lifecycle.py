@@ -161,3 +161,37 @@ def test_bad_override_falls_back_to_default(rclpy_context, deeplab_model) -> Non
         assert node.get_parameter('overlay_alpha').value == 0.5
     finally:
         node.destroy_node()
+
+
+def test_camera_info_follows_the_mask(rclpy_context, deeplab_model, street_frames_bgr) -> None:
+    import cv2
+    from sensor_msgs.msg import CameraInfo
+
+    h = _Harness(rclpy_context, _overrides(deeplab_model, camera_info_topics=['camera_info'],
+                                           output_resolution='model'))
+    try:
+        infos: List[CameraInfo] = []
+        h.peer.create_subscription(CameraInfo, 'segmentation/camera_info', infos.append, 10)
+        info_pub = h.peer.create_publisher(CameraInfo, 'camera_info', qos_profile_sensor_data)
+        assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        frame = cv2.cvtColor(street_frames_bgr[0], cv2.COLOR_BGR2RGB)
+        info = CameraInfo(width=960, height=540, distortion_model='plumb_bob')
+        info.k = [800.0, 0.0, 479.5, 0.0, 800.0, 269.5, 0.0, 0.0, 1.0]
+        info.p = [800.0, 0.0, 479.5, 0.0, 0.0, 800.0, 269.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+        for attempt in range(40):
+            info_pub.publish(info)
+            h.send(frame, 5_000_000_000 + attempt)
+            if h.wait(lambda: len(infos) > 0, timeout=0.5):
+                break
+        assert infos, 'no camera_info republished'
+        out = infos[-1]
+        mask = next(m for m in h.masks if m.header.stamp == out.header.stamp)
+        # Model resolution (stretch to 513x513): intrinsics scaled per axis.
+        assert (out.width, out.height) == (mask.width, mask.height) == (513, 513)
+        assert out.header.frame_id == 'front_camera'
+        assert abs(out.k[0] - 800.0 * 513 / 960) < 1e-9
+        assert abs(out.k[4] - 800.0 * 513 / 540) < 1e-9
+        assert abs(out.k[2] - ((479.5 + 0.5) * 513 / 960 - 0.5)) < 1e-9
+    finally:
+        h.close()

@@ -75,7 +75,12 @@ def test_message_strings_are_data_and_nothing_is_opened(tmp_path, ros_domain,
                              'autostart': True}, str(tmp_path))
     cmd = [sys.executable, '-c', _AUDITED_NODE, str(audit)] + \
         node_command([str(PRESET), overrides])[3:]
-    proc = RosProcess(cmd, loopback_env(ros_domain), tmp_path / 'node.log')
+    env = loopback_env(ros_domain)
+    home = tmp_path / 'home'   # where ONNX Runtime would put its telemetry database
+    home.mkdir()
+    env['HOME'] = str(home)
+    env.pop('ORT_DISABLE_TELEMETRY', None)
+    proc = RosProcess(cmd, env, tmp_path / 'node.log')
     hostile = [str(secret), '../../../../../../etc/passwd', f'file://{secret}',
                '$(touch /tmp/pwned)', '%s%s%n', '32FC1' + 'x' * 5000]
     reader_seen: List[bool] = []
@@ -148,6 +153,7 @@ def test_message_strings_are_data_and_nothing_is_opened(tmp_path, ros_domain,
     model_like = {e[2] for e in events if e[0] == 'open' and isinstance(e[2], str)
                   and Path(e[2]).suffix.lower() in ('.onnx', '.engine', '.plan', '.trt')}
     assert model_like <= {str(deeplab_model)}, model_like
+    assert not (home / '.cache' / 'Microsoft').exists(), 'ONNX Runtime telemetry was recorded'
     print(f'audit: {len(events)} events ({len(after)} while frames flowed), model files '
           f'opened from Python: {sorted(model_like)}, FIFO polled {len(reader_seen)} times')
 
@@ -230,6 +236,30 @@ print('pickle events:', len(events), 'output', out.shape)
                             capture_output=True, text=True, timeout=120, cwd=str(REPO))
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'pickle events: 0 output (1, 513, 513)' in result.stdout, result.stdout
+
+
+def test_onnxruntime_telemetry_is_off(deeplab_model, tmp_path) -> None:
+    """ONNX Runtime 1.31 records (and tries to upload) 1DS telemetry unless told not to."""
+    import subprocess
+    import sys
+
+    def run(code: str, home: Path) -> None:
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if k != 'ORT_DISABLE_TELEMETRY'}
+        env['HOME'] = str(home)
+        result = subprocess.run([sys.executable, '-c', code, str(deeplab_model)], env=env,
+                                capture_output=True, text=True, timeout=120, cwd=str(REPO))
+        assert result.returncode == 0, result.stderr[-2000:]
+
+    ours, bare = tmp_path / 'ours', tmp_path / 'bare'
+    run('import sys; from segformer_ros.backends.factory import create_backend; '
+        'create_backend("onnxruntime", sys.argv[1]).configure()', ours)
+    assert not (ours / '.cache' / 'Microsoft').exists()
+    # Control: the same ONNX Runtime loaded bare does write its telemetry database.
+    run('import sys, onnxruntime as ort; ort.InferenceSession(sys.argv[1], '
+        'providers=["CPUExecutionProvider"])', bare)
+    if not (bare / '.cache' / 'Microsoft').exists():
+        pytest.skip('this onnxruntime build records no telemetry: nothing to switch off')
 
 
 # ---------------------------------------------------------------- engine cache
