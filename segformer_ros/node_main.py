@@ -7,6 +7,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 
+from .memory import pin_mmap_threshold
 from .node import SegformerNode
 
 
@@ -24,6 +25,8 @@ def autostart(node: SegformerNode) -> bool:
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the node until shutdown (SIGINT/SIGTERM or context shutdown)."""
+    # Before any image buffer exists: keep multi-MB buffers on mmap (see memory.py).
+    pin_mmap_threshold()
     rclpy.init(args=args)
     node = SegformerNode()
     # Threads: lifecycle services, parameter services, image callbacks and the

@@ -6,7 +6,9 @@ summaries in this process, and samples the node's RSS, threads and open files ev
 second. At the end it reports:
 
 * RSS growth after warm-up: the median of the last minute minus the median of the minute
-  after ``--warmup-min`` (target < 5 MB);
+  after ``--warmup-min``, for the whole RSS and split into private memory (RssAnon: heap,
+  where a leak shows; target < 5 MB) and shared memory (RssShmem: pages of the fixed-size
+  Fast DDS segments, resident once touched, so it rises towards the segment sizes);
 * image -> mask latency p50/p95 per ``--window-min`` window (drift);
 * every ERROR/WARN line and traceback in the node's log, the node's exit code and its
   /diagnostics counters (frames in/out/dropped/failed).
@@ -62,10 +64,14 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _proc_rss_mb(pid: int) -> float:
+def _proc_mem_mb(pid: int) -> Dict[str, float]:
+    """VmRSS, RssAnon and RssShmem of a process in MiB (NaN where missing)."""
     text = Path(f'/proc/{pid}/status').read_text()
-    match = re.search(r'^VmRSS:\s+(\d+) kB', text, re.MULTILINE)
-    return int(match.group(1)) / 1024.0 if match else float('nan')
+    out = {}
+    for key in ('VmRSS', 'RssAnon', 'RssShmem'):
+        match = re.search(rf'^{key}:\s+(\d+) kB', text, re.MULTILINE)
+        out[key] = int(match.group(1)) / 1024.0 if match else float('nan')
+    return out
 
 
 def _proc_counts(pid: int) -> Tuple[int, int]:
@@ -79,7 +85,9 @@ class _Samples:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.mask: List[Tuple[float, float]] = []        # (receipt t, latency s)
-        self.rss: List[Tuple[float, float]] = []         # (t, MiB)
+        self.rss: List[Tuple[float, float]] = []         # (t, MiB) VmRSS
+        self.anon: List[Tuple[float, float]] = []        # (t, MiB) RssAnon
+        self.shmem: List[Tuple[float, float]] = []       # (t, MiB) RssShmem
         self.threads: List[Tuple[float, int]] = []
         self.fds: List[Tuple[float, int]] = []
 
@@ -161,7 +169,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 break
             threads, fds = _proc_counts(node.pid)
             with samples.lock:
-                samples.rss.append((elapsed, _proc_rss_mb(node.pid)))
+                mem = _proc_mem_mb(node.pid)
+                samples.rss.append((elapsed, mem['VmRSS']))
+                samples.anon.append((elapsed, mem['RssAnon']))
+                samples.shmem.append((elapsed, mem['RssShmem']))
                 samples.threads.append((elapsed, threads))
                 samples.fds.append((elapsed, fds))
             if elapsed >= next_print:
@@ -211,6 +222,10 @@ def _report(args: argparse.Namespace, samples: _Samples, recorder: Any, node: Ro
     diag = dict(recorder.diagnostics)
     problems = _log_problems(node.log_path.read_text(errors='replace'))
     growth = rss_end - rss_start
+    anon_start = _median_between(samples.anon, warm, warm + 60.0)
+    anon_growth = _median_between(samples.anon, duration_s - 60.0, duration_s + 1.0) - anon_start
+    shmem_growth = (_median_between(samples.shmem, duration_s - 60.0, duration_s + 1.0)
+                    - _median_between(samples.shmem, warm, warm + 60.0))
     report: Dict[str, Any] = {
         'command': 'python -m segformer_ros.tools.soak ' + ' '.join(sys.argv[1:]),
         'started': datetime.datetime.now().isoformat(timespec='seconds'),
@@ -224,6 +239,8 @@ def _report(args: argparse.Namespace, samples: _Samples, recorder: Any, node: Ro
         'latency_ms_p50': round(p50 * 1e3, 1), 'latency_ms_p95': round(p95 * 1e3, 1),
         'rss_mb_after_warmup': round(rss_start, 1), 'rss_mb_end': round(rss_end, 1),
         'rss_growth_mb': round(growth, 2),
+        'private_rss_growth_mb': round(anon_growth, 2),
+        'shared_rss_growth_mb': round(shmem_growth, 2),
         'rss_mb_min_max': [round(min(v for _, v in samples.rss), 1),
                            round(max(v for _, v in samples.rss), 1)] if samples.rss else [],
         'threads_first_last': [samples.threads[0][1], samples.threads[-1][1]]
@@ -234,9 +251,9 @@ def _report(args: argparse.Namespace, samples: _Samples, recorder: Any, node: Ro
             'frames_in', 'frames_out', 'frames_dropped', 'frames_failed', 'inference_ms_p50',
             'backend')},
         'node_exit_code': node_code, 'log_problems': problems,
-        'targets': {'rss_growth_mb_below': RSS_TARGET_MB},
+        'targets': {'private_rss_growth_mb_below': RSS_TARGET_MB},
     }
-    report['passed'] = bool(growth < RSS_TARGET_MB and node_code == 0 and not problems
+    report['passed'] = bool(anon_growth < RSS_TARGET_MB and node_code == 0 and not problems
                             and report['masks'] > 0)
     (out / 'report.json').write_text(json.dumps(report, indent=2))
     return report
@@ -261,8 +278,11 @@ def markdown(report: Dict[str, Any]) -> str:
         f'| image -> mask latency p50 / p95 (whole run) | {report["latency_ms_p50"]} / '
         f'{report["latency_ms_p95"]} ms |',
         f'| node RSS after warm-up -> end (growth) | {report["rss_mb_after_warmup"]} -> '
-        f'{report["rss_mb_end"]} MB (**{report["rss_growth_mb"]:+.2f} MB**, target < '
-        f'{report["targets"]["rss_growth_mb_below"]:g} MB) |',
+        f'{report["rss_mb_end"]} MB ({report["rss_growth_mb"]:+.2f} MB) |',
+        f'| of which private (RssAnon) / shared DDS segments (RssShmem) | '
+        f'**{report["private_rss_growth_mb"]:+.2f} MB** (target < '
+        f'{report["targets"]["private_rss_growth_mb_below"]:g} MB) / '
+        f'{report["shared_rss_growth_mb"]:+.2f} MB |',
         f'| node RSS min / max | {report["rss_mb_min_max"]} MB |',
         f'| node threads, fds (first -> last sample) | {report["threads_first_last"]}, '
         f'{report["fds_first_last"]} |',
