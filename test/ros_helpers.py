@@ -475,6 +475,11 @@ def lifecycle_cycles(model: Path, domain_id: int, cycles: int,
     from segformer_ros.tools.processes import confine_this_process
 
     ok = TransitionCallbackReturn.SUCCESS
+    try:  # the node process's allocator setting (node_main pins it before anything else)
+        from segformer_ros.memory import pin_mmap_threshold
+        pin_mmap_threshold()
+    except ImportError:
+        pass
     confine_this_process(domain_id)
     yy, xx = np.mgrid[0:180, 0:320]
     frame = np.stack([xx * 255 // 319, yy * 255 // 179, (xx + yy) % 256], -1).astype(np.uint8)
