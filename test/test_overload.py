@@ -5,10 +5,10 @@ really reached. The node (real DeepLab on the CPU, a few frames per second at be
 drop frames instead of queueing them:
 
 * image -> mask latency stays bounded: p95 of the last 20 s at most ~2x that of the first
-  20 s, and below a few processing times of one frame;
+  20 s (from 5 s after the first mask), and below a few processing times of one frame;
 * its RSS stays flat after warm-up (sampled every second from /proc/<pid>/status; the
   median of the flood's last 20 s within 20 MB of the median of the 20 s after warm-up);
-* get_state answers within 1 s throughout (called every ~2 s; one outlier below 5 s is
+* get_state answers within 1 s throughout (called every ~2 s; one outlier below 8 s is
   tolerated on a loaded shared machine, see SERVICE_OUTLIERS);
 * /diagnostics adds up: frames_in == frames_out + frames_dropped + frames_failed, give or
   take the frames in flight while the flood runs, exactly once it has stopped.
@@ -37,15 +37,18 @@ HELPERS = Path(__file__).resolve().parent / 'ros_helpers.py'
 FLOOD_S = 60.0
 RATE_HZ = 200.0
 WINDOW_S = 20.0
+START_S = 5.0      # the first window starts 5 s after the first mask (start-up transient)
 WARMUP_S = 10.0
 RSS_GROWTH_MB = 20.0
 SERVICE_LIMIT_S = 1.0
 # On the shared 2-core development machine, with other sessions' jobs pushing the load
-# average to 5-8, one get_state call in ~150 took 1.8-2.7 s (never more than one per run);
-# unloaded, the slowest of ~300 calls took 0.2 s. One such outlier is tolerated (and
-# reported), a node that blocks its services behind inference would fail every call.
+# average to 5-8, one get_state call in ~150 took 1.8-3.9 s (never more than one per run);
+# unloaded, the slowest of ~300 calls took 0.2 s. The durations fit a lost request or
+# reply recovered by Fast DDS's reliability protocol (default heartbeat period 3 s). One
+# such outlier is tolerated (and reported); a node that served its services behind
+# inference would fail every call, a hung one the hard limit.
 SERVICE_OUTLIERS = 1
-SERVICE_HARD_LIMIT_S = 5.0
+SERVICE_HARD_LIMIT_S = 8.0
 IN_FLIGHT = 3    # one frame in the worker, one in the slot, one between counters
 
 
@@ -115,7 +118,7 @@ def test_overload_keeps_latency_memory_and_services_bounded(tmp_path, ros_domain
     lat = np.array([x[1] for x in masks if x[0] >= 0])
     when = np.array([x[0] for x in masks if x[0] >= 0])
     end = when.max()
-    first = lat[when <= WINDOW_S]
+    first = lat[(when >= START_S) & (when <= START_S + WINDOW_S)]
     last = lat[when >= end - WINDOW_S]
     p95_first, p95_last = float(np.percentile(first, 95)), float(np.percentile(last, 95))
     frame_ms = sum(float(diag[f'{s}_ms_p50']) for s in

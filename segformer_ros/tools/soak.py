@@ -115,7 +115,7 @@ def _windows(samples: _Samples, duration_s: float, window_s: float) -> List[Dict
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the soak; return the report (also written as JSON)."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     from .recorder import OutputRecorder
 
@@ -146,7 +146,15 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                               on_mask=on_mask)
     executor = SingleThreadedExecutor()
     executor.add_node(recorder)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:  # Ctrl-C: rclpy's handler shut the context down
+            pass
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    interrupted = False
     source: Optional[RosProcess] = None
     duration_s = args.minutes * 60.0
     node_code: Optional[int] = None
@@ -163,6 +171,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         while True:
             elapsed = time.monotonic() - t0
             if elapsed >= duration_s:
+                break
+            if not rclpy.ok():
+                interrupted = True
+                print('soak: interrupted; stopping and reporting what was measured', flush=True)
                 break
             if not node.running():
                 print('soak: the node exited early!', flush=True)
@@ -194,7 +206,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         recorder.destroy_node()
         rclpy.try_shutdown()
     actual_s = min(duration_s, max((t for t, _ in samples.rss), default=0.0) + 1.0)
-    return _report(args, samples, recorder, node, node_code, out, actual_s)
+    report = _report(args, samples, recorder, node, node_code, out, actual_s)
+    if interrupted:
+        report['interrupted'] = True
+        report['passed'] = False
+    return report
 
 
 def _number(value: Optional[str]) -> Any:
@@ -308,7 +324,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(json.dumps({k: v for k, v in report.items() if k != 'windows'}, indent=2))
     text = markdown(report)
     print(text)
-    if args.doc:
+    if report.get('interrupted'):
+        print('soak: interrupted run: not appended to the document')
+    elif args.doc:
         doc = Path(args.doc)
         with open(doc, 'a') as f:
             f.write('\n' + text)
