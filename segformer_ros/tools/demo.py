@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             wait_for_subscribers=2), env, out / 'image_source.log')
         last_print = 0.0
         source_end: Optional[float] = None
+        tty = sys.stdout.isatty()
         while True:
             executor.spin_once(timeout_sec=0.05)
             now = time.monotonic()
@@ -128,12 +129,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 source_end = now
             if source_end is not None and now - source_end > 3.0:
                 break
-            if now - last_print > 1.0:
+            # One updating line on a terminal; a line every 5 s in a log.
+            if now - last_print > (1.0 if tty else 5.0):
                 last_print = now
                 c = recorder.counts
-                print(f'\rdemo: frames in {c["camera"]:4d}  masks out {c["mask"]:4d}  '
-                      f'overlays {c["overlay"]:4d}  fps {recorder.output_fps():5.2f}',
-                      end='', flush=True)
+                line = (f'demo: frames in {c["camera"]:4d}  masks out {c["mask"]:4d}  '
+                        f'overlays {c["overlay"]:4d}  fps {recorder.output_fps():5.2f}')
+                print('\r' + line if tty else line, end='' if tty else '\n', flush=True)
         print(flush=True)
     finally:
         if source is not None:
