@@ -99,6 +99,7 @@ class SegformerNode(LifecycleNode):
         self._stats: Optional[StageStats] = None
         self._diag_pub: Optional[Any] = None
         self._diag_timer: Optional[Any] = None
+        self._build_progress: Optional[Tuple[str, float]] = None
         self._image_group: Optional[MutuallyExclusiveCallbackGroup] = None
         self._log_limiter = RateLimiter(period_s=5.0)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -171,9 +172,16 @@ class SegformerNode(LifecycleNode):
                 'model_path is empty: set it to an ONNX model (or a TensorRT .engine), e.g. '
                 '-p model_path:=/path/to/segformer.onnx or model_path in the params file')
         self._params = params
+        # /diagnostics first: a TensorRT engine build can take minutes, and the timer (its
+        # own callback group, another executor thread) reports its progress meanwhile.
+        self._build_progress = None
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(
+            float(params['diagnostics_period']), self._publish_diagnostics,
+            callback_group=MutuallyExclusiveCallbackGroup())
         self._backend = create_backend(
             params['backend'], params['model_path'],
-            logger=self.get_logger().info,
+            logger=self.get_logger().info, progress=self._on_build_progress,
             provider=params['onnxruntime_provider'], num_threads=params['num_threads'],
             precision=params['precision'], engine_cache_dir=params['engine_cache_dir'],
             rebuild_stale_engine=params['rebuild_stale_engine'],
@@ -203,10 +211,6 @@ class SegformerNode(LifecycleNode):
                 String, ch.spec.output_topic('label_info'), LATCHED_QOS)
             ch.label_info_pub.publish(String(data=json.dumps(label_info(
                 config.classes.names, config.classes.colors, config.classes.drivable_ids))))
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._diag_timer = self.create_timer(
-            float(params['diagnostics_period']), self._publish_diagnostics,
-            callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
             f'configured: {self._backend.describe()}, {type(self._pipeline).__name__}, '
             f'model {params["model_path"]} '
@@ -357,7 +361,16 @@ class SegformerNode(LifecycleNode):
     # ---------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
         stats, pub, backend = self._stats, self._diag_pub, self._backend
-        if stats is None or pub is None:
+        if pub is None:
+            return
+        if stats is None:   # still configuring: report the engine build, if any
+            phase, fraction = self._build_progress or ('loading model', 0.0)
+            pub.publish(diagnostics_message(
+                self.get_clock().now().to_msg(), f'{self.get_name()}: segmentation',
+                self.get_fully_qualified_name(), 'ok', f'configuring: {phase}',
+                {'state': self._state_label(), 'build_phase': phase,
+                 'build_progress': float(fraction),
+                 'model': self._params.get('model_path', '')}))
             return
         values: Dict[str, object] = {'state': self._state_label(),
                                      'backend': backend.describe() if backend else 'none',
@@ -374,6 +387,13 @@ class SegformerNode(LifecycleNode):
         pub.publish(diagnostics_message(self.get_clock().now().to_msg(),
                                         f'{self.get_name()}: segmentation',
                                         self.get_fully_qualified_name(), level, message, values))
+
+    def _on_build_progress(self, phase: str, fraction: float) -> None:
+        """Engine build progress (TensorRT IProgressMonitor): log each phase, keep the last."""
+        previous = self._build_progress
+        self._build_progress = (phase, fraction)
+        if previous is None or previous[0] != phase:
+            self.get_logger().info(f'engine build: {phase}')
 
     def shutdown_resources(self) -> None:
         """Stop the worker and release everything (process exit without a transition)."""

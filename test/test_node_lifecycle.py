@@ -195,3 +195,38 @@ def test_camera_info_follows_the_mask(rclpy_context, deeplab_model, street_frame
         assert abs(out.k[2] - ((479.5 + 0.5) * 513 / 960 - 0.5)) < 1e-9
     finally:
         h.close()
+
+
+def test_services_and_diagnostics_answer_during_a_long_configure(rclpy_context,
+                                                                 segformer_random_model) -> None:
+    """A slow configure (SegFormer-B0 1024^2 load + warm-up on a CPU) blocks nothing else."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from lifecycle_msgs.srv import GetState
+
+    h = _Harness(rclpy_context, [Parameter('model_path', value=str(segformer_random_model)),
+                                 Parameter('warmup_iterations', value=1),
+                                 Parameter('diagnostics_period', value=0.2)])
+    try:
+        diagnostics: List[Any] = []
+        h.peer.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 10)
+        client = h.peer.create_client(GetState, 'segformer/get_state')
+        assert client.wait_for_service(timeout_sec=10.0)
+        result: List[Any] = []
+        worker = threading.Thread(target=lambda: result.append(h.node.trigger_configure()))
+        worker.start()
+        labels, round_trips = [], []
+        while worker.is_alive():
+            t0 = time.monotonic()
+            future = client.call_async(GetState.Request())
+            assert h.wait(future.done, timeout=5.0), 'get_state blocked by configure'
+            round_trips.append(time.monotonic() - t0)
+            labels.append(future.result().current_state.label)
+            time.sleep(0.1)
+        worker.join()
+        assert result == [TransitionCallbackReturn.SUCCESS]
+        assert 'configuring' in labels, labels
+        assert max(round_trips) < 1.0, round_trips
+        messages = [s.message for d in diagnostics for s in d.status]
+        assert any(m.startswith('configuring') for m in messages), messages
+    finally:
+        h.close()
