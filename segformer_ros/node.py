@@ -296,6 +296,10 @@ class SegformerNode(LifecycleNode):
             try:
                 self._process(batch)
             except Exception as exc:  # noqa: BLE001 - the node goes on
+                if not self.context.ok():
+                    # Ctrl-C / SIGTERM shut the context down while this frame was in flight:
+                    # its publish fails by design; that is shutdown, not an error.
+                    return
                 if self._stats is not None:
                     self._stats.count_error()
                 self._log_error('inference', f'frame failed: {type(exc).__name__}: {exc}')
@@ -384,9 +388,14 @@ class SegformerNode(LifecycleNode):
             level, message = 'warn', 'active but no input images'
         elif stats.errors:
             level, message = 'warn', f'{stats.errors} frames failed (see the log)'
-        pub.publish(diagnostics_message(self.get_clock().now().to_msg(),
-                                        f'{self.get_name()}: segmentation',
-                                        self.get_fully_qualified_name(), level, message, values))
+        try:
+            pub.publish(diagnostics_message(self.get_clock().now().to_msg(),
+                                            f'{self.get_name()}: segmentation',
+                                            self.get_fully_qualified_name(), level, message,
+                                            values))
+        except Exception:  # noqa: BLE001
+            if self.context.ok():  # failing because of shutdown is fine; anything else not
+                raise
 
     def _on_build_progress(self, phase: str, fraction: float) -> None:
         """Engine build progress (TensorRT IProgressMonitor): log each phase, keep the last."""

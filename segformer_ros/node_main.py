@@ -39,6 +39,12 @@ def main(args: Optional[List[str]] = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001 - see below
+        # SIGINT/SIGTERM shut the context down: a wait set built just after that raises
+        # RCLError ("context is not valid") instead of ExternalShutdownException. That is a
+        # normal shutdown; anything else is a real error.
+        if node.context.ok():
+            raise
     finally:
         # Leave the graph cleanly (no stray Fast DDS shared-memory segments) whatever
         # lifecycle state the node was in.
