@@ -298,15 +298,28 @@ class NodeClient:
         start = time.monotonic()
         future = client.call_async(request)
         future.add_done_callback(lambda _f: done.set())
-        assert done.wait(timeout), f'{client.srv_name} did not answer within {timeout} s'
+        if not done.wait(timeout):
+            client.remove_pending_request(future)
+            raise AssertionError(f'{client.srv_name} did not answer within {timeout} s')
         return future.result(), time.monotonic() - start
 
-    def state(self) -> str:
-        """Return the lifecycle state label ('unconfigured', 'inactive', 'active', ...)."""
+    def state(self, attempts: int = 3) -> str:
+        """Return the lifecycle state label ('unconfigured', 'inactive', 'active', ...).
+
+        get_state is idempotent, so it is retried: right after discovery a reply can be lost
+        (the node logs 'failed to send response (timeout)' when its reply writer has not
+        matched the client yet; seen once on the loaded shared machine).
+        """
         from lifecycle_msgs.srv import GetState
 
-        response, _ = self.call(self.get_state_client, GetState.Request())
-        return response.current_state.label
+        for attempt in range(attempts):
+            try:
+                response, _ = self.call(self.get_state_client, GetState.Request(), 10.0)
+                return response.current_state.label
+            except AssertionError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError('unreachable')
 
     def transition(self, transition_id: int, timeout: float = 60.0) -> bool:
         """Trigger a lifecycle transition by id; True on success."""
