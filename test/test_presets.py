@@ -27,7 +27,9 @@ def test_preset_loads_with_known_keys_only(name):
     assert config.classes.num_classes == 19
     assert config.preprocess.channel_order == 'rgb'
     text = path.read_text()
-    assert '/work/' not in text and '\n    model_path: /' not in text
+    # No absolute paths of the machine the preset was written on.
+    checkout_parent = str(Path(__file__).resolve().parents[2])
+    assert checkout_parent + '/' not in text and '\n    model_path: /' not in text
 
 
 def test_available_presets_lists_them():
