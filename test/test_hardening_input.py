@@ -42,6 +42,9 @@ def _next_stamp() -> int:
     return next(_stamps) * 10**9 + 12345
 
 
+IDLE_S = 1.0   # longer than one inference of the shared model on a loaded 2-core machine
+
+
 @dataclass
 class Case:
     """One kind of bad frame and what its log line must say."""
@@ -70,6 +73,10 @@ class _Running:
         last = self.logged.get(case.kind)
         if last is not None:
             time.sleep(max(0.0, last + RATE_LIMIT_S + 0.3 - time.monotonic()))
+        # Let the worker finish any good frame still in flight from the previous case:
+        # otherwise the bad frames wait in the keep-latest slot and the good frame sent
+        # next replaces them all, and nothing is refused (or logged) at all.
+        time.sleep(IDLE_S)
         log_start = len(self.proc.log())
         rss_before = rss_mb(self.proc.pid)
         bad_stamp = _next_stamp()
@@ -77,6 +84,10 @@ class _Running:
         for _ in range(REPEATS):
             self.client.camera.publish(bad)
             time.sleep(0.003)
+        # ... and let it refuse them before the good frame can replace the last ones.
+        deadline = time.monotonic() + 10.0
+        while not error_lines(self.proc.log()[log_start:]) and time.monotonic() < deadline:
+            time.sleep(0.05)
         # The worker handles frames in order: once the good frame's mask is back, every
         # bad frame before it has been refused (or replaced in the keep-latest slot).
         good_stamp = _next_stamp()
