@@ -78,12 +78,8 @@ def ros_domain() -> int:
 @pytest.fixture
 def rclpy_context(ros_domain: int) -> Iterator[object]:
     """Yield an initialised rclpy context on the test's own domain, shut down afterwards."""
-    rclpy = pytest.importorskip('rclpy')
-    from rclpy.context import Context
+    pytest.importorskip('rclpy')
+    from ros_helpers import ros_context
 
-    context = Context()
-    rclpy.init(context=context, domain_id=ros_domain)
-    try:
+    with ros_context(ros_domain) as context:
         yield context
-    finally:
-        rclpy.try_shutdown(context=context)
