@@ -7,13 +7,15 @@ from typing import Iterator, List
 import numpy as np
 import pytest
 
+from segformer_ros.tools.processes import fastdds_profile
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
 
 # Before anything imports rclpy: loopback-only Fast DDS and a domain of this process's own.
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
-os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(REPO / 'config' / 'fastdds_loopback.xml')
+os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
 
 DEEPLAB = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'

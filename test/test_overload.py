@@ -8,8 +8,7 @@ drop frames instead of queueing them:
   20 s (from 5 s after the first mask), and below a few processing times of one frame;
 * its RSS stays flat after warm-up (sampled every second from /proc/<pid>/status; the
   median of the flood's last 20 s within 20 MB of the median of the 20 s after warm-up);
-* get_state answers within 1 s throughout (called every ~2 s; one outlier below 8 s is
-  tolerated on a loaded shared machine, see SERVICE_OUTLIERS);
+* get_state answers within 1 s throughout (called every ~2 s, every call counts);
 * /diagnostics adds up: frames_in == frames_out + frames_dropped + frames_failed, give or
   take the frames in flight while the flood runs, exactly once it has stopped.
 """
@@ -41,15 +40,11 @@ WINDOW_S = 20.0
 START_S = 5.0      # the first window starts 5 s after the first mask (start-up transient)
 WARMUP_S = 10.0
 RSS_GROWTH_MB = 20.0
+# Every call, publisher at full priority. Earlier runs on a heavily loaded machine saw
+# one call in ~150 take 1.8-3.9 s: a request or reply lost while 6 MB frames filled the
+# shared-memory port, re-sent only at Fast DDS's default 3 s writer heartbeat. The
+# loopback profile now heartbeats every 100 ms (config/fastdds_loopback.xml).
 SERVICE_LIMIT_S = 1.0
-# On the shared 2-core development machine, with other sessions' jobs pushing the load
-# average to 5-8, one get_state call in ~150 took 1.8-3.9 s (never more than one per run);
-# unloaded, the slowest of ~300 calls took 0.2 s. The durations fit a lost request or
-# reply recovered by Fast DDS's reliability protocol (default heartbeat period 3 s). One
-# such outlier is tolerated (and reported); a node that served its services behind
-# inference would fail every call, a hung one the hard limit.
-SERVICE_OUTLIERS = 1
-SERVICE_HARD_LIMIT_S = 8.0
 IN_FLIGHT = 3    # one frame in the worker, one in the slot, one between counters
 
 
@@ -77,10 +72,9 @@ def test_overload_keeps_latency_memory_and_services_bounded(tmp_path, ros_domain
             client = NodeClient(context)
             try:
                 assert wait_until(lambda: client.state() == 'active', 30.0)
-                # The flood stands in for a camera driver, which on a robot runs on its own
-                # cores; on this 2-core machine it runs at lower priority so it floods the
-                # node without starving the node's own service threads of CPU.
-                flood = RosProcess(['nice', '-n', '10', sys.executable, str(HELPERS), 'flood',
+                # The flood runs at the node's own priority: on this 2-core machine it
+                # competes with the node for CPU, harder than a camera driver would.
+                flood = RosProcess([sys.executable, str(HELPERS), 'flood',
                                     '--topic', '/image',
                                     '--rate', str(RATE_HZ), '--seconds', str(FLOOD_S),
                                     '--report', str(report_path)], env, tmp_path / 'flood.log')
@@ -164,11 +158,8 @@ def test_overload_keeps_latency_memory_and_services_bounded(tmp_path, ros_domain
     assert p95_last * 1e3 < 10.0 * frame_ms + 1000.0, summary
     assert final_rss - baseline < RSS_GROWTH_MB, summary
     assert len(services) >= 25, summary
-    # The 1 s goal: typical calls far below it, a few outliers on a loaded 2-core machine.
+    assert summary['get_state_over_1s'] == [], summary
     assert statistics.median(s for _, s in services) < 0.5, summary
-    assert len(summary['get_state_over_1s']) <= max(SERVICE_OUTLIERS,
-                                                    len(services) // 8), summary
-    assert max(s for _, s in services) < SERVICE_HARD_LIMIT_S, summary
     assert all(0 <= b <= IN_FLIGHT for b in balance), summary
     assert n_in == n_out + n_drop + n_fail, summary
     assert n_fail == 0, summary

@@ -40,6 +40,9 @@ export AMENT_PREFIX_PATH="$_sr_install:$_sr_venv${AMENT_PREFIX_PATH:+:$AMENT_PRE
 # DDS: this host only. Every test/demo/benchmark process must run with these.
 export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+# The venv's wheels are ROS 2 Kilted (Fast DDS 3): its spelling of the profile, and a
+# ROS_DISTRO that says so even where another distro's setup.bash was sourced before.
+export ROS_DISTRO=kilted
 export FASTDDS_DEFAULT_PROFILES_FILE="$_sr_repo/config/fastdds_loopback.xml"
 unset ROS_LOCALHOST_ONLY ROS_STATIC_PEERS
 # Domain ids 1..100 (0 is the ROS default: avoid meeting other ROS users).

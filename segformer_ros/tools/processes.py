@@ -18,13 +18,27 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def fastdds_profile() -> Path:
+# Distributions that ship Fast DDS 2.x, whose XML spells the writer-timing tags in
+# camelCase; Fast DDS 3 (Kilted on) rejects those and 2.x rejects the 3.x spelling.
+FASTDDS2_DISTROS = ('humble', 'iron', 'jazzy')
+
+
+def fastdds_profile_name(ros_distro: Optional[str] = None) -> str:
+    """Name the loopback profile file for ``ros_distro`` (default: $ROS_DISTRO)."""
+    distro = os.environ.get('ROS_DISTRO', '') if ros_distro is None else ros_distro
+    if distro.lower() in FASTDDS2_DISTROS:
+        return 'fastdds_loopback_fastdds2.xml'
+    return 'fastdds_loopback.xml'
+
+
+def fastdds_profile(ros_distro: Optional[str] = None) -> Path:
     """Locate the loopback Fast DDS profile (source tree, else the installed share dir)."""
-    candidate = REPO_ROOT / 'config' / 'fastdds_loopback.xml'
+    name = fastdds_profile_name(ros_distro)
+    candidate = REPO_ROOT / 'config' / name
     if candidate.is_file():
         return candidate
     from ament_index_python.packages import get_package_share_directory
-    return Path(get_package_share_directory('segformer_ros')) / 'config' / 'fastdds_loopback.xml'
+    return Path(get_package_share_directory('segformer_ros')) / 'config' / name
 
 
 def pick_domain_id(offset: int = 0) -> int:

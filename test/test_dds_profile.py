@@ -1,0 +1,84 @@
+"""The loopback Fast DDS profile every test, demo and benchmark runs under.
+
+Fast DDS ignores a profiles file it cannot parse as a whole and falls back to its
+defaults (all interfaces, multicast discovery), saying so only in an XMLPARSER line on
+stderr. So one misspelt tag would silently take every test off loopback: this checks
+that a real ROS process loads the file without a parser error, that it still talks over
+it, and that the file keeps the settings the confinement and the 1080p frames rely on.
+The Fast DDS 2 twin (Humble, Jazzy) must say the same with the 2.x tag spelling.
+"""
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+
+from segformer_ros.tools.processes import fastdds_profile, fastdds_profile_name, loopback_env
+
+NS = {'f': 'http://www.eprosima.com'}
+
+ROUND_TRIP = '''
+import time
+import rclpy
+from std_msgs.msg import String
+rclpy.init()
+node = rclpy.create_node('profile_probe')
+got = []
+node.create_subscription(String, 'profile_probe', got.append, 10)
+pub = node.create_publisher(String, 'profile_probe', 10)
+deadline = time.monotonic() + 20.0
+while not got and time.monotonic() < deadline:
+    pub.publish(String(data='ping'))
+    rclpy.spin_once(node, timeout_sec=0.1)
+print('received', len(got))
+node.destroy_node()
+rclpy.shutdown()
+'''
+
+
+def test_profile_keeps_loopback_shm_and_fast_recovery() -> None:
+    root = ElementTree.parse(fastdds_profile()).getroot()
+    rtps = root.find('f:profiles/f:participant/f:rtps', NS)
+    assert rtps.findtext('f:useBuiltinTransports', namespaces=NS).strip() == 'false'
+    udp, shm = root.findall('f:profiles/f:transport_descriptors/f:transport_descriptor', NS)
+    assert udp.findtext('f:type', namespaces=NS) == 'UDPv4'
+    allow = udp.findall('f:interfaces/f:allowlist/f:interface', NS)
+    assert [i.get('name') for i in allow] == ['lo']
+    assert shm.findtext('f:type', namespaces=NS) == 'SHM'
+    assert int(shm.findtext('f:segment_size', namespaces=NS)) >= 32 * 1024 * 1024
+    peers = rtps.findall('f:builtin/f:initialPeersList/f:locator/f:udpv4/f:address', NS)
+    assert [p.text for p in peers] == ['127.0.0.1']
+    assert rtps.find('f:builtin/f:metatrafficMulticastLocatorList', NS) is None
+    assert rtps.find('f:defaultUnicastLocatorList', NS) is None   # see the file's NOTE
+    period = root.find('f:profiles/f:data_writer/f:times/f:heartbeat_period', NS)
+    seconds = (int(period.findtext('f:sec', namespaces=NS))
+               + int(period.findtext('f:nanosec', namespaces=NS)) * 1e-9)
+    assert 0 < seconds <= 0.25
+
+
+@pytest.mark.ros
+def test_a_ros_process_loads_the_profile_without_parser_errors(ros_domain) -> None:
+    pytest.importorskip('rclpy')
+    done = subprocess.run([sys.executable, '-c', ROUND_TRIP], env=loopback_env(ros_domain),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'XMLPARSER' not in done.stderr and 'XMLPARSER' not in done.stdout, done.stderr
+    assert int(done.stdout.split('received')[-1]) >= 1, done.stdout
+
+
+def test_fast_dds_2_twin_differs_only_in_the_tag_spelling() -> None:
+    assert fastdds_profile_name('humble') == fastdds_profile_name('jazzy') \
+        == 'fastdds_loopback_fastdds2.xml'
+    assert fastdds_profile_name('kilted') == fastdds_profile_name('') == 'fastdds_loopback.xml'
+    three, two = fastdds_profile('kilted'), fastdds_profile('humble')
+    assert three.parent == two.parent and three != two
+
+    def elements(path):
+        root = ElementTree.parse(path).getroot()
+        return [(e.tag.replace('heartbeatPeriod', 'heartbeat_period'), (e.text or '').strip(),
+                 sorted(e.attrib.items())) for e in root.iter()]
+
+    assert elements(two) == elements(three)
+    assert ElementTree.parse(two).getroot().find(
+        'f:profiles/f:data_writer/f:times/f:heartbeatPeriod', NS) is not None
