@@ -252,6 +252,7 @@ class NodeClient:
         self.summaries: List[Any] = []
         self.diagnostics: Dict[str, str] = {}
         self.diag_count = 0
+        self._reachable = False
         self.node.create_subscription(Image, f'{output_prefix}/mask', self._on_mask, 50)
         if summary:
             from segformer_ros.msg import SegmentationSummary
@@ -303,43 +304,64 @@ class NodeClient:
             raise AssertionError(f'{client.srv_name} did not answer within {timeout} s')
         return future.result(), time.monotonic() - start
 
-    def state(self, attempts: int = 3) -> str:
-        """Return the lifecycle state label ('unconfigured', 'inactive', 'active', ...).
+    def call_idempotent(self, client: Any, request: Any, attempts: int = 3,
+                        timeout: float = 10.0) -> Any:
+        """Call a service whose request may safely be repeated; retry a lost reply.
 
-        get_state is idempotent, so it is retried: right after discovery a reply can be lost
-        (the node logs 'failed to send response (timeout)' when its reply writer has not
-        matched the client yet; seen once on the loaded shared machine).
+        Right after discovery rmw_fastrtps drops a reply whose reader the node's reply
+        writer has not matched within 100 ms (the node logs 'failed to send response');
+        the client then waits forever. Seen in CI on get_state.
         """
-        from lifecycle_msgs.srv import GetState
-
         for attempt in range(attempts):
             try:
-                response, _ = self.call(self.get_state_client, GetState.Request(), 10.0)
-                return response.current_state.label
+                return self.call(client, request, timeout)[0]
             except AssertionError:
                 if attempt == attempts - 1:
                     raise
         raise AssertionError('unreachable')
 
+    def state(self, attempts: int = 3) -> str:
+        """Return the lifecycle state label ('unconfigured', 'inactive', 'active', ...)."""
+        from lifecycle_msgs.srv import GetState
+
+        response = self.call_idempotent(self.get_state_client, GetState.Request(), attempts)
+        return response.current_state.label
+
+    def ensure_reachable(self) -> None:
+        """Make one answered call to get_state and to set_parameters (a no-op request).
+
+        A change_state request cannot be repeated blindly, so before the first one the
+        node's endpoints are made to answer, which means discovery has completed.
+        """
+        from rcl_interfaces.srv import SetParameters
+
+        if not self._reachable:
+            self.state()
+            self.call_idempotent(self.params_client, SetParameters.Request())
+            self._reachable = True
+
     def transition(self, transition_id: int, timeout: float = 60.0) -> bool:
         """Trigger a lifecycle transition by id; True on success."""
         from lifecycle_msgs.srv import ChangeState
 
+        self.ensure_reachable()
         request = ChangeState.Request()
         request.transition.id = transition_id
         response, _ = self.call(self.change_client, request, timeout)
         return bool(response.success)
 
     def set_parameters(self, **values: Any) -> List[Any]:
-        """Set parameters over the service; the SetParametersResult of each."""
+        """Set parameters over the service; the SetParametersResult of each.
+
+        Setting the same values twice is harmless, so a lost reply is retried.
+        """
         from rcl_interfaces.srv import SetParameters
         from rclpy.parameter import Parameter
 
         request = SetParameters.Request()
         request.parameters = [Parameter(k, value=v).to_parameter_msg()
                               for k, v in values.items()]
-        response, _ = self.call(self.params_client, request)
-        return list(response.results)
+        return list(self.call_idempotent(self.params_client, request).results)
 
     # ------------------------------------------------------------- frames
     def send_until_mask(self, make_msg: Callable[[], Any], stamp: int,
