@@ -379,6 +379,28 @@ class NodeClient:
         self.executor.shutdown(timeout_sec=5.0)
         self.node.destroy_node()
 
+    def __enter__(self) -> 'NodeClient':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def start_preset_node(tmp_dir: Path, domain: int, model: Path,
+                      remaps: Optional[Dict[str, str]] = None, **values: Any) -> Any:
+    """Start the node on the DeepLab preset in its own process (a RosProcess).
+
+    ``values`` override the preset (``warmup_iterations`` is 0 unless given); the log goes
+    to ``tmp_dir/node.log``.
+    """
+    from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,
+                                               params_file)
+
+    overrides = params_file({'model_path': str(model), 'warmup_iterations': 0, **values},
+                            str(tmp_dir))
+    return RosProcess(node_command([str(PRESET), overrides], remaps or {}),
+                      loopback_env(domain), tmp_dir / 'node.log')
+
 
 def deeplab_overrides(model: Path, **extra: Any) -> List[Any]:
     """Parameter overrides of the DeepLab preset with ``model`` and ``extra`` values."""

@@ -21,20 +21,17 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
 
-from ros_helpers import (PRESET, NodeClient, error_lines, orphaned, ros_context,  # noqa: E402
-                         shm_owned, stamp_ns, wait_until)
+from ros_helpers import (NodeClient, error_lines, orphaned, ros_context,  # noqa: E402
+                         shm_owned, stamp_ns, start_preset_node, wait_until)
 from segformer_ros.tools.processes import (RosProcess, image_source_command,  # noqa: E402
-                                           loopback_env, node_command, params_file)
+                                           loopback_env)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 HELPERS = Path(__file__).resolve().parent / 'ros_helpers.py'
 
 
 def _node(tmp_path: Path, domain: int, model: Path) -> RosProcess:
-    overrides = params_file({'model_path': str(model), 'warmup_iterations': 0,
-                             'autostart': True}, str(tmp_path))
-    proc = RosProcess(node_command([str(PRESET), overrides]), loopback_env(domain),
-                      tmp_path / 'node.log')
+    proc = start_preset_node(tmp_path, domain, model, autostart=True)
     assert proc.wait_for_log('configured:', 60.0), proc.log()[-3000:]
     return proc
 
@@ -59,30 +56,26 @@ def test_publisher_killed_and_restarted(tmp_path, ros_domain, deeplab_model,
     first = second = None
     orphans: Set[str] = set()
     try:
-        with ros_context(ros_domain) as context:
-            client = NodeClient(context)
-            try:
-                assert wait_until(lambda: client.state() == 'active', 30.0)
-                first = RosProcess(camera_cmd, env, tmp_path / 'camera1.log')
-                assert wait_until(lambda: len(client.masks) >= 3, 60.0), node.log()[-2000:]
-                orphans = shm_owned(first.pid)
-                first.proc.kill()                       # SIGKILL: no goodbye on the graph
-                assert first.wait(10.0) == -signal.SIGKILL
-                killed_at = time.time()
-                time.sleep(2.0)
-                assert node.running(), node.log()[-3000:]
-                assert client.state() == 'active'
-                before = len(client.masks)
-                second = RosProcess(camera_cmd, env, tmp_path / 'camera2.log')
-                assert wait_until(lambda: sum(1 for _, m in list(client.masks)
-                                              if stamp_ns(m) > killed_at * 1e9) >= 3, 60.0), \
-                    node.log()[-3000:]
-                assert len(client.masks) > before
-                # The node noticed nothing worth an error: a camera going away is normal.
-                assert error_lines(node.log()) == [], node.log()[-3000:]
-                assert client.state() == 'active'
-            finally:
-                client.close()
+        with ros_context(ros_domain) as context, NodeClient(context) as client:
+            assert wait_until(lambda: client.state() == 'active', 30.0)
+            first = RosProcess(camera_cmd, env, tmp_path / 'camera1.log')
+            assert wait_until(lambda: len(client.masks) >= 3, 60.0), node.log()[-2000:]
+            orphans = shm_owned(first.pid)
+            first.proc.kill()                       # SIGKILL: no goodbye on the graph
+            assert first.wait(10.0) == -signal.SIGKILL
+            killed_at = time.time()
+            time.sleep(2.0)
+            assert node.running(), node.log()[-3000:]
+            assert client.state() == 'active'
+            before = len(client.masks)
+            second = RosProcess(camera_cmd, env, tmp_path / 'camera2.log')
+            assert wait_until(lambda: sum(1 for _, m in list(client.masks)
+                                          if stamp_ns(m) > killed_at * 1e9) >= 3, 60.0), \
+                node.log()[-3000:]
+            assert len(client.masks) > before
+            # The node noticed nothing worth an error: a camera going away is normal.
+            assert error_lines(node.log()) == [], node.log()[-3000:]
+            assert client.state() == 'active'
     finally:
         for proc in (second, first):
             if proc is not None:
@@ -106,23 +99,19 @@ def test_shutdown_mid_frame_exits_cleanly(tmp_path, ros_domain, deeplab_model, s
     flood = RosProcess([sys.executable, str(HELPERS), 'flood', '--topic', '/image',
                         '--rate', '30', '--seconds', '60'], env, tmp_path / 'flood.log')
     try:
-        with ros_context(ros_domain) as context:
-            client = NodeClient(context)
-            try:
-                assert wait_until(lambda: len(client.masks) >= 2, 60.0), node.log()[-3000:]
-                node_shm = shm_owned(node.pid)
-                assert node_shm, 'the node owns no Fast DDS shared memory?'
-                # A mask was just published, and the next frame is already waiting in the
-                # keep-latest slot: the worker is now converting/inferring that frame.
-                count = len(client.masks)
-                assert wait_until(lambda: len(client.masks) > count, 30.0)
-                time.sleep(0.02)
-                node.proc.send_signal(sig)
-                signalled = time.monotonic()
-                code = node.wait(30.0)
-                exit_s = time.monotonic() - signalled
-            finally:
-                client.close()
+        with ros_context(ros_domain) as context, NodeClient(context) as client:
+            assert wait_until(lambda: len(client.masks) >= 2, 60.0), node.log()[-3000:]
+            node_shm = shm_owned(node.pid)
+            assert node_shm, 'the node owns no Fast DDS shared memory?'
+            # A mask was just published, and the next frame is already waiting in the
+            # keep-latest slot: the worker is now converting/inferring that frame.
+            count = len(client.masks)
+            assert wait_until(lambda: len(client.masks) > count, 30.0)
+            time.sleep(0.02)
+            node.proc.send_signal(sig)
+            signalled = time.monotonic()
+            code = node.wait(30.0)
+            exit_s = time.monotonic() - signalled
     finally:
         flood.stop()
         if node.running():

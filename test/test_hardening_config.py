@@ -24,11 +24,10 @@ from lifecycle_msgs.msg import Transition  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from ros_helpers import (PRESET, InProcessNode, NodeClient, deeplab_overrides,  # noqa: E402
-                         error_lines, image_msg, mask_array, ros_context, wait_until)
+from ros_helpers import (InProcessNode, NodeClient, deeplab_overrides,  # noqa: E402
+                         error_lines, image_msg, mask_array, ros_context, start_preset_node,
+                         wait_until)
 from segformer_ros.labels import CITYSCAPES_CLASSES  # noqa: E402
-from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,  # noqa: E402
-                                           params_file)
 
 pytestmark = pytest.mark.ros
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -286,33 +285,26 @@ def test_out_of_range_parameters_rejected_with_reason(node) -> None:
 
 def test_params_file_with_unknown_keys_and_bad_values(tmp_path, ros_domain,
                                                       deeplab_model) -> None:
-    overrides = params_file({'model_path': str(deeplab_model), 'warmup_iterations': 0,
-                             'modle_path': '/typo/model.onnx', 'input_widht': 640,
-                             'overlay_alpha': 7.0, 'free_space_bins': -3,
-                             'backend': 'tensorflow'}, str(tmp_path))
-    proc = RosProcess(node_command([str(PRESET), overrides]), loopback_env(ros_domain),
-                      tmp_path / 'node.log')
+    proc = start_preset_node(tmp_path, ros_domain, deeplab_model,
+                             modle_path='/typo/model.onnx', input_widht=640,
+                             overlay_alpha=7.0, free_space_bins=-3, backend='tensorflow')
     try:
-        with ros_context(ros_domain) as context:
-            client = NodeClient(context)
-            try:
-                assert client.state() == 'unconfigured'
-                log = proc.log()
-                for needle in ("unknown parameter 'modle_path'", "unknown parameter "
-                               "'input_widht'", 'known parameters: model_path',
-                               'parameter overlay_alpha: override rejected',
-                               'using the default 0.5',
-                               'parameter free_space_bins: override rejected',
-                               'parameter backend: override rejected',
-                               "using the default 'auto'"):
-                    assert needle in log, f'{needle!r} not in the node log:\n{log}'
-                # The typo'd key does not stop the node: it configures with the defaults,
-                # and the preset's backend (onnxruntime) is replaced by the default (auto).
-                assert client.transition(Transition.TRANSITION_CONFIGURE), proc.log()[-2000:]
-                assert client.state() == 'inactive'
-                assert 'Traceback' not in proc.log()
-            finally:
-                client.close()
+        with ros_context(ros_domain) as context, NodeClient(context) as client:
+            assert client.state() == 'unconfigured'
+            log = proc.log()
+            for needle in ("unknown parameter 'modle_path'", "unknown parameter "
+                           "'input_widht'", 'known parameters: model_path',
+                           'parameter overlay_alpha: override rejected',
+                           'using the default 0.5',
+                           'parameter free_space_bins: override rejected',
+                           'parameter backend: override rejected',
+                           "using the default 'auto'"):
+                assert needle in log, f'{needle!r} not in the node log:\n{log}'
+            # The typo'd key does not stop the node: it configures with the defaults,
+            # and the preset's backend (onnxruntime) is replaced by the default (auto).
+            assert client.transition(Transition.TRANSITION_CONFIGURE), proc.log()[-2000:]
+            assert client.state() == 'inactive'
+            assert 'Traceback' not in proc.log()
     finally:
         code = proc.stop()
     assert code == 0, proc.log()[-2000:]
@@ -321,28 +313,21 @@ def test_params_file_with_unknown_keys_and_bad_values(tmp_path, ros_domain,
 def test_configure_failure_over_services_is_fixable(tmp_path, ros_domain,
                                                     deeplab_model) -> None:
     """What a lifecycle manager sees: change_state fails, set_parameters, then succeeds."""
-    overrides = params_file({'model_path': str(tmp_path / 'missing.onnx'),
-                             'warmup_iterations': 0}, str(tmp_path))
-    proc = RosProcess(node_command([str(PRESET), overrides]), loopback_env(ros_domain),
-                      tmp_path / 'node.log')
+    proc = start_preset_node(tmp_path, ros_domain, tmp_path / 'missing.onnx')
     try:
-        with ros_context(ros_domain) as context:
-            client = NodeClient(context)
-            try:
-                assert client.state() == 'unconfigured'
-                assert not client.transition(Transition.TRANSITION_CONFIGURE)
-                assert client.state() == 'unconfigured'
-                assert wait_until(lambda: 'missing.onnx' in proc.log(), 5.0)
-                line = [x for x in error_lines(proc.log()) if 'configure failed' in x][0]
-                assert 'does not exist; set model_path' in line
-                (result,) = client.set_parameters(model_path=str(deeplab_model))
-                assert result.successful
-                start = time.monotonic()
-                assert client.transition(Transition.TRANSITION_CONFIGURE)
-                assert client.state() == 'inactive'
-                assert time.monotonic() - start < 30.0
-            finally:
-                client.close()
+        with ros_context(ros_domain) as context, NodeClient(context) as client:
+            assert client.state() == 'unconfigured'
+            assert not client.transition(Transition.TRANSITION_CONFIGURE)
+            assert client.state() == 'unconfigured'
+            assert wait_until(lambda: 'missing.onnx' in proc.log(), 5.0)
+            line = [x for x in error_lines(proc.log()) if 'configure failed' in x][0]
+            assert 'does not exist; set model_path' in line
+            (result,) = client.set_parameters(model_path=str(deeplab_model))
+            assert result.successful
+            start = time.monotonic()
+            assert client.transition(Transition.TRANSITION_CONFIGURE)
+            assert client.state() == 'inactive'
+            assert time.monotonic() - start < 30.0
     finally:
         code = proc.stop()
     assert code == 0, proc.log()[-2000:]

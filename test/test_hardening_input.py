@@ -23,11 +23,10 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
 
-from ros_helpers import (PRESET, NodeClient, compressed_msg, error_lines,  # noqa: E402
+from ros_helpers import (NodeClient, compressed_msg, error_lines,  # noqa: E402
                          image_msg, mask_array, next_domain, plain_onnx_mask, ros_context,
-                         rss_mb, stamp_ns, wait_until)
-from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,  # noqa: E402
-                                           params_file)
+                         rss_mb, stamp_ns, start_preset_node, wait_until)
+from segformer_ros.tools.processes import RosProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -102,11 +101,8 @@ class _Running:
 def _start(tmp_dir: Path, model: Path, extra: Dict[str, Any], compressed: bool,
            good: Callable[[int], Any], good_hw: Tuple[int, int]):
     domain = next_domain()
-    overrides = params_file({'model_path': str(model), 'warmup_iterations': 0,
-                             'autostart': True, 'max_input_pixels': MAX_PIXELS, **extra},
-                            str(tmp_dir))
-    proc = RosProcess(node_command([str(PRESET), overrides]), loopback_env(domain),
-                      tmp_dir / 'node.log')
+    proc = start_preset_node(tmp_dir, domain, model, autostart=True,
+                             max_input_pixels=MAX_PIXELS, **extra)
     with ros_context(domain) as context:
         client = NodeClient(context, camera_topic='/image/compressed' if compressed
                             else '/image', compressed=compressed)

@@ -14,20 +14,16 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,  # noqa: E402
-                                           params_file)
+from ros_helpers import start_preset_node  # noqa: E402
+from segformer_ros.tools.processes import RosProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
-PRESET = Path(__file__).resolve().parents[1] / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
 
 
 def _start_node(tmp_path: Path, domain: int, model: Path, cameras: List[str]) -> RosProcess:
-    overrides = params_file({'model_path': str(model), 'warmup_iterations': 0,
-                             'autostart': True, 'cameras': cameras,
-                             'camera_topics': [f'/{c}/image_raw' for c in cameras],
-                             'batch_window_ms': 20.0}, str(tmp_path))
-    proc = RosProcess(node_command([str(PRESET), overrides]), loopback_env(domain),
-                      tmp_path / 'node.log')
+    proc = start_preset_node(tmp_path, domain, model, autostart=True, cameras=cameras,
+                             camera_topics=[f'/{c}/image_raw' for c in cameras],
+                             batch_window_ms=20.0)
     assert proc.wait_for_log('configured', 60.0), proc.log()[-2000:]
     return proc
 
@@ -107,10 +103,7 @@ def test_cameras_keep_their_own_headers_and_sizes(cameras, tmp_path, ros_domain,
 
 def test_single_camera_keeps_topic_names(tmp_path, ros_domain, rclpy_context, deeplab_model,
                                          street_frames_bgr) -> None:
-    overrides = params_file({'model_path': str(deeplab_model), 'warmup_iterations': 0,
-                             'autostart': True}, str(tmp_path))
-    proc = RosProcess(node_command([str(PRESET), overrides]), loopback_env(ros_domain),
-                      tmp_path / 'node.log')
+    proc = start_preset_node(tmp_path, ros_domain, deeplab_model, autostart=True)
     try:
         assert proc.wait_for_log('configured', 60.0), proc.log()[-2000:]
         node = rclpy.create_node('single_camera_probe', context=rclpy_context)

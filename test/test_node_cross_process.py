@@ -22,11 +22,9 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from segformer_ros.msg import SegmentationSummary  # noqa: E402
-from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,  # noqa: E402
-                                           params_file)
+from ros_helpers import start_preset_node  # noqa: E402
 
 pytestmark = pytest.mark.ros
-PRESET = Path(__file__).resolve().parents[1] / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
 
 
 def plain_onnx_mask(model: Path, frame_rgb: np.ndarray) -> np.ndarray:
@@ -117,10 +115,8 @@ class _Client:
 
 @pytest.fixture
 def node_process(tmp_path, ros_domain, deeplab_model):
-    overrides = params_file({'model_path': str(deeplab_model), 'warmup_iterations': 0},
-                            str(tmp_path))
-    proc = RosProcess(node_command([str(PRESET), overrides], {'image': '/camera/image_raw'}),
-                      loopback_env(ros_domain), tmp_path / 'node.log')
+    proc = start_preset_node(tmp_path, ros_domain, deeplab_model,
+                             remaps={'image': '/camera/image_raw'})
     yield proc
     code = proc.stop()
     assert code == 0, f'node exited with {code}:\n{proc.log()[-2000:]}'

@@ -2,8 +2,7 @@
 
 import threading
 import time
-from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, List
 
 import numpy as np
 import pytest
@@ -18,19 +17,11 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from ros_helpers import deeplab_overrides, wait_until  # noqa: E402
 from segformer_ros.msg import SegmentationSummary  # noqa: E402
 from segformer_ros.node import SegformerNode  # noqa: E402
-from segformer_ros.presets import load_params_file, preset_path  # noqa: E402
 
 pytestmark = pytest.mark.ros
-
-
-def _overrides(model: Path, **extra: Any) -> List[Parameter]:
-    params: Dict[str, Any] = load_params_file(preset_path('deeplab_mobilenet_cityscapes'))
-    params['model_path'] = str(model)
-    params['warmup_iterations'] = 0
-    params.update(extra)
-    return [Parameter(k, value=v) for k, v in params.items()]
 
 
 class _Harness:
@@ -66,12 +57,7 @@ class _Harness:
         return msg
 
     def wait(self, predicate: Any, timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return wait_until(predicate, timeout, period=0.05)
 
     def close(self) -> None:
         self.node.shutdown_resources()
@@ -82,7 +68,7 @@ class _Harness:
 
 @pytest.fixture
 def harness(rclpy_context, deeplab_model):
-    h = _Harness(rclpy_context, _overrides(deeplab_model))
+    h = _Harness(rclpy_context, deeplab_overrides(deeplab_model))
     yield h
     h.close()
 
@@ -155,7 +141,7 @@ def test_out_of_range_parameter_rejected_with_reason(harness) -> None:
 
 
 def test_bad_override_falls_back_to_default(rclpy_context, deeplab_model) -> None:
-    node = SegformerNode(context=rclpy_context, parameter_overrides=_overrides(
+    node = SegformerNode(context=rclpy_context, parameter_overrides=deeplab_overrides(
         deeplab_model, overlay_alpha=7.0))
     try:
         assert node.get_parameter('overlay_alpha').value == 0.5
@@ -167,8 +153,9 @@ def test_camera_info_follows_the_mask(rclpy_context, deeplab_model, street_frame
     import cv2
     from sensor_msgs.msg import CameraInfo
 
-    h = _Harness(rclpy_context, _overrides(deeplab_model, camera_info_topics=['camera_info'],
-                                           output_resolution='model'))
+    overrides = deeplab_overrides(deeplab_model, camera_info_topics=['camera_info'],
+                                  output_resolution='model')
+    h = _Harness(rclpy_context, overrides)
     try:
         infos: List[CameraInfo] = []
         h.peer.create_subscription(CameraInfo, 'segmentation/camera_info', infos.append, 10)

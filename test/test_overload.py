@@ -27,10 +27,9 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
 
-from ros_helpers import (PRESET, NodeClient, error_lines, ros_context, rss_mb,  # noqa: E402
-                         stamp_ns, wait_until)
-from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,  # noqa: E402
-                                           params_file)
+from ros_helpers import (NodeClient, error_lines, ros_context, rss_mb,  # noqa: E402
+                         stamp_ns, start_preset_node, wait_until)
+from segformer_ros.tools.processes import RosProcess, loopback_env  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 HELPERS = Path(__file__).resolve().parent / 'ros_helpers.py'
@@ -58,9 +57,8 @@ def _counts(client: NodeClient) -> Tuple[float, float, float, float]:
 def test_overload_keeps_latency_memory_and_services_bounded(tmp_path, ros_domain,
                                                             deeplab_model) -> None:
     env = loopback_env(ros_domain)
-    overrides = params_file({'model_path': str(deeplab_model), 'warmup_iterations': 1,
-                             'autostart': True}, str(tmp_path))
-    node = RosProcess(node_command([str(PRESET), overrides]), env, tmp_path / 'node.log')
+    node = start_preset_node(tmp_path, ros_domain, deeplab_model, warmup_iterations=1,
+                             autostart=True)
     report_path = tmp_path / 'flood.json'
     flood = None
     rss: List[Tuple[float, float]] = []
@@ -68,43 +66,39 @@ def test_overload_keeps_latency_memory_and_services_bounded(tmp_path, ros_domain
     balance: List[float] = []
     try:
         assert node.wait_for_log('configured:', 60.0), node.log()[-3000:]
-        with ros_context(ros_domain) as context:
-            client = NodeClient(context)
-            try:
-                assert wait_until(lambda: client.state() == 'active', 30.0)
-                # The flood runs at the node's own priority: on this 2-core machine it
-                # competes with the node for CPU, harder than a camera driver would.
-                flood = RosProcess([sys.executable, str(HELPERS), 'flood',
-                                    '--topic', '/image',
-                                    '--rate', str(RATE_HZ), '--seconds', str(FLOOD_S),
-                                    '--report', str(report_path)], env, tmp_path / 'flood.log')
-                assert wait_until(lambda: client.masks, 60.0), node.log()[-3000:]
-                t0 = time.time()
-                stop = threading.Event()
+        with ros_context(ros_domain) as context, NodeClient(context) as client:
+            assert wait_until(lambda: client.state() == 'active', 30.0)
+            # The flood runs at the node's own priority: on this 2-core machine it
+            # competes with the node for CPU, harder than a camera driver would.
+            flood = RosProcess([sys.executable, str(HELPERS), 'flood',
+                                '--topic', '/image',
+                                '--rate', str(RATE_HZ), '--seconds', str(FLOOD_S),
+                                '--report', str(report_path)], env, tmp_path / 'flood.log')
+            assert wait_until(lambda: client.masks, 60.0), node.log()[-3000:]
+            t0 = time.time()
+            stop = threading.Event()
 
-                def sample_rss() -> None:
-                    while not stop.wait(1.0):
-                        rss.append((time.time() - t0, rss_mb(node.pid)))
+            def sample_rss() -> None:
+                while not stop.wait(1.0):
+                    rss.append((time.time() - t0, rss_mb(node.pid)))
 
-                sampler = threading.Thread(target=sample_rss, daemon=True)
-                sampler.start()
-                from lifecycle_msgs.srv import GetState
-                while flood.running() and time.time() - t0 < FLOOD_S + 10:
-                    _, took = client.call(client.get_state_client, GetState.Request(), 10.0)
-                    services.append((time.time() - t0, took))
-                    n_in, n_out, n_drop, n_fail = _counts(client)
-                    balance.append(n_in - n_out - n_drop - n_fail)
-                    time.sleep(2.0)
-                stop.set()
-                sampler.join()
-                # Flood over: the counters must now add up exactly.
-                time.sleep(2.5)
-                final = _counts(client)
-                with client.lock:
-                    masks = [(t - t0, (t - stamp_ns(m) * 1e-9)) for t, m in client.masks]
-                diag = dict(client.diagnostics)
-            finally:
-                client.close()
+            sampler = threading.Thread(target=sample_rss, daemon=True)
+            sampler.start()
+            from lifecycle_msgs.srv import GetState
+            while flood.running() and time.time() - t0 < FLOOD_S + 10:
+                _, took = client.call(client.get_state_client, GetState.Request(), 10.0)
+                services.append((time.time() - t0, took))
+                n_in, n_out, n_drop, n_fail = _counts(client)
+                balance.append(n_in - n_out - n_drop - n_fail)
+                time.sleep(2.0)
+            stop.set()
+            sampler.join()
+            # Flood over: the counters must now add up exactly.
+            time.sleep(2.5)
+            final = _counts(client)
+            with client.lock:
+                masks = [(t - t0, (t - stamp_ns(m) * 1e-9)) for t, m in client.masks]
+            diag = dict(client.diagnostics)
     finally:
         if flood is not None:
             flood.stop()

@@ -94,8 +94,7 @@ def test_message_strings_are_data_and_nothing_is_opened(tmp_path, ros_domain,
     watcher = threading.Thread(target=watch_fifo, daemon=True)
     try:
         assert proc.wait_for_log('configured:', 60.0), proc.log()[-3000:]
-        with ros_context(ros_domain) as context:
-            client = NodeClient(context)
+        with ros_context(ros_domain) as context, NodeClient(context) as client:
             try:
                 assert wait_until(lambda: client.state() == 'active', 30.0)
                 assert client.wait_for_camera_match()
@@ -124,7 +123,6 @@ def test_message_strings_are_data_and_nothing_is_opened(tmp_path, ros_domain,
                 open_now = fd_targets(proc.pid)
             finally:
                 stop.set()
-                client.close()
     finally:
         code = proc.stop()
     assert code == 0, proc.log()[-3000:]
