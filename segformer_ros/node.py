@@ -99,6 +99,10 @@ class SegformerNode(LifecycleNode):
         self._stats: Optional[StageStats] = None
         self._diag_pub: Optional[Any] = None
         self._diag_timer: Optional[Any] = None
+        # The diagnostics timer runs on an executor thread while a transition (another
+        # thread) may be destroying its publisher: publishing on a publisher whose
+        # destruction was requested raises InvalidHandle, which would end the spin.
+        self._diag_lock = threading.Lock()
         self._build_progress: Optional[Tuple[str, float]] = None
         self._image_group: Optional[MutuallyExclusiveCallbackGroup] = None
         self._log_limiter = RateLimiter(period_s=5.0)
@@ -224,12 +228,13 @@ class SegformerNode(LifecycleNode):
             if ch.label_info_pub is not None:
                 self.destroy_publisher(ch.label_info_pub)
         self._channels = []
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-            self._diag_timer = None
-        if self._diag_pub is not None:
-            self.destroy_publisher(self._diag_pub)
-            self._diag_pub = None
+        with self._diag_lock:
+            if self._diag_timer is not None:
+                self.destroy_timer(self._diag_timer)
+                self._diag_timer = None
+            if self._diag_pub is not None:
+                self.destroy_publisher(self._diag_pub)
+                self._diag_pub = None
         if self._pipeline is not None and hasattr(self._pipeline, 'release'):
             self._pipeline.release()   # the GPU pipeline's device and mapped buffers
         self._pipeline = None
@@ -364,7 +369,12 @@ class SegformerNode(LifecycleNode):
 
     # ---------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
+        with self._diag_lock:
+            self._publish_diagnostics_locked()
+
+    def _publish_diagnostics_locked(self) -> None:
         stats, pub, backend = self._stats, self._diag_pub, self._backend
+        slots, channels = self._slots, self._channels   # a transition may clear them
         if pub is None:
             return
         if stats is None:   # still configuring: report the engine build, if any
@@ -380,9 +390,9 @@ class SegformerNode(LifecycleNode):
                                      'backend': backend.describe() if backend else 'none',
                                      'model': self._params.get('model_path', '')}
         values.update(stats.snapshot())
-        if self._slots is not None and len(self._channels) > 1:
-            for index, dropped in self._slots.drop_counts().items():
-                values[f'{self._channels[index].spec.name}_frames_dropped'] = dropped
+        if slots is not None and len(channels) > 1:
+            for index, dropped in slots.drop_counts().items():
+                values[f'{channels[index].spec.name}_frames_dropped'] = dropped
         level, message = 'ok', 'running'
         if values['state'] == 'active' and stats.input_rate.rate_hz() == 0.0:
             level, message = 'warn', 'active but no input images'

@@ -222,6 +222,48 @@ def ros_context(domain_id: int) -> Iterator[Any]:
         rclpy.try_shutdown(context=context)
 
 
+class BackgroundSpin:
+    """Spins an executor in a daemon thread; ``stop`` shuts it down and joins the thread.
+
+    Joining is what matters: a daemon thread still inside rclpy's wait (GIL released) when
+    the interpreter exits is ended by ``pthread_exit`` as it takes the GIL back, and that
+    forced unwind through rclpy's pybind11 frames calls ``std::terminate``: the process
+    aborts (exit 134) after doing all its work. Seen in ~1 of 5 loaded runs of the
+    lifecycle-cycle runner. An exception that ends the spin is kept in ``failure``, so a
+    test that stops getting callbacks can say why.
+    """
+
+    def __init__(self, executor: Any, name: str = 'rclpy_spin') -> None:
+        self.executor = executor
+        self.failure: Optional[str] = None
+        self._thread = threading.Thread(target=self._spin, name=name, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        import traceback
+
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+        except Exception:  # noqa: BLE001 - recorded for the test's failure message
+            self.failure = traceback.format_exc()
+            raise
+
+    @property
+    def alive(self) -> bool:
+        """True while the executor is being spun."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Shut the executor down and join the thread; False if it did not end in time."""
+        self.executor.shutdown(timeout_sec=5.0)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
 class NodeClient:
     """Talks to a segformer node: lifecycle/parameter services, camera, outputs, diagnostics.
 
@@ -261,8 +303,7 @@ class NodeClient:
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
         self.executor = MultiThreadedExecutor(num_threads=2, context=context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self.spin = BackgroundSpin(self.executor, 'node_client_spin')
 
     # ----------------------------------------------------------- callbacks
     def _on_mask(self, msg: Any) -> None:
@@ -376,7 +417,7 @@ class NodeClient:
 
     def close(self) -> None:
         """Stop spinning and destroy the client node."""
-        self.executor.shutdown(timeout_sec=5.0)
+        self.spin.stop()
         self.node.destroy_node()
 
     def __enter__(self) -> 'NodeClient':
@@ -426,8 +467,7 @@ class InProcessNode:
         self.node = SegformerNode(context=context, parameter_overrides=overrides)
         self.executor = MultiThreadedExecutor(num_threads=4, context=context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self.spin = BackgroundSpin(self.executor, 'node_spin')
         self.client = NodeClient(context, camera_topic='/image')
 
     def state(self) -> str:
@@ -438,7 +478,7 @@ class InProcessNode:
         """Release the node's resources and stop both executors."""
         self.client.close()
         self.node.shutdown_resources()
-        self.executor.shutdown(timeout_sec=5.0)
+        self.spin.stop()
         self.node.destroy_node()
 
 
@@ -503,13 +543,32 @@ def _malloc_trim() -> None:
         pass
 
 
-def _resources() -> Dict[str, float]:
+def _thread_counts(pid: int, previous_native: Optional[float]) -> Tuple[int, List[Any]]:
+    """OS thread count and Python threads, after threads on their way out have gone.
+
+    A joined Python thread leaves ``threading.enumerate()`` before its OS thread has
+    finished exiting; on a loaded machine /proc lists it a moment longer, where it reads as
+    one more native thread (seen once in ~40 loaded runs). So when the native count is above
+    the previous sample's, it is read again for up to 1 s and the lowest reading is kept: a
+    leaked thread stays in every reading, an exiting one does not.
+    """
+    os_threads, py = thread_count(pid), threading.enumerate()
+    deadline = time.monotonic() + 1.0
+    while (previous_native is not None and os_threads - len(py) > previous_native
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+        again, py_again = thread_count(pid), threading.enumerate()
+        if again - len(py_again) < os_threads - len(py):
+            os_threads, py = again, py_again
+    return os_threads, py
+
+
+def _resources(previous: Optional[Dict[str, float]] = None) -> Dict[str, float]:
     """RSS, threads (by kind) and fds of this process."""
     _malloc_trim()
     pid = os.getpid()
-    py = threading.enumerate()
+    os_threads, py = _thread_counts(pid, previous['native_threads'] if previous else None)
     pool = sum(1 for t in py if t.name.startswith('ThreadPoolExecutor-'))
-    os_threads = thread_count(pid)
     return {'rss_mb': rss_mb(pid), 'os_threads': float(os_threads),
             'py_threads': float(len(py)), 'pool_threads': float(pool),
             # Executor pools start workers lazily up to max_workers: bounded, not a leak.
@@ -518,6 +577,28 @@ def _resources() -> Dict[str, float]:
             'native_threads': float(os_threads - len(py)),
             'fds': float(len(fd_targets(pid))),
             'inference_threads': float(sum(1 for t in py if t.name == 'segformer_inference'))}
+
+
+def _frame_path_counts(running: 'InProcessNode', matched: bool) -> Dict[str, float]:
+    """Count where a frame got lost: matching, node input/output, mask topic, executors.
+
+    An executor that stopped spinning has its traceback printed to stderr.
+    """
+    node, client = running.node, running.client
+    for spin in (running.spin, client.spin):
+        if spin.failure:
+            print(f'{spin._thread.name} ended with:\n{spin.failure}', file=sys.stderr)
+    stats = node._stats
+    mask_pub = node._channels[0].mask_pub if node._channels else None
+    return {'camera_matched': float(matched),
+            'camera_subscribers': float(client.camera.get_subscription_count()),
+            'node_frames_in': float(stats.input_rate.total) if stats else -1.0,
+            'node_frames_out': float(stats.output_rate.total) if stats else -1.0,
+            'node_frame_errors': float(stats.errors) if stats else -1.0,
+            'mask_subscribers': float(mask_pub.get_subscription_count()) if mask_pub else -1.0,
+            'client_masks_total': float(len(client.masks)),
+            'node_spinning': float(running.spin.alive),
+            'client_spinning': float(client.spin.alive)}
 
 
 def lifecycle_cycles(model: Path, domain_id: int, cycles: int,
@@ -553,17 +634,20 @@ def lifecycle_cycles(model: Path, domain_id: int, cycles: int,
                 if cycle % frame_every == 0 or cycle == cycles - 1:
                     stamp = (cycle + 1) * 10**9
                     mask = None
-                    if client.wait_for_camera_match():
+                    matched = client.wait_for_camera_match()
+                    if matched:
                         mask = client.send_until_mask(
                             lambda: image_msg(frame, 'rgb8', stamp), stamp)
                     row['mask_ok'] = float(mask is not None and (mask.width, mask.height)
                                            == (320, 180))
+                    if not row['mask_ok']:   # what the failure message needs to say where
+                        row.update(_frame_path_counts(running, matched))
                 row['deactivate_ok'] = float(node.trigger_deactivate() == ok)
                 row['cleanup_ok'] = float(node.trigger_cleanup() == ok)
                 row['released'] = float(node._backend is None and node._worker is None
                                         and not node._channels)
                 row['seconds'] = time.monotonic() - t0
-                row.update(_resources())
+                row.update(_resources(samples[-1] if samples else None))
                 samples.append(row)
         finally:
             running.close()

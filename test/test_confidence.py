@@ -2,7 +2,6 @@
 
 import json
 import math
-import threading
 import time
 
 import numpy as np
@@ -68,6 +67,8 @@ def test_node_publishes_confidence_and_latched_label_info(tmp_path, rclpy_contex
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
+    from ros_helpers import BackgroundSpin
+
     from segformer_ros.node import SegformerNode
 
     model = logits_model(tmp_path / 'tiny.onnx')
@@ -78,8 +79,7 @@ def test_node_publishes_confidence_and_latched_label_info(tmp_path, rclpy_contex
     executor = MultiThreadedExecutor(num_threads=3, context=rclpy_context)
     executor.add_node(node)
     executor.add_node(peer)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spin = BackgroundSpin(executor)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -113,6 +113,6 @@ def test_node_publishes_confidence_and_latched_label_info(tmp_path, rclpy_contex
         assert values.min() >= 13 and values.max() <= 255
     finally:
         node.shutdown_resources()
-        executor.shutdown()
+        spin.stop()
         node.destroy_node()
         peer.destroy_node()

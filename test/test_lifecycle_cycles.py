@@ -54,7 +54,8 @@ def test_fifty_lifecycle_cycles_leak_nothing(ros_domain, deeplab_model) -> None:
     for row in samples:
         for key in ('configure_ok', 'activate_ok', 'deactivate_ok', 'cleanup_ok', 'released'):
             assert row[key] == 1.0, f'cycle {row["cycle"]:.0f}: {key} failed\n{result.stderr}'
-        assert row.get('mask_ok', 1.0) == 1.0, f'cycle {row["cycle"]:.0f}: no mask'
+        assert row.get('mask_ok', 1.0) == 1.0, (
+            f'cycle {row["cycle"]:.0f}: no mask; {row}\n{result.stderr[-3000:]}')
         assert row['inference_threads'] == 0.0, 'the worker thread outlived cleanup'
     assert sum(1 for r in samples if 'mask_ok' in r) == 11
 

@@ -17,7 +17,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from ros_helpers import deeplab_overrides, wait_until  # noqa: E402
+from ros_helpers import BackgroundSpin, deeplab_overrides, wait_until  # noqa: E402
 from segformer_ros.msg import SegmentationSummary  # noqa: E402
 from segformer_ros.node import SegformerNode  # noqa: E402
 
@@ -41,8 +41,7 @@ class _Harness:
         self.executor = MultiThreadedExecutor(num_threads=4, context=context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spin = BackgroundSpin(self.executor)
 
     def state(self) -> int:
         return self.node._state_machine.current_state[0]
@@ -61,7 +60,7 @@ class _Harness:
 
     def close(self) -> None:
         self.node.shutdown_resources()
-        self.executor.shutdown()
+        self.spin.stop()
         self.node.destroy_node()
         self.peer.destroy_node()
 

@@ -203,6 +203,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             source.stop()
         node_code = node.stop()
         executor.shutdown()
+        if spinner.is_alive():
+            # A daemon thread still in rclpy's wait at interpreter exit is ended by
+            # pthread_exit when it takes the GIL back, which aborts inside pybind11.
+            spinner.join(timeout=10.0)
         recorder.destroy_node()
         rclpy.try_shutdown()
     actual_s = min(duration_s, max((t for t, _ in samples.rss), default=0.0) + 1.0)
