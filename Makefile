@@ -60,7 +60,7 @@ COMPAT_TESTS ?= test/test_build.py test/test_conversion.py test/test_compressed.
 	test/test_summary.py test/test_pipeline.py test/test_parameters.py test/test_batching.py \
 	test/test_stats.py test/test_channels.py test/test_onnxruntime_backend.py \
 	test/test_confidence.py test/test_node_lifecycle.py test/test_node_cross_process.py \
-	test/test_dds_profile.py test/test_transition_races.py
+	test/test_dds_profile.py test/test_transition_races.py test/test_spin.py
 
 test-compat:
 	tools/test_other_python.sh 3.10 $(COMPAT_TESTS)

@@ -377,30 +377,28 @@ class SegformerNode(LifecycleNode):
         slots, channels = self._slots, self._channels   # a transition may clear them
         if pub is None:
             return
+        name = f'{self.get_name()}: segmentation'
         if stats is None:   # still configuring: report the engine build, if any
             phase, fraction = self._build_progress or ('loading model', 0.0)
-            pub.publish(diagnostics_message(
-                self.get_clock().now().to_msg(), f'{self.get_name()}: segmentation',
-                self.get_fully_qualified_name(), 'ok', f'configuring: {phase}',
-                {'state': self._state_label(), 'build_phase': phase,
-                 'build_progress': float(fraction),
-                 'model': self._params.get('model_path', '')}))
-            return
-        values: Dict[str, object] = {'state': self._state_label(),
-                                     'backend': backend.describe() if backend else 'none',
-                                     'model': self._params.get('model_path', '')}
-        values.update(stats.snapshot())
-        if slots is not None and len(channels) > 1:
-            for index, dropped in slots.drop_counts().items():
-                values[f'{channels[index].spec.name}_frames_dropped'] = dropped
-        level, message = 'ok', 'running'
-        if values['state'] == 'active' and stats.input_rate.rate_hz() == 0.0:
-            level, message = 'warn', 'active but no input images'
-        elif stats.errors:
-            level, message = 'warn', f'{stats.errors} frames failed (see the log)'
+            level, message = 'ok', f'configuring: {phase}'
+            values: Dict[str, object] = {'state': self._state_label(), 'build_phase': phase,
+                                         'build_progress': float(fraction),
+                                         'model': self._params.get('model_path', '')}
+        else:
+            values = {'state': self._state_label(),
+                      'backend': backend.describe() if backend else 'none',
+                      'model': self._params.get('model_path', '')}
+            values.update(stats.snapshot())
+            if slots is not None and len(channels) > 1:
+                for index, dropped in slots.drop_counts().items():
+                    values[f'{channels[index].spec.name}_frames_dropped'] = dropped
+            level, message = 'ok', 'running'
+            if values['state'] == 'active' and stats.input_rate.rate_hz() == 0.0:
+                level, message = 'warn', 'active but no input images'
+            elif stats.errors:
+                level, message = 'warn', f'{stats.errors} frames failed (see the log)'
         try:
-            pub.publish(diagnostics_message(self.get_clock().now().to_msg(),
-                                            f'{self.get_name()}: segmentation',
+            pub.publish(diagnostics_message(self.get_clock().now().to_msg(), name,
                                             self.get_fully_qualified_name(), level, message,
                                             values))
         except Exception:  # noqa: BLE001

@@ -27,6 +27,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 
+from segformer_ros.tools.spin import BackgroundSpin
+
 REPO = Path(__file__).resolve().parents[1]
 PRESET = REPO / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
 _PAGE_KB = os.sysconf('SC_PAGE_SIZE') // 1024
@@ -220,48 +222,6 @@ def ros_context(domain_id: int) -> Iterator[Any]:
         yield context
     finally:
         rclpy.try_shutdown(context=context)
-
-
-class BackgroundSpin:
-    """Spins an executor in a daemon thread; ``stop`` shuts it down and joins the thread.
-
-    Joining is what matters: a daemon thread still inside rclpy's wait (GIL released) when
-    the interpreter exits is ended by ``pthread_exit`` as it takes the GIL back, and that
-    forced unwind through rclpy's pybind11 frames calls ``std::terminate``: the process
-    aborts (exit 134) after doing all its work. Seen in ~1 of 5 loaded runs of the
-    lifecycle-cycle runner. An exception that ends the spin is kept in ``failure``, so a
-    test that stops getting callbacks can say why.
-    """
-
-    def __init__(self, executor: Any, name: str = 'rclpy_spin') -> None:
-        self.executor = executor
-        self.failure: Optional[str] = None
-        self._thread = threading.Thread(target=self._spin, name=name, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        import traceback
-
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
-        except Exception:  # noqa: BLE001 - recorded for the test's failure message
-            self.failure = traceback.format_exc()
-            raise
-
-    @property
-    def alive(self) -> bool:
-        """True while the executor is being spun."""
-        return self._thread.is_alive()
-
-    def stop(self, timeout: float = 10.0) -> bool:
-        """Shut the executor down and join the thread; False if it did not end in time."""
-        self.executor.shutdown(timeout_sec=5.0)
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
 
 class NodeClient:
@@ -587,7 +547,7 @@ def _frame_path_counts(running: 'InProcessNode', matched: bool) -> Dict[str, flo
     node, client = running.node, running.client
     for spin in (running.spin, client.spin):
         if spin.failure:
-            print(f'{spin._thread.name} ended with:\n{spin.failure}', file=sys.stderr)
+            print(f'{spin.name} ended with:\n{spin.failure}', file=sys.stderr)
     stats = node._stats
     mask_pub = node._channels[0].mask_pub if node._channels else None
     return {'camera_matched': float(matched),

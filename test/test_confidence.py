@@ -67,9 +67,8 @@ def test_node_publishes_confidence_and_latched_label_info(tmp_path, rclpy_contex
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from ros_helpers import BackgroundSpin
-
     from segformer_ros.node import SegformerNode
+    from segformer_ros.tools.spin import BackgroundSpin
 
     model = logits_model(tmp_path / 'tiny.onnx')
     node = SegformerNode(context=rclpy_context, parameter_overrides=[

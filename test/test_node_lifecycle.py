@@ -17,9 +17,10 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from ros_helpers import BackgroundSpin, deeplab_overrides, wait_until  # noqa: E402
+from ros_helpers import deeplab_overrides, wait_until  # noqa: E402
 from segformer_ros.msg import SegmentationSummary  # noqa: E402
 from segformer_ros.node import SegformerNode  # noqa: E402
+from segformer_ros.tools.spin import BackgroundSpin  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

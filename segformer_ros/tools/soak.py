@@ -115,9 +115,10 @@ def _windows(samples: _Samples, duration_s: float, window_s: float) -> List[Dict
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the soak; return the report (also written as JSON)."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from .recorder import OutputRecorder
+    from .spin import BackgroundSpin
 
     for path, what in ((args.model, 'model'), (args.video, 'video')):
         if not Path(path).exists():
@@ -146,14 +147,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                               on_mask=on_mask)
     executor = SingleThreadedExecutor()
     executor.add_node(recorder)
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:  # Ctrl-C: rclpy's handler shut the context down
-            pass
-
-    spinner = threading.Thread(target=spin, daemon=True)
+    spinner: Optional[BackgroundSpin] = None
     interrupted = False
     source: Optional[RosProcess] = None
     duration_s = args.minutes * 60.0
@@ -162,7 +156,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         print(f'soak: starting the node (domain {domain}, output {out})', flush=True)
         if not node.wait_for_log('configured', args.startup_timeout):
             raise SystemExit('soak: the node did not configure; its log:\n' + node.log()[-3000:])
-        spinner.start()
+        spinner = BackgroundSpin(executor, 'soak_recorder_spin')
         source = RosProcess(image_source_command(
             str(Path(args.video).resolve()), rate_hz=args.rate, width=args.width, loop=True,
             wait_for_subscribers=2), env, out / 'image_source.log')
@@ -202,11 +196,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         if source is not None:
             source.stop()
         node_code = node.stop()
-        executor.shutdown()
-        if spinner.is_alive():
-            # A daemon thread still in rclpy's wait at interpreter exit is ended by
-            # pthread_exit when it takes the GIL back, which aborts inside pybind11.
-            spinner.join(timeout=10.0)
+        if spinner is not None:
+            spinner.stop()   # joins: see segformer_ros.tools.spin
+        else:
+            executor.shutdown()
         recorder.destroy_node()
         rclpy.try_shutdown()
     actual_s = min(duration_s, max((t for t, _ in samples.rss), default=0.0) + 1.0)

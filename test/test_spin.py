@@ -1,0 +1,49 @@
+"""segformer_ros.tools.spin.BackgroundSpin: stops by joining, and says why spinning ended."""
+
+import pytest
+
+from ros_helpers import wait_until
+from segformer_ros.tools.spin import BackgroundSpin
+
+pytestmark = pytest.mark.ros
+
+
+def test_stop_joins_the_spin_thread(rclpy_context) -> None:
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    node = rclpy.create_node('spin_join_probe', context=rclpy_context)
+    ticks = []
+    node.create_timer(0.01, lambda: ticks.append(1))
+    executor = MultiThreadedExecutor(num_threads=2, context=rclpy_context)
+    executor.add_node(node)
+    spin = BackgroundSpin(executor, 'probe_spin')
+    try:
+        assert wait_until(lambda: len(ticks) >= 3, 10.0), 'the executor never ran the timer'
+        assert spin.alive and spin.name == 'probe_spin'
+    finally:
+        assert spin.stop(timeout=10.0), 'the spin thread was still running after stop()'
+        node.destroy_node()
+    assert not spin.alive and spin.failure is None
+
+
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnhandledThreadExceptionWarning')
+def test_a_raising_callback_ends_the_spin_and_is_kept(rclpy_context) -> None:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = rclpy.create_node('spin_failure_probe', context=rclpy_context)
+
+    def explode() -> None:
+        raise RuntimeError('callback exploded')
+
+    node.create_timer(0.01, explode)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    spin = BackgroundSpin(executor)
+    try:
+        assert wait_until(lambda: not spin.alive, 10.0), 'spinning went on after the raise'
+        assert spin.failure is not None and 'RuntimeError: callback exploded' in spin.failure
+    finally:
+        spin.stop()
+        node.destroy_node()
