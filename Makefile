@@ -34,24 +34,24 @@ test: setup
 	tools/run_tests.sh $(PYTEST_ARGS)
 
 lint: setup
-	$(ENV) python -m flake8 setup.py segformer_ros/ launch/ test/ tools/
+	$(ENV) python -m flake8 setup.py segformer_ros/ benchmarks/ launch/ test/ tools/
 
 demo: setup
-	$(ENV) python -m segformer_ros.tools.demo $(ARGS)
+	$(ENV) python -m benchmarks.demo $(ARGS)
 
 bench: setup
-	$(ENV) python -m segformer_ros.tools.bench $(ARGS)
+	$(ENV) python -m benchmarks.bench $(ARGS)
 
 bench-ros: setup
-	$(ENV) python -m segformer_ros.tools.bench_ros $(ARGS)
+	$(ENV) python -m benchmarks.bench_ros $(ARGS)
 
 bench-cameras: setup
-	$(ENV) python -m segformer_ros.tools.bench_cameras $(ARGS)
+	$(ENV) python -m benchmarks.bench_cameras $(ARGS)
 
 # 30 minutes camera -> node -> recorder (not part of `make test`); appends its numbers to
 # docs/reliability.md. Shorter: make soak ARGS="--minutes 10".
 soak: setup
-	$(ENV) python -m segformer_ros.tools.soak $(ARGS)
+	$(ENV) python -m benchmarks.soak $(ARGS)
 
 # The Python-version check CI runs after `make test`: the math, backends and the node
 # (in-process and over DDS) on 3.10 (JetPack 6 / Humble) and 3.12 (Jazzy), without torch.
@@ -77,7 +77,7 @@ shell: setup
 
 clean:
 	rm -rf $(BUILD) build install log .pytest_cache
-	find segformer_ros test launch tools -name __pycache__ -type d -prune -exec rm -rf {} +
+	find segformer_ros benchmarks test launch tools -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
 	rm -rf $(VENV) .venv-py310 .venv-py312

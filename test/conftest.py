@@ -7,7 +7,7 @@ from typing import Iterator, List
 import numpy as np
 import pytest
 
-from segformer_ros.tools.processes import fastdds_profile
+from benchmarks.processes import fastdds_profile
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'

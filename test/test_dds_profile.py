@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from segformer_ros.tools.processes import fastdds_profile, fastdds_profile_name, loopback_env
+from benchmarks.processes import fastdds_profile, fastdds_profile_name, loopback_env
 
 NS = {'f': 'http://www.eprosima.com'}
 

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
 
-from segformer_ros.tools import demo  # noqa: E402
+from benchmarks import demo  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -26,7 +26,7 @@ pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run
 from ros_helpers import (NodeClient, compressed_msg, error_lines,  # noqa: E402
                          image_msg, mask_array, next_domain, plain_onnx_mask, ros_context,
                          rss_mb, stamp_ns, start_preset_node, wait_until)
-from segformer_ros.tools.processes import RosProcess  # noqa: E402
+from benchmarks.processes import RosProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -61,7 +61,7 @@ def test_launch_configures_and_activates(deeplab_model, ros_domain, tmp_path) ->
     from lifecycle_msgs.srv import GetState
     from rclpy.context import Context
 
-    from segformer_ros.tools.processes import loopback_env
+    from benchmarks.processes import loopback_env
 
     env = loopback_env(ros_domain)
     params = Path(__file__).resolve().parents[1] / 'config' / 'deeplab_mobilenet_cityscapes.yaml'

@@ -194,7 +194,7 @@ def test_bench_quick_smoke(tmp_path):
     if not (DEEPLAB.exists() and VIDEO.exists()):
         pytest.skip('shared model or video missing')
     import json
-    from segformer_ros.tools import bench
+    from benchmarks import bench
     out = tmp_path / 'bench.json'
     docs = tmp_path / 'benchmarks.md'
     docs.write_text('# Benchmarks\n\n## GPU (other section)\n\nkeep me\n')

@@ -2,8 +2,8 @@
 
 Usage (``make bench`` runs the first form)::
 
-    python -m segformer_ros.tools.bench [--frames 30] [--json out/bench.json]
-    python -m segformer_ros.tools.bench --quick --no-write-docs   # smoke test
+    python -m benchmarks.bench [--frames 30] [--json out/bench.json]
+    python -m benchmarks.bench --quick --no-write-docs   # smoke test
 
 Frames of the shared driving clip are upscaled to 1920x1080 rgb8 and held as
 ``array.array('B')`` buffers, as rclpy delivers ``sensor_msgs/Image.data``. Each frame goes
@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
 DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
 DEFAULT_SEGFORMER = SHARED / 'models' / 'segformer_b0_random_1024.onnx'
@@ -75,10 +75,10 @@ def _segformer_logits(path: Path, frame: 'array.array', threads: int,
                       use_model: bool) -> Tuple[np.ndarray, str]:
     """Return (19, 256, 256) logits and a sentence saying where they came from."""
     if use_model and path.exists():
-        from ..backends.onnxruntime_backend import OnnxRuntimeBackend
-        from ..config import Normalization, PreprocessConfig
-        from ..conversion import image_fields_to_array
-        from ..preprocessing import preprocess
+        from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from segformer_ros.config import Normalization, PreprocessConfig
+        from segformer_ros.conversion import image_fields_to_array
+        from segformer_ros.preprocessing import preprocess
         backend = OnnxRuntimeBackend(str(path), num_threads=threads)
         try:
             info = backend.configure()
@@ -132,17 +132,18 @@ def _image_msg() -> Optional[Any]:
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the benchmark; return the JSON-able result."""
-    from ..backends.base import OutputKind
-    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
-    from ..config import ClassConfig, PostprocessConfig, PreprocessConfig, SummaryConfig
-    from ..conversion import array_to_image_fields, image_fields_to_array
-    from ..geometry import compute_geometry
-    from ..labels import palette_lut
-    from ..overlay import blend_overlay
-    from ..postprocessing import ids_from_output
-    from ..preprocessing import preprocess
-    from ..summary import compute_summary
-    from . import naive_reference as naive
+    from segformer_ros.backends.base import OutputKind
+    from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from segformer_ros.config import (ClassConfig, PostprocessConfig, PreprocessConfig,
+                                      SummaryConfig)
+    from segformer_ros.conversion import array_to_image_fields, image_fields_to_array
+    from segformer_ros.geometry import compute_geometry
+    from segformer_ros.labels import palette_lut
+    from segformer_ros.overlay import blend_overlay
+    from segformer_ros.postprocessing import ids_from_output
+    from segformer_ros.preprocessing import preprocess
+    from segformer_ros.summary import compute_summary
+    from benchmarks import naive_reference as naive
 
     machine = _machine()  # load average before the run: other work skews the timings
     for p in (args.model, args.video):
@@ -306,7 +307,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     result = {
         'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-        'command': 'python -m segformer_ros.tools.bench ' + ' '.join(args.argv),
+        'command': 'python -m benchmarks.bench ' + ' '.join(args.argv),
         'machine': machine,
         'frame': f'{WIDTH}x{HEIGHT} rgb8 (solidWhiteRight.mp4 upscaled), array.array buffer',
         'model': Path(args.model).name, 'threads': args.threads,
@@ -463,7 +464,7 @@ def write_docs(path: Path, section: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``python -m segformer_ros.tools.bench``."""
+    """Entry point of ``python -m benchmarks.bench``."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--frames', type=int, default=30, help='frames to time (default 30)')
     parser.add_argument('--naive-frames', type=int, default=10,

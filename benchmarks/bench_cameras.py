@@ -20,9 +20,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..stats import percentiles
-from .processes import (REPO_ROOT, RosProcess, confine_this_process, loopback_env,
-                        node_command, params_file, pick_domain_id)
+from segformer_ros.stats import percentiles
+from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process, loopback_env,
+                                  node_command, params_file, pick_domain_id)
 
 SHARED = REPO_ROOT.parent / 'shared'
 DEEPLAB = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
@@ -60,7 +60,7 @@ def export_dynamic_segformer(out: Path, size: int) -> Optional[Path]:
         from transformers import SegformerConfig, SegformerForSemanticSegmentation
     except ImportError:
         return None
-    from .export import main as export_main
+    from segformer_ros.tools.export import main as export_main
 
     checkpoint = out / 'segformer_b0_random_checkpoint'
     torch.manual_seed(0)
@@ -74,7 +74,7 @@ def export_dynamic_segformer(out: Path, size: int) -> Optional[Path]:
 def _frames(count: int, width: int, height: int) -> List[np.ndarray]:
     import cv2
 
-    from ..frame_sources import iter_frames
+    from segformer_ros.frame_sources import iter_frames
 
     frames = []
     for index, frame in iter_frames(str(VIDEO), max_frames=60):
@@ -256,7 +256,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     (out / 'results.json').write_text(json.dumps(results, indent=2))
     if not args.quick and not args.no_write_docs:
         write_doc(results, args, 'make bench-cameras' if not argv else
-                  'python -m segformer_ros.tools.bench_cameras ' + ' '.join(argv))
+                  'python -m benchmarks.bench_cameras ' + ' '.join(argv))
     return 0
 
 

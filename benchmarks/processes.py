@@ -15,7 +15,7 @@ from typing import IO, Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # Distributions that ship Fast DDS 2.x, whose XML spells the writer-timing tags in

@@ -15,9 +15,10 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..stats import percentiles
-from .processes import (REPO_ROOT, RosProcess, confine_this_process, image_source_command,
-                        loopback_env, node_command, params_file, pick_domain_id)
+from segformer_ros.stats import percentiles
+from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process,
+                                  image_source_command, loopback_env, node_command, params_file,
+                                  pick_domain_id)
 
 SHARED = REPO_ROOT.parent / 'shared'
 DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from .recorder import OutputRecorder
+    from benchmarks.recorder import OutputRecorder
 
     for path, what in ((args.model, 'model'), (args.video, 'video')):
         if not Path(path).exists():

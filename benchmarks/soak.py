@@ -16,7 +16,7 @@ second. At the end it reports:
 It writes a JSON report to ``--out`` and appends a section to docs/reliability.md
 (``--doc``; ``--doc ''`` to skip). Exit code 0 when the run met its targets.
 
-Example: ``python -m segformer_ros.tools.soak --minutes 30 --rate 30``
+Example: ``python -m benchmarks.soak --minutes 30 --rate 30``
 """
 
 import argparse
@@ -33,9 +33,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..stats import percentiles
-from .processes import (REPO_ROOT, RosProcess, confine_this_process, image_source_command,
-                        loopback_env, node_command, params_file, pick_domain_id)
+from segformer_ros.stats import percentiles
+from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process,
+                                  image_source_command, loopback_env, node_command, params_file,
+                                  pick_domain_id)
 
 SHARED = REPO_ROOT.parent / 'shared'
 DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
@@ -117,8 +118,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from .recorder import OutputRecorder
-    from .spin import BackgroundSpin
+    from benchmarks.recorder import OutputRecorder
+    from segformer_ros.tools.spin import BackgroundSpin
 
     for path, what in ((args.model, 'model'), (args.video, 'video')):
         if not Path(path).exists():
@@ -240,7 +241,7 @@ def _report(args: argparse.Namespace, samples: _Samples, recorder: Any, node: Ro
     shmem_growth = (_median_between(samples.shmem, duration_s - 60.0, duration_s + 1.0)
                     - _median_between(samples.shmem, warm, warm + 60.0))
     report: Dict[str, Any] = {
-        'command': 'python -m segformer_ros.tools.soak ' + ' '.join(sys.argv[1:]),
+        'command': 'python -m benchmarks.soak ' + ' '.join(sys.argv[1:]),
         'started': datetime.datetime.now().isoformat(timespec='seconds'),
         'host': f'{platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or "?"})',
         'minutes': round(duration_s / 60.0, 2), 'camera_rate_hz': args.rate,
