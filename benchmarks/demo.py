@@ -1,7 +1,7 @@
 """`make demo`: the whole job on an embedded default, over real DDS, on this machine.
 
-Starts the segformer node (DeepLab Cityscapes preset, model from ../shared/models),
-plays ../shared/data/solidWhiteRight.mp4 as a camera through the image_source node,
+Starts the segformer node (DeepLab Cityscapes preset and model, bundled in assets/models),
+plays the bundled assets/data/solidWhiteRight.mp4 as a camera through the image_source node,
 records the overlays to an mp4 and the summaries to JSON lines, shows progress, and
 ends by itself with a short report (frames in/out, drops, fps, latency).
 """
@@ -20,9 +20,10 @@ from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process,
                                   image_source_command, loopback_env, node_command, params_file,
                                   pick_domain_id)
 
-SHARED = REPO_ROOT.parent / 'shared'
-DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+# The demo assets bundled with the repository (and installed with the package).
+DEFAULT_MODEL = (REPO_ROOT / 'assets' / 'models'
+                 / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx')
+DEFAULT_VIDEO = REPO_ROOT / 'assets' / 'data' / 'solidWhiteRight.mp4'
 DEFAULT_PRESET = REPO_ROOT / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
 
 
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     for path, what in ((args.model, 'model'), (args.video, 'video')):
         if not Path(path).exists():
-            raise SystemExit(f'demo: {what} {path} not found (expected ../shared beside the repo)')
+            raise SystemExit(f'demo: {what} {path} not found (the defaults are in assets/)')
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     domain = pick_domain_id()

@@ -112,12 +112,13 @@ def _param_literal(value: Any) -> str:
 class RosProcess:
     """A child process with its log in a file; stopped with SIGINT like Ctrl-C."""
 
-    def __init__(self, cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, cmd: Sequence[str], env: Mapping[str, str], log_path: Path,
+                 cwd: Optional[Path] = None) -> None:
         self.cmd = list(cmd)
         self.log_path = Path(log_path)
         self._log: IO[bytes] = open(self.log_path, 'wb')
         self.proc = subprocess.Popen(self.cmd, env=dict(env), stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=str(REPO_ROOT))
+                                     stderr=subprocess.STDOUT, cwd=str(cwd or REPO_ROOT))
 
     @property
     def pid(self) -> int:

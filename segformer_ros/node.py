@@ -135,6 +135,9 @@ class SegformerNode(LifecycleNode):
             self.get_logger().error(f'activate failed: {type(exc).__name__}: {exc}')
             self._stop_processing()
             return TransitionCallbackReturn.FAILURE
+        routes = [f'{c.subscription.topic_name} -> {c.mask_pub.topic_name}'
+                  for c in self._channels]  # resolved names: remaps and namespace applied
+        self.get_logger().info(f'active: segmenting {", ".join(routes)}')
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -164,17 +167,16 @@ class SegformerNode(LifecycleNode):
     # --------------------------------------------------------------- configure
     def _configure_resources(self) -> None:
         from .backends.factory import create_backend
+        from .default_model import with_default_model
         from .gpu_segmentation import select_pipeline
 
-        params = read_all(self)
+        params, default_model_warning = with_default_model(read_all(self))
+        if default_model_warning:
+            self.get_logger().warn(default_model_warning)
         config = pipeline_config_from_params(params)
         specs = channels_from_lists(params['cameras'], params['camera_topics'],
                                     params['camera_namespaces'], params['camera_transports'],
                                     params['input_transport'], params['camera_info_topics'])
-        if not params['model_path']:
-            raise SegformerRosError(
-                'model_path is empty: set it to an ONNX model (or a TensorRT .engine), e.g. '
-                '-p model_path:=/path/to/segformer.onnx or model_path in the params file')
         self._params = params
         # /diagnostics first: a TensorRT engine build can take minutes, and the timer (its
         # own callback group, another executor thread) reports its progress meanwhile.

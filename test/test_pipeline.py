@@ -1,6 +1,5 @@
 """SegmentationPipeline end to end: real ONNX Runtime DeepLab on a real frame, batching."""
 
-from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
@@ -11,9 +10,7 @@ from segformer_ros.config import ClassConfig, PipelineConfig, PostprocessConfig,
 from segformer_ros.errors import ConfigError
 from segformer_ros.pipeline import STAGES, SegmentationPipeline
 
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
-DEEPLAB = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+from shared_assets import BUNDLED_MODEL as DEEPLAB, BUNDLED_VIDEO as VIDEO  # noqa: E402
 
 
 class BrightnessBackend(Backend):
@@ -124,8 +121,6 @@ def test_logit_channels_must_match_classes():
 
 @pytest.fixture(scope='module')
 def deeplab():
-    if not DEEPLAB.exists():
-        pytest.skip(f'shared model missing: {DEEPLAB}')
     pytest.importorskip('onnxruntime')
     from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
     backend = OnnxRuntimeBackend(str(DEEPLAB), num_threads=2)
@@ -137,13 +132,10 @@ def deeplab():
 @pytest.fixture(scope='module')
 def road_frame():
     cv2 = pytest.importorskip('cv2')
-    if not VIDEO.exists():
-        pytest.skip(f'shared video missing: {VIDEO}')
     cap = cv2.VideoCapture(str(VIDEO))
     ok, bgr = cap.read()
     cap.release()
-    if not ok:
-        pytest.skip('cannot decode the shared video here')
+    assert ok, f'cannot decode the bundled video {VIDEO}'
     return bgr
 
 
@@ -191,8 +183,6 @@ def test_deeplab_rgb_letterbox_and_model_resolution(deeplab, road_frame):
 
 
 def test_bench_quick_smoke(tmp_path):
-    if not (DEEPLAB.exists() and VIDEO.exists()):
-        pytest.skip('shared model or video missing')
     import json
     from benchmarks import bench
     out = tmp_path / 'bench.json'
