@@ -1,6 +1,8 @@
 # segformer_ros developer / CI entry points.
 #   make setup      .venv/ (ROS 2 Kilted wheels from PyPI + deps) and a colcon
-#                   build of this package into .build/colcon/install
+#                   build of this package into .build/colcon/install; the console
+#                   scripts (segformer-ros-eval, image_source, ...) in .venv/bin.
+#                   EXPORT=1 adds torch/transformers for the export tool.
 #   make test       setup, then flake8 + pytest (what .ci/run runs)
 #   make lint       flake8 only
 #   make demo | bench | bench-ros | soak   (ARGS="..." passes arguments on)
@@ -27,8 +29,12 @@ ENV := source tools/ros_env.sh &&
 
 all: test
 
+# EXPORT=1: also torch + transformers for segformer-ros-export (opt-in, ~1.5 GB).
+EXPORT ?= 0
+
 setup:
-	PYTHON="$(PYTHON)" VENV="$(abspath $(VENV))" BUILD="$(abspath $(BUILD))" tools/setup.sh
+	PYTHON="$(PYTHON)" VENV="$(abspath $(VENV))" BUILD="$(abspath $(BUILD))" EXPORT="$(EXPORT)" \
+		tools/setup.sh
 
 test: setup
 	tools/run_tests.sh $(PYTEST_ARGS)

@@ -31,9 +31,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
-DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+BUNDLED_MODEL_FILE = 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+DEFAULT_MODEL = REPO / 'assets' / 'models' / BUNDLED_MODEL_FILE  # bundled
 DEFAULT_SEGFORMER = SHARED / 'models' / 'segformer_b0_random_1024.onnx'
-DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+DEFAULT_VIDEO = REPO / 'assets' / 'data' / 'solidWhiteRight.mp4'  # bundled
 DEFAULT_DOCS = REPO / 'docs' / 'benchmarks.md'
 SECTION = '## CPU pipeline (make bench)'
 HEIGHT, WIDTH = 1080, 1920

@@ -24,9 +24,9 @@ from segformer_ros.stats import percentiles
 from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process, loopback_env,
                                   node_command, params_file, pick_domain_id)
 
-SHARED = REPO_ROOT.parent / 'shared'
-DEEPLAB = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+BUNDLED_MODEL_FILE = 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+DEEPLAB = REPO_ROOT / 'assets' / 'models' / BUNDLED_MODEL_FILE  # bundled
+VIDEO = REPO_ROOT / 'assets' / 'data' / 'solidWhiteRight.mp4'  # bundled
 PRESETS = REPO_ROOT / 'config'
 DOC = REPO_ROOT / 'docs' / 'benchmarks.md'
 SECTION = '## Several cameras through one model (make bench-cameras)'

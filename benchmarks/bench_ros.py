@@ -33,9 +33,9 @@ import numpy as np
 from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process, loopback_env,
                                   node_command, params_file, pick_domain_id)
 
-SHARED = REPO_ROOT.parent / 'shared'
-DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+BUNDLED_MODEL_FILE = 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+DEFAULT_MODEL = REPO_ROOT / 'assets' / 'models' / BUNDLED_MODEL_FILE  # bundled
+DEFAULT_VIDEO = REPO_ROOT / 'assets' / 'data' / 'solidWhiteRight.mp4'  # bundled
 DEFAULT_PRESET = REPO_ROOT / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
 DOCS = REPO_ROOT / 'docs' / 'benchmarks.md'
 PLOT = REPO_ROOT / 'docs' / 'images' / 'bench_ros_latency.png'
@@ -717,8 +717,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the selected scenarios; return the report (also written as JSON)."""
     for path, what in ((args.model, 'model'), (args.video, 'video'), (args.params, 'params')):
         if not Path(path).exists():
-            raise SystemExit(f'bench_ros: {what} {path} not found (expected ../shared beside '
-                             f'the repo, or pass --{what})')
+            raise SystemExit(f'bench_ros: {what} {path} not found (pass --{what}; the '
+                             f'defaults are the bundled assets/)')
     scenarios = scenarios_for(args)
     load_before = load_average()
     started = datetime.datetime.now().astimezone()

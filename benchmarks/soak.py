@@ -38,9 +38,9 @@ from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process,
                                   image_source_command, loopback_env, node_command, params_file,
                                   pick_domain_id)
 
-SHARED = REPO_ROOT.parent / 'shared'
-DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+BUNDLED_MODEL_FILE = 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+DEFAULT_MODEL = REPO_ROOT / 'assets' / 'models' / BUNDLED_MODEL_FILE  # bundled
+DEFAULT_VIDEO = REPO_ROOT / 'assets' / 'data' / 'solidWhiteRight.mp4'  # bundled
 DEFAULT_PRESET = REPO_ROOT / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
 DEFAULT_DOC = REPO_ROOT / 'docs' / 'reliability.md'
 RSS_TARGET_MB = 5.0
@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     for path, what in ((args.model, 'model'), (args.video, 'video')):
         if not Path(path).exists():
-            raise SystemExit(f'soak: {what} {path} not found (expected ../shared beside the repo)')
+            raise SystemExit(f'soak: {what} {path} not found (the defaults are the bundled '
+                             f'assets/)')
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     out = Path(args.out) / stamp
     out.mkdir(parents=True, exist_ok=True)

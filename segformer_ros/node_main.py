@@ -23,8 +23,22 @@ def autostart(node: SegformerNode) -> bool:
     return True
 
 
+USAGE = """usage: segformer_node [--ros-args -p name:=value ... --params-file FILE -r from:=to]
+
+The segformer lifecycle node (also `ros2 run segformer_ros segformer_node`). It starts
+unconfigured; configure and activate it through its lifecycle services, or with
+-p autostart:=true, or use `ros2 launch segformer_ros segformer.launch.py`. With model_path
+empty it runs the bundled demo model. Parameters: README.md's table, config/*.yaml presets.
+"""
+
+
 def main(args: Optional[List[str]] = None) -> int:
     """Run the node until shutdown (SIGINT/SIGTERM or context shutdown)."""
+    argv = sys.argv[1:] if args is None else list(args)
+    user_args = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    if '-h' in user_args or '--help' in user_args:
+        print(USAGE, end='')
+        return 0
     # Before any image buffer exists: keep multi-MB buffers on mmap (see memory.py).
     pin_mmap_threshold()
     rclpy.init(args=args)

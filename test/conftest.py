@@ -123,7 +123,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
         terminalreporter.write_line('skip account: no test skipped')
         return
     by_count = sorted(_skips.items(), key=lambda item: (-len(item[1]), item[0]))
-    terminalreporter.write_line(f'skip account: {total} skipped: ' + '; '.join(
+    terminalreporter.write_line(f'skip account: {total} skipped: ' + ' | '.join(
         f'{len(tests)} x {reason}' for reason, tests in by_count))
     missing = _missing_asset_skips()
     if missing and _asset_guard_active():
