@@ -1,7 +1,8 @@
 """Start and stop the package's ROS processes on loopback-only DDS (demo, benchmarks, tests).
 
-Every process gets the Fast DDS loopback profile, LOCALHOST discovery and the domain id
-chosen by the caller, so runs never leave this host and never see each other.
+Every process gets the Fast DDS loopback profile (which alone sets the transports:
+ROS_AUTOMATIC_DISCOVERY_RANGE=SYSTEM_DEFAULT, see DISCOVERY_RANGE) and the domain id chosen
+by the caller, so runs never leave this host and never see each other.
 """
 
 import os
@@ -46,11 +47,19 @@ def pick_domain_id(offset: int = 0) -> int:
     return 1 + (os.getpid() * 7 + offset) % 100
 
 
+# SYSTEM_DEFAULT: rmw_fastrtps takes the transports from the profile as they are. With
+# LOCALHOST it adds a UDP transport of its own next to the profile's, and every process then
+# also binds a socket on 0.0.0.0 and one on the machine's address (measured with rclpy Kilted;
+# traffic still went to 127.0.0.1 only). The profile keeps discovery and data on lo / 127.0.0.1
+# (test_dds_profile.py checks the sockets a real process binds).
+DISCOVERY_RANGE = 'SYSTEM_DEFAULT'
+
+
 def loopback_env(domain_id: int, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """Environment for a child ROS process confined to loopback on ``domain_id``."""
     env = dict(os.environ if base is None else base)
     env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
-    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = DISCOVERY_RANGE
     env['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
     env['ROS_DOMAIN_ID'] = str(domain_id)
     env['PYTHONUNBUFFERED'] = '1'

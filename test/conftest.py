@@ -7,12 +7,12 @@ from typing import Any, Dict, Iterator, List
 import numpy as np
 import pytest
 
-from benchmarks.processes import fastdds_profile
+from benchmarks.processes import DISCOVERY_RANGE, fastdds_profile
 from shared_assets import (BUNDLED_MODEL, BUNDLED_VIDEO, MISSING_SHARED_ASSET, REPO,  # noqa: F401
                            SHARED, require_shared_asset)
 
 # Before anything imports rclpy: loopback-only Fast DDS and a domain of this process's own.
-os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = DISCOVERY_RANGE  # the profile decides
 os.environ['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
 os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))

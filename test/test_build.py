@@ -117,7 +117,7 @@ def test_summary_crosses_processes_over_dds():
     """A message published by another process arrives (typesupport libs found)."""
     for var in ('RMW_IMPLEMENTATION', 'FASTDDS_DEFAULT_PROFILES_FILE', 'ROS_DOMAIN_ID'):
         assert os.environ.get(var), f'{var} unset: run through tools/ros_env.sh'
-    assert os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') == 'LOCALHOST'
+    assert os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') == 'SYSTEM_DEFAULT'
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
