@@ -7,7 +7,8 @@
 #   make lint       flake8 only
 #   make demo | bench | bench-ros | soak   (ARGS="..." passes arguments on)
 #   make test-py310 | test-py312    same tests on another Python, if present
-#   make shell      a bash with tools/ros_env.sh sourced
+#   make shell      a bash with ~/.bashrc, then tools/ros_env.sh on top (tools/shell_rc.sh);
+#                   ROS_DOMAIN_ID=101 in every such shell (SHELL_DOMAIN=n to change)
 #   make clean      build outputs;  make distclean  also the venvs
 # Every ROS process started from here uses tools/ros_env.sh: Fast DDS on
 # loopback only (config/fastdds_loopback.xml) and its own ROS_DOMAIN_ID.
@@ -78,8 +79,13 @@ test-py310:
 test-py312:
 	tools/test_other_python.sh 3.12 $(PYTEST_ARGS)
 
+# One domain for every `make shell` (two terminals see each other), outside the tests'
+# 1..100; an explicit ROS_DOMAIN_ID in the environment of `make` wins.
+SHELL_DOMAIN ?= 101
+
 shell: setup
-	$(ENV) exec bash -i
+	export SEGFORMER_ROS_SHELL_DOMAIN="$${ROS_DOMAIN_ID:-$(SHELL_DOMAIN)}"; \
+		$(ENV) exec bash --rcfile tools/shell_rc.sh -i
 
 clean:
 	rm -rf $(BUILD) build install log .pytest_cache
