@@ -5,7 +5,8 @@
 #                   EXPORT=1 adds torch/transformers for the export tool.
 #   make test       setup, then flake8 + pytest (what .ci/run runs)
 #   make lint       flake8 only
-#   make demo | bench | bench-ros | soak   (ARGS="..." passes arguments on)
+#   make demo | bench | bench-ros | bench-cameras | soak   (ARGS="..." passes arguments on)
+#                   results go to out/<name>/; ARGS=--write-docs also updates docs/*.md
 #   make test-py310 | test-py312    same tests on another Python, if present
 #   make shell      a bash with ~/.bashrc, then tools/ros_env.sh on top (tools/shell_rc.sh);
 #                   ROS_DOMAIN_ID=101 in every such shell (SHELL_DOMAIN=n to change)
@@ -55,8 +56,8 @@ bench-ros: setup
 bench-cameras: setup
 	$(ENV) python -m benchmarks.bench_cameras $(ARGS)
 
-# 30 minutes camera -> node -> recorder (not part of `make test`); appends its numbers to
-# docs/reliability.md. Shorter: make soak ARGS="--minutes 10".
+# 30 minutes camera -> node -> recorder (not part of `make test`); writes out/soak/.
+# Shorter: make soak ARGS="--minutes 10"; ARGS="--write-docs" appends to docs/reliability.md.
 soak: setup
 	$(ENV) python -m benchmarks.soak $(ARGS)
 

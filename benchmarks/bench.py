@@ -473,8 +473,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--quick', action='store_true',
                         help='3 frames, synthetic logits: a smoke test')
     parser.add_argument('--json', type=Path, help='write the result as JSON here')
+    parser.add_argument('--out', type=Path, default=REPO / 'out' / 'bench',
+                        help='writes bench.json and bench.md (the docs section) here')
+    parser.add_argument('--write-docs', action='store_true',
+                        help='also replace the CPU section of docs/benchmarks.md')
     parser.add_argument('--no-write-docs', action='store_true',
-                        help='do not update docs/benchmarks.md')
+                        help=argparse.SUPPRESS)  # the default now; kept for old scripts
     parser.add_argument('--docs', type=Path, default=DEFAULT_DOCS, help=argparse.SUPPRESS)
     parser.add_argument('--model', type=Path, default=DEFAULT_MODEL)
     parser.add_argument('--segformer', type=Path, default=DEFAULT_SEGFORMER)
@@ -494,10 +498,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f'{result["targets"]}')
     print(f'fast {ev["fast"]["median_ms"]:.2f} ms vs exact {ev["exact"]["median_ms"]:.2f} ms;'
           f' agreement {100 * ev["agreement_fast_vs_exact"]:.2f}%')
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + '\n')
-    if not args.no_write_docs:
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in (args.json, args.out / 'bench.json'):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=2) + '\n')
+    (args.out / 'bench.md').write_text(markdown(result))
+    print(f'wrote {args.out}/bench.json and bench.md')
+    if args.write_docs and not args.no_write_docs:
         write_docs(args.docs, markdown(result))
         print(f'updated {args.docs}')
     return 0

@@ -46,7 +46,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help='input size of the exported dynamic-batch SegFormer-B0')
     p.add_argument('--out', default=str(REPO_ROOT / 'out' / 'bench_cameras'))
     p.add_argument('--quick', action='store_true', help='smoke mode: short runs, no docs')
-    p.add_argument('--no-write-docs', action='store_true')
+    p.add_argument('--write-docs', action='store_true',
+                   help='also replace its section of docs/benchmarks.md (default: only --out)')
+    p.add_argument('--no-write-docs', action='store_true',
+                   help=argparse.SUPPRESS)  # the default now; kept for old scripts
     return p.parse_args(argv)
 
 
@@ -254,7 +257,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f'{r["latency_ms_p50_worst"]:7.1f} ms  p95 '
                       f'{r["latency_ms_p95_worst"]:7.1f} ms', flush=True)
     (out / 'results.json').write_text(json.dumps(results, indent=2))
-    if not args.quick and not args.no_write_docs:
+    if args.write_docs and not args.quick and not args.no_write_docs:
         write_doc(results, args, 'make bench-cameras' if not argv else
                   'python -m benchmarks.bench_cameras ' + ' '.join(argv))
     return 0

@@ -74,8 +74,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    '360 with --quick)')
     p.add_argument('--quick', action='store_true',
                    help='smoke mode: short scenarios, small frames, no docs written')
+    p.add_argument('--write-docs', action='store_true',
+                   help='also replace the section of docs/benchmarks.md and its plot in '
+                        'docs/images (default: only --out)')
     p.add_argument('--no-write-docs', action='store_true',
-                   help='do not touch docs/benchmarks.md or docs/images')
+                   help=argparse.SUPPRESS)  # the default now; kept for old scripts
     p.add_argument('--scenarios', default='transport,mask_only,full,flood',
                    help='comma-separated subset of transport,mask_only,full,flood')
     p.add_argument('--model', default=str(DEFAULT_MODEL), help='ONNX model (or engine)')
@@ -92,7 +95,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args.height = args.height or (360 if args.quick else 1080)
     args.settle_s = 0.5 if args.quick else 2.0
     args.window_s = 1.0 if args.quick else 5.0
-    args.write_docs = not (args.quick or args.no_write_docs)
+    args.write_docs = args.write_docs and not (args.quick or args.no_write_docs)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.duration <= args.settle_s or args.rate <= 0 or args.flood_rate <= 0:
         p.error(f'expected --duration > {args.settle_s} s and positive rates, got '

@@ -59,10 +59,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help='minutes before the RSS baseline is taken')
     p.add_argument('--window-min', type=float, default=5.0, help='latency window length')
     p.add_argument('--out', default=str(REPO_ROOT / 'out' / 'soak'), help='output folder')
-    p.add_argument('--doc', default=str(DEFAULT_DOC),
-                   help="markdown file the results are appended to ('' = none)")
+    p.add_argument('--doc', default='',
+                   help="markdown file the results are appended to (default: none; "
+                        "--write-docs = docs/reliability.md)")
+    p.add_argument('--write-docs', action='store_true',
+                   help='append the results to docs/reliability.md')
     p.add_argument('--startup-timeout', type=float, default=120.0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.write_docs and not args.doc:
+        args.doc = str(DEFAULT_DOC)
+    return args
 
 
 def _proc_mem_mb(pid: int) -> Dict[str, float]:

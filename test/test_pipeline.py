@@ -188,7 +188,15 @@ def test_bench_quick_smoke(tmp_path):
     out = tmp_path / 'bench.json'
     docs = tmp_path / 'benchmarks.md'
     docs.write_text('# Benchmarks\n\n## GPU (other section)\n\nkeep me\n')
-    assert bench.main(['--quick', '--json', str(out), '--docs', str(docs)]) == 0
+    # Default: results to --out only; the tracked docs are left alone.
+    assert bench.main(['--quick', '--json', str(out), '--docs', str(docs),
+                       '--out', str(tmp_path / 'out')]) == 0
+    assert 'CPU pipeline' not in docs.read_text()
+    assert (tmp_path / 'out' / 'bench.json').is_file()
+    assert '## CPU pipeline (make bench)' in (tmp_path / 'out' / 'bench.md').read_text()
+    # --write-docs: the docs section is replaced.
+    assert bench.main(['--quick', '--json', str(out), '--docs', str(docs),
+                       '--out', str(tmp_path / 'out'), '--write-docs']) == 0
     result = json.loads(out.read_text())
     assert result['stages']['conversion']['ours']['n'] == 3
     assert result['mask_agreement_ours_vs_naive_ids'] > 0.97
