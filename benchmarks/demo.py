@@ -143,22 +143,29 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         if source is not None:
             source.stop()
         node_code = node.stop()
+        Path(overrides).unlink(missing_ok=True)   # the temporary params file: not an output
         writers.close()
         executor.shutdown()
         recorder.destroy_node()
         rclpy.try_shutdown()
     latency = recorder.latencies_s['mask']
     p50, p95 = percentiles(latency)
+    diag = recorder.diagnostics   # /diagnostics values arrive as strings
+    without_mask = recorder.counts['camera'] - recorder.counts['mask']
+    node_dropped = _number(diag.get('frames_dropped'))
     report = {
         'frames_published': recorder.counts['camera'],
         'masks': recorder.counts['mask'], 'overlays': recorder.counts['overlay'],
         'summaries': recorder.counts['summary'],
-        'frames_dropped': recorder.counts['camera'] - recorder.counts['mask'],
-        'node_dropped': recorder.diagnostics.get('frames_dropped'),
+        # Why frames_published > masks: see DROPS below (printed with the report).
+        'frames_without_mask': without_mask,
+        'frames_replaced_in_node': node_dropped,
+        'frames_lost_before_node': (None if node_dropped is None
+                                    else max(0, without_mask - int(node_dropped))),
         'output_fps': round(recorder.output_fps(), 2),
         'latency_ms_p50': round(p50 * 1e3, 1), 'latency_ms_p95': round(p95 * 1e3, 1),
-        'inference_ms_p50': recorder.diagnostics.get('inference_ms_p50'),
-        'stage_ms_p50': {k[:-len('_ms_p50')]: v for k, v in recorder.diagnostics.items()
+        'inference_ms_p50': _number(diag.get('inference_ms_p50')),
+        'stage_ms_p50': {k[:-len('_ms_p50')]: _number(v) for k, v in diag.items()
                          if k.endswith('_ms_p50')},
         'backend': recorder.diagnostics.get('backend'),
         'node_exit_code': node_code, 'seconds': round(time.monotonic() - t_start, 1),
@@ -169,6 +176,21 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return report
 
 
+DROPS = ('frames_without_mask = frames_published - masks. The node keeps only the newest '
+         'frame per camera while inference is busy (a slow model then skips frames instead '
+         'of falling behind): frames_replaced_in_node counts those (its /diagnostics '
+         'frames_dropped). frames_lost_before_node is the rest: best-effort frames lost '
+         'between the camera and the node, or still in flight when the clip ended.')
+
+
+def _number(value: Any) -> Optional[float]:
+    """Return a /diagnostics value (a string) as a number; None when absent or not numeric."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the demo and print the report."""
     args = parse_args(argv)
@@ -176,6 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print('demo report:')
     for key, value in report.items():
         print(f'  {key}: {value}')
+    print(f'  drops: {DROPS}')
     ok = report['masks'] > 0 and report['overlays'] > 0 and report['summaries'] > 0
     if not ok:
         print('demo: no output received; see the node log', file=sys.stderr)
