@@ -104,6 +104,22 @@ def test_video_overlays_without_labels(tmp_path, capsys):
     assert cv2.imread(str(out_dir / files[0])).shape == (540, 960, 3)
 
 
+def test_video_overlays_keep_the_source_frame_rate(tmp_path, capsys):
+    target = tmp_path / 'overlay.mp4'
+    rc = evaluate.main(['--params', 'deeplab_mobilenet_cityscapes', '--model', str(MODEL),
+                        '--video', str(VIDEO), '--max-frames', '3', '--overlays', str(target),
+                        '--json', '-', '--warmup', '0', '--quiet'])
+    assert rc == 0
+    source, written = cv2.VideoCapture(str(VIDEO)), cv2.VideoCapture(str(target))
+    try:
+        assert source.get(cv2.CAP_PROP_FPS) == 25.0
+        assert written.get(cv2.CAP_PROP_FPS) == source.get(cv2.CAP_PROP_FPS)
+        assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    finally:
+        source.release()
+        written.release()
+
+
 def test_folder_pairing_rules(tmp_path):
     images = tmp_path / 'images'
     labels = tmp_path / 'labels'
