@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     p50, p95 = percentiles(latency)
     diag = recorder.diagnostics   # /diagnostics values arrive as strings
     without_mask = recorder.counts['camera'] - recorder.counts['mask']
-    node_dropped = _number(diag.get('frames_dropped'))
+    dropped = _number(diag.get('frames_dropped'))
+    node_dropped = None if dropped is None else int(dropped)   # a count
     report = {
         'frames_published': recorder.counts['camera'],
         'masks': recorder.counts['mask'], 'overlays': recorder.counts['overlay'],
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         'frames_without_mask': without_mask,
         'frames_replaced_in_node': node_dropped,
         'frames_lost_before_node': (None if node_dropped is None
-                                    else max(0, without_mask - int(node_dropped))),
+                                    else max(0, without_mask - node_dropped)),
         'output_fps': round(recorder.output_fps(), 2),
         'latency_ms_p50': round(p50 * 1e3, 1), 'latency_ms_p95': round(p95 * 1e3, 1),
         'inference_ms_p50': _number(diag.get('inference_ms_p50')),
