@@ -42,3 +42,39 @@ def skip_unless_shared_asset(relative: str) -> pytest.MarkDecorator:
     """Mark form of :func:`require_shared_asset` (decided at collection)."""
     return pytest.mark.skipif(not shared_asset(relative).exists(),
                               reason=missing_shared_asset_reason(relative))
+
+
+# ---- the API of issue 12's tests (test_espnetv2, test_eval_cityscapes, test_nav2_contract)
+ESPNETV2 = shared_asset('models/espnetv2_cityscapes_512x1024_logits.onnx')
+DEEPLAB = BUNDLED_MODEL
+CITYSCAPES = shared_asset('data/cityscapes')
+
+
+def require(path: Path) -> Path:
+    """Return ``path`` (inside ../shared), or skip with a missing-asset reason conftest counts."""
+    if not path.exists():
+        try:
+            relative = str(path.relative_to(SHARED))
+        except ValueError:
+            relative = str(path)
+        pytest.skip(missing_shared_asset_reason(relative))
+    return path
+
+
+def espnetv2_model() -> Path:
+    """Return the trained ESPNetv2 Cityscapes logits model (MIT; ../shared only)."""
+    return require(ESPNETV2)
+
+
+def deeplab_model_path() -> Path:
+    """Return the DeepLab MobileNet-EdgeTPU Cityscapes id-map model: bundled, never skips."""
+    assert DEEPLAB.is_file(), f'bundled model {DEEPLAB} is missing from the checkout'
+    return DEEPLAB
+
+
+def cityscapes_root() -> Path:
+    """Return the three Cityscapes val frames with fine labels (tests/evaluation only)."""
+    root = require(CITYSCAPES)
+    require(root / 'leftImg8bit')
+    require(root / 'gtFine')
+    return root

@@ -18,6 +18,10 @@ from shared_assets import require_shared_asset
 def test_needs_an_extra_asset():
     require_shared_asset('models/not_there.onnx')
 
+def test_needs_an_extra_asset_by_path():
+    from shared_assets import SHARED, require
+    require(SHARED / 'models' / 'gone.onnx')
+
 @pytest.mark.skipif(True, reason='TensorRT is not installed here')
 def test_needs_tensorrt():
     pass
@@ -45,8 +49,9 @@ def test_account_lists_skips_by_reason(tmp_path) -> None:
     code, out = _run(tmp_path, SEGFORMER_ROS_SHARED=str(shared))
     assert code == 0, out
     (line,) = [ln for ln in out.splitlines() if ln.startswith('skip account:')]
-    assert line.startswith('skip account: 2 skipped: '), line
+    assert line.startswith('skip account: 3 skipped: '), line
     assert '1 x missing shared asset: models/not_there.onnx' in line
+    assert '1 x missing shared asset: models/gone.onnx' in line
     assert '1 x TensorRT is not installed here' in line
 
 
@@ -55,7 +60,7 @@ def test_ci_fails_on_a_missing_asset_skip_when_shared_exists(tmp_path) -> None:
     shared.mkdir()
     code, out = _run(tmp_path, CI='true', SEGFORMER_ROS_SHARED=str(shared))
     assert code == 1, out
-    assert 'FAILED (CI asset guard): 1 test(s) skipped for a missing asset' in out
+    assert 'FAILED (CI asset guard): 2 test(s) skipped for a missing asset' in out
     assert 'test_needs_an_extra_asset' in out
 
 
