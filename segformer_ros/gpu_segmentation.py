@@ -127,6 +127,19 @@ class GpuSegmentationPipeline:
         """Free the device and mapped buffers."""
         self._gpu.release()
 
+    def set_output_resolution(self, output_resolution: str) -> None:
+        """Publish at another size ('input', 'model' or 'WxH'): rebuilds the GPU pipeline.
+
+        Sizes are baked into the buffers and captured graphs; a change is rare (the
+        depth camera's first CameraInfo), so rebuilding once is the simple, safe way.
+        """
+        if output_resolution == self._config.postprocess.output_resolution:
+            return
+        self._config = replace(self._config, postprocess=replace(
+            self._config.postprocess, output_resolution=output_resolution))
+        self._gpu.release()
+        self._gpu = self._make(self._config, self._engine, device=self._device)
+
     def _follow_alpha(self, alpha: Optional[float]) -> None:
         # The blend is captured in a CUDA graph with its alpha: a new value rebuilds the
         # GPU pipeline once (rare: a person moving a slider), not every frame.

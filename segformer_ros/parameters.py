@@ -6,14 +6,15 @@ read-only flag), the tools read the same YAML presets through
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .config import (CHANNEL_ORDERS, ClassConfig, Normalization, OUTPUT_RESOLUTIONS,
+from .config import (CHANNEL_ORDERS, ClassConfig, Normalization,
                      PipelineConfig, PostprocessConfig, PreprocessConfig, SummaryConfig,
                      UPSAMPLE_MODES, DEFAULT_ROI_POLYGON)
 from .errors import ConfigError
 from .geometry import RESIZE_POLICIES
 from .labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, class_ids_for_names
+from .output_size import output_resolution_problem
 
 BACKENDS: Tuple[str, ...] = ('auto', 'tensorrt', 'onnxruntime')
 ORT_PROVIDERS: Tuple[str, ...] = ('cpu', 'cuda', 'tensorrt')
@@ -34,6 +35,8 @@ class ParamSpec:
     read_only: bool = False
     # True where the node applies a new value to the next frame without reconfiguring.
     dynamic: bool = False
+    # Returns why a value is not acceptable (None when it is), for checks beyond choices.
+    validator: Optional[Callable[[Any], Optional[str]]] = None
 
 
 _FLAT_PALETTE: List[int] = [v for rgb in CITYSCAPES_PALETTE for v in rgb]
@@ -85,11 +88,19 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('class_names', list(CITYSCAPES_CLASSES), 'Class names, index = class id.'),
     ParamSpec('class_colors', _FLAT_PALETTE, 'Overlay colours, 3 values (R, G, B) per class.'),
     ParamSpec('drivable_classes', ['road'], 'Classes (names or ids) counted as drivable.'),
+    ParamSpec('void_channels', 0, 'Logits models: trailing output channels after the classes '
+              'that mean void/background (ESPNetv2 Cityscapes: 1); pixels they win are 255 '
+              '(unlabeled), never a class.', min_value=0, max_value=254),
     # --- outputs
     ParamSpec('upsample_mode', 'fast', 'Logits models: fast (argmax, then nearest upsample) or '
               'exact (bilinear logits upsample, then argmax).', choices=UPSAMPLE_MODES),
-    ParamSpec('output_resolution', 'input', 'Publish at the input image resolution or at the '
-              'model resolution.', choices=OUTPUT_RESOLUTIONS),
+    ParamSpec('output_resolution', 'input', 'Mask and confidence size: input (the camera '
+              'image\'s), model (the model geometry without padding), or WIDTHxHEIGHT, e.g. '
+              '640x480 (same field of view, scaled).', validator=output_resolution_problem),
+    ParamSpec('match_camera_info', '', 'sensor_msgs/CameraInfo topic (e.g. the depth camera\'s) '
+              'whose width x height the mask and confidence are published at, overriding '
+              'output_resolution; frames wait for its first message. Empty = off. One camera '
+              'only.'),
     ParamSpec('overlay_alpha', 0.5, 'Weight of the class colour in the overlay.',
               min_value=0.0, max_value=1.0, dynamic=True),
     ParamSpec('roi_polygon', _FLAT_ROI, 'Region of interest for the summary: x0, y0, x1, y1, '
@@ -146,6 +157,10 @@ def check_value(name: str, value: Any) -> Optional[str]:
     p = spec(name)
     if p.choices is not None and value not in p.choices:
         return f'{name} must be one of {list(p.choices)}, got {value!r}'
+    if p.validator is not None:
+        problem = p.validator(value)
+        if problem:
+            return problem
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if p.min_value is not None and value < p.min_value:
             return f'{name} must be >= {p.min_value}, got {value}'
@@ -197,7 +212,8 @@ def pipeline_config_from_params(params: Mapping[str, Any]) -> PipelineConfig:
         preprocess=PreprocessConfig(p['resize_policy'], p['channel_order'], norm),
         postprocess=PostprocessConfig(p['upsample_mode'], p['output_resolution'],
                                       float(p['overlay_alpha'])),
-        classes=ClassConfig(names, colors, drivable),  # type: ignore[arg-type]
+        classes=ClassConfig(names, colors, drivable,  # type: ignore[arg-type]
+                            void_channels=int(p['void_channels'])),
         summary=SummaryConfig(polygon, int(p['free_space_bins'])),
         input_size=input_size,
     )

@@ -39,6 +39,7 @@ from ..config import PipelineConfig
 from ..errors import BackendError, ImageFormatError
 from ..geometry import ResizeGeometry, compute_geometry
 from ..labels import palette_lut
+from ..output_size import published_geometry
 from . import kernels as K
 from . import runtime as rt
 from .frame_ring import FrameRing, GpuTicket
@@ -231,10 +232,9 @@ class _Image:
         self.buffers: List[Any] = []
         in_h, in_w = int(s.input_shape[2]), int(s.input_shape[3])
         geo = compute_geometry(frame_h, frame_w, in_h, in_w, cfg.preprocess.resize_policy)
-        if cfg.postprocess.output_resolution == 'input':
-            out_h, out_w = frame_h, frame_w
-        else:
-            out_h, out_w = geo.content_height, geo.content_width
+        # The published mask's geometry ('input', 'model' or 'WxH'): the CPU path's own.
+        target = published_geometry(geo, cfg.postprocess.output_resolution)
+        out_h, out_w = target.frame_height, target.frame_width
         self.geometry, self.out_hw = geo, (out_h, out_w)
         step = frame_w * cn
         frame_bytes = frame_h * step
@@ -274,9 +274,6 @@ class _Image:
         self.roi_pixel_count = int(roi.sum())
         xtab, ytab = resize_tables(frame_w, frame_h, geo.content_width, geo.content_height)
         mh, mw = s.map_hw
-        target = geo if cfg.postprocess.output_resolution == 'input' else ResizeGeometry(
-            geo.content_height, geo.content_width, in_h, in_w, geo.content_top,
-            geo.content_left, geo.content_height, geo.content_width)
         # Sampling tables from the CPU path's own functions: identical indices and weights.
         sx, ox, sy, oy = target.frame_to_map(mh, mw)
         rows_n, cols_n = nearest_indices(target, mh, mw)
