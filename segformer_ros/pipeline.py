@@ -66,9 +66,9 @@ class SegmentationPipeline:
                 and info.num_classes != num_classes + void):
             raise ConfigError(
                 f'model outputs {info.num_classes} logits channels but {num_classes} class '
-                f'names and {void} void channels are configured; set class_names to the '
+                f'names are configured (plus {void} void_channels); set class_names to the '
                 f'model\'s classes and void_channels to its trailing void/background '
-                f'channels (they must add up to {info.num_classes})')
+                f'channels: together they must make {info.num_classes}')
         self._backend = backend
         self._config = config
         self._input_hw = (int(h), int(w))
