@@ -21,7 +21,7 @@ JSON_FALLBACK_OUTPUT = 'label_info_json'
 
 
 def label_info_type() -> Optional[Any]:
-    """vision_msgs.msg.LabelInfo, or None when vision_msgs is not installed."""
+    """Return vision_msgs.msg.LabelInfo, or None when vision_msgs is not installed."""
     try:
         from vision_msgs.msg import LabelInfo
     except ImportError:
@@ -30,7 +30,7 @@ def label_info_type() -> Optional[Any]:
 
 
 def missing_vision_msgs_hint(real_topic: str, json_topic: str) -> str:
-    """The one log line saying what the fallback is and what to install."""
+    """Return the one log line saying what the fallback is and what to install."""
     return (f'vision_msgs is not importable: the label set goes out as JSON (std_msgs/String) '
             f'on {json_topic}, not as vision_msgs/LabelInfo on {real_topic}; install '
             f'ros-$ROS_DISTRO-vision-msgs (rosdep key vision_msgs) for Nav2\'s '
@@ -55,5 +55,5 @@ def label_info_message(names: Sequence[str], header: Header, threshold: float = 
 
 def label_info_json_message(names: Sequence[str], colors: Sequence[Sequence[int]],
                             drivable_ids: Sequence[int]) -> String:
-    """The JSON fallback: LabelInfo's fields plus colours, drivable ids and 255 = unlabeled."""
+    """Build the JSON fallback: LabelInfo's fields, colours, drivable ids, 255 = unlabeled."""
     return String(data=json.dumps(label_info(names, colors, drivable_ids)))

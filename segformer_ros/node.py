@@ -263,7 +263,7 @@ class SegformerNode(LifecycleNode):
                                          LATCHED_QOS)
         topic = ch.spec.output_topic(JSON_FALLBACK_OUTPUT)
         if ch is self._channels[0]:
-            self.get_logger().warn(missing_vision_msgs_hint(
+            self.get_logger().warning(missing_vision_msgs_hint(
                 ch.spec.output_topic(LABEL_INFO_OUTPUT), topic))
         pub = self.create_publisher(String, topic, LATCHED_QOS)
         pub.publish(label_info_json_message(config.classes.names, config.classes.colors,
@@ -423,8 +423,8 @@ class SegformerNode(LifecycleNode):
             # A mask of another size is useless to a planner pairing it pixel for pixel
             # with the depth cloud: publish nothing until the size is known.
             if self._log_limiter.allow('match_camera_info:wait'):
-                self.get_logger().warn(f'match_camera_info: no CameraInfo on {topic} yet; '
-                                       f'frames are dropped until its size is known')
+                self.get_logger().warning(f'match_camera_info: no CameraInfo on {topic} yet; '
+                                          f'frames are dropped until its size is known')
             return False
         pipeline.set_output_resolution(size_text(*size))
         return True

@@ -53,7 +53,7 @@ def output_resolution_problem(value: object) -> Optional[str]:
 
 
 def size_text(width: int, height: int) -> str:
-    """The output_resolution string of an explicit size (``'640x480'``)."""
+    """Return the output_resolution string of an explicit size (``'640x480'``)."""
     return f'{int(width)}x{int(height)}'
 
 

@@ -19,17 +19,17 @@ def require(path: Path) -> Path:
 
 
 def espnetv2_model() -> Path:
-    """The trained ESPNetv2 Cityscapes logits model (MIT)."""
+    """Return the trained ESPNetv2 Cityscapes logits model (MIT)."""
     return require(ESPNETV2)
 
 
 def deeplab_model_path() -> Path:
-    """The trained DeepLab MobileNet-EdgeTPU Cityscapes id-map model (Apache-2.0)."""
+    """Return the trained DeepLab MobileNet-EdgeTPU Cityscapes id-map model (Apache-2.0)."""
     return require(DEEPLAB)
 
 
 def cityscapes_root() -> Path:
-    """Three Cityscapes val frames with fine labels (tests and evaluation only)."""
+    """Return the three Cityscapes val frames with fine labels (tests/evaluation only)."""
     root = require(CITYSCAPES)
     require(root / 'leftImg8bit')
     require(root / 'gtFine')

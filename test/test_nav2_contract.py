@@ -52,7 +52,7 @@ def approximate_sets(masks: Sequence[Any], confidences: Sequence[Any], clouds: S
 
 
 def organized_cloud(width: int, height: int, stamp: int, frame_id: str) -> Any:
-    """A synthetic organized xyz cloud of the depth camera's size (a flat wall at 2 m)."""
+    """Build a synthetic organized xyz cloud of the depth camera's size (a wall at 2 m)."""
     from sensor_msgs.msg import PointCloud2, PointField
 
     msg = PointCloud2()
@@ -189,8 +189,8 @@ def test_approximate_sets_pairs_within_the_interval() -> None:
 
     def msg(t_ms: int) -> Any:
         sec, nsec = divmod(t_ms * 10**6, 10**9)
-        return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec,
-                                                                             nanosec=nsec)))
+        stamp = SimpleNamespace(sec=sec, nanosec=nsec)
+        return SimpleNamespace(header=SimpleNamespace(stamp=stamp))
 
     masks = [msg(0), msg(1000), msg(2000)]
     confs = [msg(0), msg(1050), msg(2300)]
