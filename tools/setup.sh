@@ -121,7 +121,9 @@ rc=0
 ) || rc=$?
 if (( rc )); then
   log "colcon build FAILED (exit $rc); end of the build log:"
-  tail -n 60 "$BUILD/colcon/log/latest_build/segformer_ros/stdout_stderr.log" >&2 || true
+  for pkg in vision_msgs segformer_ros; do
+    tail -n 60 "$BUILD/colcon/log/latest_build/$pkg/stdout_stderr.log" >&2 2>/dev/null || true
+  done
   exit "$rc"
 fi
 log "done: install tree $BUILD/colcon/install"
