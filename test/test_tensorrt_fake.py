@@ -18,7 +18,7 @@ from fakes.tensorrt import DYNAMIC_NO_PROFILE, install, make_tensorrt
 from tiny_models import logits_model
 
 from segformer_ros.backends import trt_compat
-from segformer_ros.backends.engine_cache import make_key, read_notes, read_sidecar
+from segformer_ros.backends.engine_cache import make_key, read_sidecar
 from segformer_ros.backends.tensorrt_backend import TensorRTBackend
 from segformer_ros.errors import BackendError
 
@@ -29,6 +29,12 @@ def ort_reference(model: Path, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
     session = ort.InferenceSession(str(model), providers=['CPUExecutionProvider'])
     return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def read_notes(engine: Path) -> dict:
+    """Return the ``note_*`` fields of an engine's JSON sidecar."""
+    meta = json.loads(Path(engine).with_suffix('.json').read_text())
+    return {k[5:]: v for k, v in meta.items() if k.startswith('note_')}
 
 
 def backend(model: Path, tmp_path: Path, logs: List[str], **options) -> TensorRTBackend:
