@@ -432,3 +432,25 @@ def test_sidecar_is_json_with_notes(tmp_path, monkeypatch):
     meta = json.loads(be.engine_path.with_suffix('.json').read_text())
     assert meta['sm_count'] == 16 and meta['note_precision'] == 'fp32'
     be.release()
+
+
+# ----------------------------------------------------------------- the acceptance suite itself
+def test_acceptance_suite_runs_on_the_fake(tmp_path):
+    """Run `make test-tensorrt`'s suite on the fake: each GPU-free case passes and is reported.
+
+    The robot runs the same file on real TensorRT.
+    """
+    import os
+    import subprocess
+    import sys
+    report = tmp_path / 'report.json'
+    env = dict(os.environ, TRT_ACCEPTANCE_ON_FAKE='1', TRT_ACCEPTANCE_REPORT=str(report))
+    proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                           '-m', 'tensorrt', str(REPO / 'test' / 'test_tensorrt_acceptance.py')],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    data = json.loads(report.read_text())
+    statuses = {c['case']: c['status'] for c in data['cases']}
+    assert len(statuses) >= 14 and set(statuses.values()) == {'passed'}
+    assert data['environment']['on_fake'] is True

@@ -614,4 +614,16 @@ def install(monkeypatch: Any, version: str = '10.3.0.30', gpus: int = 1,
     return trt, cuda
 
 
-__all__ = ['install', 'make_tensorrt', 'MAGIC', 'DYNAMIC_NO_PROFILE', 'Path']
+def install_globally(version: str = '10.3.0.30') -> Tuple[types.ModuleType, FakeCudaRuntime]:
+    """Install the fakes for a whole process (the acceptance suite's self-test)."""
+    class _Patch:
+        def setitem(self, mapping: Any, key: str, value: Any) -> None:
+            mapping[key] = value
+
+        def setattr(self, obj: Any, name: str, value: Any) -> None:
+            setattr(obj, name, value)
+
+    return install(_Patch(), version=version, batch_bug=False)
+
+
+__all__ = ['install_globally', 'install', 'make_tensorrt', 'MAGIC', 'DYNAMIC_NO_PROFILE', 'Path']
