@@ -52,7 +52,8 @@ class GpuSegmentationPipeline:
         elif hasattr(backend, 'session'):
             # A fixed batch dimension decides; a dynamic one takes one slot per camera.
             batch = info.max_batch or max(1, max_batch)
-            engine = OrtCudaInference(backend.session, config.input_size, batch=batch)
+            engine = OrtCudaInference(backend.session, config.input_size, batch=batch,
+                                      device=device)
         else:
             raise BackendError(f'{backend.name} backend cannot run on device buffers; use '
                                f'pipeline: cpu')
