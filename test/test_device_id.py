@@ -86,3 +86,17 @@ def test_ort_iobinding_names_the_pipeline_device():
     engine.infer_device(1000, 2000, 0)
     assert calls == [('in', 'cuda', 1), ('out', 'cuda', 1)]
     assert np.prod(engine.device_io_spec().input_shape) == 192
+
+
+def test_ort_cuda_bind_thread_without_cuda_python(monkeypatch):
+    """A cuda provider without cuda-python must not kill the node's inference thread."""
+    from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from segformer_ros.cuda import runtime as rt
+    from segformer_ros.errors import BackendError
+
+    def missing():
+        raise BackendError('expected cuda-python (cuda.bindings), got ImportError')
+
+    monkeypatch.setattr(rt, 'bindings', missing)
+    OnnxRuntimeBackend('m.onnx', provider='cuda', device_id=1).bind_thread()   # no raise
+    OnnxRuntimeBackend('m.onnx', provider='cpu').bind_thread()

@@ -133,7 +133,12 @@ class OnnxRuntimeBackend(Backend):
         """
         if self.provider != 'cpu':
             from ..cuda import runtime as rt
-            rt.set_device(self.device_id)
+            try:
+                rt.set_device(self.device_id)
+            except BackendError:
+                # No cuda-python: ORT selects its device itself, and without cuda-python
+                # no GPU pipeline runs on this thread either.
+                pass
 
     def describe(self) -> str:
         """E.g. ``onnxruntime 1.31.1 CPUExecutionProvider``."""
