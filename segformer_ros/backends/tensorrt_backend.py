@@ -173,7 +173,7 @@ class BuiltEngine:
 
 
 def network_profile(network: Any, input_hw: Optional[Sequence[int]]) -> ShapeProfile:
-    """Optimization profile of the parsed network's image input (empty when all dims fixed).
+    """Return the profile of the parsed network's image input (empty: all dims fixed).
 
     Read from ``network.get_input(0).shape`` (-1 = dynamic), so it works without the onnx
     package. Dynamic batch becomes 1 (node-built engines are batch 1: batch > 1 SegFormer
@@ -184,20 +184,45 @@ def network_profile(network: Any, input_hw: Optional[Sequence[int]]) -> ShapePro
         names = [network.get_input(i).name for i in range(int(network.num_inputs))]
         raise ModelError(f'expected one image input, got {names}')
     tensor = network.get_input(0)
-    dims = [int(d) for d in tensor.shape]
+    return profile_from_dims(str(tensor.name), [int(d) for d in tensor.shape], input_hw)
+
+
+def profile_from_dims(name: str, dims: Sequence[int],
+                      input_hw: Optional[Sequence[int]]) -> ShapeProfile:
+    """Return the profile of an input with these dims (-1 = dynamic): network_profile."""
     if all(d >= 0 for d in dims):
         return ()
     if len(dims) != 4:
-        raise ModelError(f'expected an NCHW input, got {tensor.name} with {len(dims)} dims')
+        raise ModelError(f'expected an NCHW input, got {name} with {len(dims)} dims')
     n, c, h, w = dims
     if h < 0 or w < 0:
         if not input_hw:
-            raise BackendError(f'the ONNX input {tensor.name} {tuple(dims)} has dynamic H/W; '
+            raise BackendError(f'the ONNX input {name} {tuple(dims)} has dynamic H/W; '
                                f'set input_height and input_width (CLI: --shapes '
-                               f'{tensor.name}:1x3xHxW)')
+                               f'{name}:1x3xHxW)')
         h, w = int(input_hw[0]), int(input_hw[1])
     shape = (n if n > 0 else 1, c if c > 0 else 3, h, w)
-    return ((str(tensor.name), shape, shape, shape),)
+    return ((name, shape, shape, shape),)
+
+
+def onnx_profile(path: str, input_hw: Optional[Sequence[int]]) -> Optional[ShapeProfile]:
+    """Return the same profile from the ONNX header with the onnx package; None without it.
+
+    Cheap (no TensorRT builder), so a cached engine's key costs no parse; without onnx
+    (a robot usually lacks it) :func:`inspect_onnx` asks TensorRT's parser instead.
+    """
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(path, load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        return None   # TensorRT's parser says what is wrong
+    dims = [d.dim_value if d.dim_value > 0 else -1
+            for d in inputs[0].type.tensor_type.shape.dim]
+    return profile_from_dims(inputs[0].name, dims, input_hw)
 
 
 def _parse(trt: Any, builder: Any, logger: Any, onnx_path: str,
@@ -289,11 +314,11 @@ def build_engine(trt: Any, onnx_path: str, precision: str, workspace_mb: int,
         if config.add_optimization_profile(opt) < 0:
             raise BackendError(f'TensorRT refused the optimization profile {profile}')
     plan = builder.build_serialized_network(network, config)
-    if plan is None or not len(plan):
+    data = bytes(plan) if plan is not None else b''   # IHostMemory: buffer protocol
+    if not data:
         reason = '; '.join(getattr(logger, 'errors', [])) or 'see the TensorRT log above'
         raise BackendError(f"TensorRT failed to build an engine from '{onnx_path}' "
                            f'({precision}): {reason}; {_build_hint(reason)}')
-    data = bytes(plan)
     if cache is not None and timing_cache is not None:
         _save_timing_cache(config, timing_cache, log)
     return BuiltEngine(data, effective, note, tuple(profile))
@@ -397,7 +422,9 @@ class TensorRTBackend(Backend):
         return Path(self.model_path).suffix.lower() in ENGINE_SUFFIXES
 
     def _key(self, trt: Any, info: Any) -> EngineKey:
-        profile, _ = inspect_onnx(trt, self.model_path, self.input_hw)
+        profile = onnx_profile(self.model_path, self.input_hw)
+        if profile is None:
+            profile, _ = inspect_onnx(trt, self.model_path, self.input_hw)
         return key_for_device(self.model_path, trt.__version__, info, self.precision, profile)
 
     def _engine_bytes(self, trt: Any, info: Any) -> bytes:
@@ -509,7 +536,7 @@ class TensorRTBackend(Backend):
             self._check_accuracy(self.model_path)
         elif self._is_engine_file() and self.reference_onnx:
             self._check_accuracy(self.reference_onnx)
-        elif self._in_shape[0] > 1:
+        elif self._in_shape[0] > 1 and not read_notes(self.engine_path or Path()).get('checked'):
             self._log(f'WARNING: engine batch is {self._in_shape[0]} and its results were not '
                       f'checked here; TensorRT can silently mis-compute SegFormer at batch > 1 '
                       f'({BATCH_ISSUE}): prefer batch-1 engines or build with '
