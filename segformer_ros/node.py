@@ -202,7 +202,7 @@ class SegformerNode(LifecycleNode):
             rebuild_stale_engine=params['rebuild_stale_engine'],
             allow_engine_host_code=params['allow_engine_host_code'],
             workspace_mb=params['workspace_mb'], input_hw=config.input_size,
-            max_batch=max(1, len(specs)))
+            max_batch=max(1, len(specs)), device_id=params['device_id'])
         info = self._backend.configure()
         self._pipeline = select_pipeline(params['pipeline'], self._backend, config,
                                          params['onnxruntime_provider'],
@@ -323,6 +323,7 @@ class SegformerNode(LifecycleNode):
             stats.count_drop()
 
     def _worker_loop(self, slots: LatestFrameSlots) -> None:
+        self._backend.bind_thread()   # CUDA's current device is per thread (device_id)
         window_s = float(self._params.get('batch_window_ms', 5.0)) / 1e3
         while True:
             batch = slots.take_batch(window_s, timeout_s=0.5)

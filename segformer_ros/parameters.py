@@ -66,6 +66,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('workspace_mb', 1024, 'TensorRT builder workspace limit in MiB (cap it on Orin '
               'Nano).',
               min_value=16, max_value=65536),
+    ParamSpec('device_id', 0, 'CUDA device for TensorRT, the ONNX Runtime cuda/tensorrt '
+              'providers and the GPU pipeline.', min_value=0, max_value=63),
     ParamSpec('warmup_iterations', 2, 'Inferences on a dummy frame during configure.',
               min_value=0, max_value=100),
     # --- model input

@@ -111,9 +111,10 @@ class OrtCudaInference(DeviceInference):
 
     def __init__(self, session: Any, input_hw: Optional[Tuple[int, int]] = None,
                  same_stream: bool = False, output_name: Optional[str] = None,
-                 batch: int = 1) -> None:
+                 batch: int = 1, device: int = 0) -> None:
         self.session = session
         self.same_stream = same_stream
+        self.device = int(device)   # the pointers' GPU: IOBinding must name it (device_id)
         inp = session.get_inputs()[0]
         outs = session.get_outputs()
         out = outs[0] if output_name is None else next(o for o in outs if o.name == output_name)
@@ -154,9 +155,9 @@ class OrtCudaInference(DeviceInference):
         s = self._spec
         if self._binding is None or self._bound != (input_ptr, output_ptr):
             b = self.session.io_binding()
-            b.bind_input(s.input_name, 'cuda', 0, np.dtype(s.input_dtype), list(s.input_shape),
-                         input_ptr)
-            b.bind_output(s.output_name, 'cuda', 0, np.dtype(s.output_dtype),
+            b.bind_input(s.input_name, 'cuda', self.device, np.dtype(s.input_dtype),
+                         list(s.input_shape), input_ptr)
+            b.bind_output(s.output_name, 'cuda', self.device, np.dtype(s.output_dtype),
                           list(s.output_shape), output_ptr)
             self._binding, self._bound = b, (input_ptr, output_ptr)
         if not self.same_stream:
