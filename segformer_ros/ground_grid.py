@@ -57,7 +57,7 @@ _SUPPORTED_DISTORTION = ('', 'plumb_bob', 'rational_polynomial', 'equidistant')
 
 
 def rotation_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """Rotation of fixed-axis roll (x), pitch (y), yaw (z): Rz(yaw) Ry(pitch) Rx(roll) (tf2/URDF)."""
+    """Return the rotation Rz(yaw) Ry(pitch) Rx(roll) (fixed axes x, y, z, as tf2/URDF)."""
     cr, sr = math.cos(roll), math.sin(roll)
     cp, sp = math.cos(pitch), math.sin(pitch)
     cy, sy = math.cos(yaw), math.sin(yaw)
@@ -68,7 +68,7 @@ def rotation_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
 
 
 def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """Rotation matrix of a (normalized here) quaternion, as in geometry_msgs."""
+    """Return the rotation matrix of a quaternion (normalized here), as in geometry_msgs."""
     n = math.sqrt(x * x + y * y + z * z + w * w)
     if n == 0.0:
         raise ValueError('expected a non-zero quaternion, got (0, 0, 0, 0)')
@@ -110,7 +110,7 @@ class CameraPose:
         return cls.from_matrix(r, [round(float(v), decimals) for v in translation])
 
     def matrix(self) -> np.ndarray:
-        """The 3x3 rotation grid <- optical."""
+        """Return the 3x3 rotation grid <- optical."""
         return np.array(self.rotation, dtype=np.float64).reshape(3, 3)
 
 
@@ -135,7 +135,7 @@ class MountingPose:
     yaw: float = 0.0
 
     def camera_pose(self) -> CameraPose:
-        """The optical frame's pose in the grid frame."""
+        """Return the optical frame's pose in the grid frame."""
         r = rotation_from_rpy(self.roll, self.pitch, self.yaw) @ BODY_FROM_OPTICAL
         return CameraPose.from_matrix(r, (self.x, self.y, self.z))
 
@@ -202,7 +202,7 @@ class CameraModel:
         return cls(int(mask_wh[0]), int(mask_wh[1]), tuple(k2), coeffs, model)
 
     def normalized_rays(self, u: np.ndarray, v: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Undistorted normalized coordinates (x/z, y/z) of image points (u, v)."""
+        """Return the undistorted normalized coordinates (x/z, y/z) of image points (u, v)."""
         k = np.array(self.k, dtype=np.float64).reshape(3, 3)
         if not self.distortion_model:
             yn = (v - k[1, 2]) / k[1, 1]
@@ -224,7 +224,7 @@ class CameraModel:
 
 def ground_points(camera: CameraModel, pose: CameraPose, u: np.ndarray,
                   v: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where the rays through image points (u, v) meet the ground plane z = 0.
+    """Return where the rays through image points (u, v) meet the ground plane z = 0.
 
     Returns ``(x, y, hits)``: grid-frame coordinates and whether the ray goes down to the
     ground in front of the camera (False above the horizon; x, y are then NaN).
@@ -243,7 +243,7 @@ def ground_points(camera: CameraModel, pose: CameraPose, u: np.ndarray,
 
 def cell_index(grid: GridSpec, pose: CameraPose, x: np.ndarray, y: np.ndarray,
                hits: np.ndarray) -> np.ndarray:
-    """Flat cell index (row-major) of ground points; -1 outside the grid or the range."""
+    """Return the flat cell index (row-major) of ground points; -1 outside grid or range."""
     tx, ty, _ = pose.translation
     with np.errstate(invalid='ignore'):
         j = np.floor((x - grid.origin_x) / grid.resolution)
@@ -326,7 +326,7 @@ class GroundProjection:
         return self.row0 >= self.shape[0]
 
     def boundary(self, mask: np.ndarray, drivable_lut: np.ndarray) -> np.ndarray:
-        """Per column, the free-space boundary row of a (H, W) uint8 class mask.
+        """Return per column the free-space boundary row of a (H, W) uint8 class mask.
 
         ``drivable_lut`` is a 256-entry uint8 table (1 = drivable), as :func:`drivable_lut`
         returns. Rows above ``row0`` cannot vote, so only ``mask[row0:]`` is read; a run
@@ -347,7 +347,7 @@ class GroundProjection:
         return banded_boundary(passable) + self._read_from
 
     def grid_from_boundary(self, boundary: np.ndarray) -> np.ndarray:
-        """The (height, width) int8 occupancy grid of one frame's per-column boundary."""
+        """Return the (height, width) int8 occupancy grid of one frame's per-column boundary."""
         b = np.asarray(boundary)
         if b.shape != (self.shape[1],):
             raise ImageFormatError(f'expected one boundary row per mask column '
@@ -361,12 +361,12 @@ class GroundProjection:
         return grid.reshape(self.grid.height, self.grid.width)
 
     def occupancy(self, mask: np.ndarray, drivable_lut: np.ndarray) -> np.ndarray:
-        """The (height, width) int8 occupancy grid of one class mask."""
+        """Return the (height, width) int8 occupancy grid of one class mask."""
         return self.grid_from_boundary(self.boundary(mask, drivable_lut))
 
 
 def banded_boundary(passable: np.ndarray, band: int = _BAND) -> np.ndarray:
-    """:func:`~segformer_ros.summary.free_space_boundary` of a (H, W) bool map, faster.
+    """Compute :func:`~segformer_ros.summary.free_space_boundary` of a (H, W) bool map, faster.
 
     The same result in two levels of the summary's own search: first over bands of
     ``band`` rows (a band continues the run when all its pixels are passable), then inside
@@ -386,7 +386,7 @@ def banded_boundary(passable: np.ndarray, band: int = _BAND) -> np.ndarray:
 
 
 def drivable_lut(drivable_ids: Sequence[int]) -> np.ndarray:
-    """The 256-entry uint8 table that marks drivable class ids with 1."""
+    """Return the 256-entry uint8 table that marks drivable class ids with 1."""
     lut = np.zeros(256, dtype=np.uint8)
     lut[[int(i) for i in drivable_ids if 0 <= int(i) < 256]] = 1
     return lut
@@ -396,7 +396,7 @@ def drivable_lut(drivable_ids: Sequence[int]) -> np.ndarray:
 def cached_projection(camera: CameraModel, pose: CameraPose, grid: GridSpec,
                       roi_polygon: Optional[Tuple[Tuple[float, float], ...]] = None
                       ) -> GroundProjection:
-    """The projection for these inputs, built on first use and then reused."""
+    """Return the projection for these inputs, built on first use and then reused."""
     return GroundProjection(camera, pose, grid, roi_polygon)
 
 

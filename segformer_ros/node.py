@@ -30,6 +30,7 @@ from .backends.base import Backend
 from .batching import LatestFrameSlots
 from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
+from .grid_output import drivable_grid_output
 from .labels import label_info
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params
@@ -74,6 +75,7 @@ class _Channel:
         self.camera_info_pub: Optional[Any] = None
         self.camera_info_sub: Optional[Any] = None
         self.latest_camera_info: Optional[CameraInfo] = None   # set by the executor thread
+        self.grid: Optional[Any] = None   # DrivableGridOutput (owns its lifecycle publisher)
 
     def lifecycle_publishers(self) -> List[Any]:
         """Return the publishers that follow the lifecycle (silent unless active)."""
@@ -211,6 +213,8 @@ class SegformerNode(LifecycleNode):
             if ch.spec.camera_info_topic:
                 ch.camera_info_pub = self.create_lifecycle_publisher(
                     CameraInfo, ch.spec.output_topic('camera_info'), OUTPUT_QOS)
+            ch.grid = drivable_grid_output(self, ch.spec, params, config, OUTPUT_QOS,
+                                           self._log_error)
             ch.label_info_pub = self.create_publisher(
                 String, ch.spec.output_topic('label_info'), LATCHED_QOS)
             ch.label_info_pub.publish(String(data=json.dumps(label_info(
@@ -227,6 +231,8 @@ class SegformerNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(pub)
             if ch.label_info_pub is not None:
                 self.destroy_publisher(ch.label_info_pub)
+            if ch.grid is not None:
+                ch.grid.release()
         self._channels = []
         with self._diag_lock:
             if self._diag_timer is not None:
@@ -355,6 +361,8 @@ class SegformerNode(LifecycleNode):
             if info is not None and ch.camera_info_pub is not None:
                 ch.camera_info_pub.publish(camera_info_message(
                     info, msg.header, result.mask.shape[1], result.mask.shape[0]))
+            if ch.grid is not None:   # CPU and GPU pipelines alike hand over a host mask
+                ch.grid.publish(result.mask, msg.header, info)
             if result.overlay is not None and ch.overlay_pub.get_subscription_count() > 0:
                 ch.overlay_pub.publish(image_message(
                     result.overlay, OVERLAY_ENCODINGS[result.overlay_channel_order], msg.header))

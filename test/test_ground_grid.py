@@ -244,7 +244,7 @@ _small_grid = GridSpec(resolution=0.25, width=60, height=50, origin_x=-5.0, orig
 
 def _reference(camera: CameraModel, pose: CameraPose, grid: GridSpec,
                boundary: np.ndarray) -> np.ndarray:
-    """The voting rule pixel by pixel: no table, no deduplication, no bands, no row0."""
+    """Apply the voting rule pixel by pixel: no table, no deduplication, no bands, no row0."""
     h, w = camera.height, camera.width
     out = np.full(grid.width * grid.height, UNKNOWN, np.int8)
     uu, vv = np.meshgrid(np.arange(w, dtype=float), np.arange(h, dtype=float))
