@@ -33,7 +33,7 @@ Conventions:
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -53,6 +53,7 @@ BODY_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0],
 
 _MAX_CELLS = 1 << 24
 _BAND = 16   # rows per band of the two-level boundary search
+_MAX_SUBSAMPLES = 32   # per pixel and axis
 _SUPPORTED_DISTORTION = ('', 'plumb_bob', 'rational_polynomial', 'equidistant')
 
 
@@ -255,18 +256,148 @@ def cell_index(grid: GridSpec, pose: CameraPose, x: np.ndarray, y: np.ndarray,
     return cells
 
 
+def _subsamples(camera: CameraModel, pose: CameraPose,
+                grid: GridSpec) -> Tuple[np.ndarray, np.ndarray]:
+    """Per image row, sub-samples per pixel (vertical, horizontal) for half-cell spacing.
+
+    The ground size of a pixel row is the largest distance, over the columns, between the
+    ground points of its top and bottom edges (vertical) or left and right edges
+    (horizontal); edges beyond the range, and rows wholly beyond it, do not count, and a
+    row holding the horizon counts up to the range circle.
+    """
+    h, w = camera.height, camera.width
+    step = grid.resolution / 2
+    reach = grid.max_range + grid.resolution
+    tx, ty, _ = pose.translation
+
+    def extents(a_uv: Tuple[np.ndarray, np.ndarray],
+                b_uv: Tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        ax, ay, a_hit = ground_points(camera, pose, *a_uv)
+        bx, by, b_hit = ground_points(camera, pose, *b_uv)
+        with np.errstate(invalid='ignore'):
+            da = np.where(a_hit, np.hypot(ax - tx, ay - ty), np.inf)
+            db = np.where(b_hit, np.hypot(bx - tx, by - ty), np.inf)
+            near = np.minimum(da, db)
+            length = np.where(np.isfinite(da) & np.isfinite(db), np.hypot(ax - bx, ay - by),
+                              reach - near)
+            length = np.where(near <= reach, np.minimum(length, 2 * reach), 0.0)
+        return np.nan_to_num(length, nan=0.0, posinf=0.0).max(axis=1)
+
+    cols = np.arange(w, dtype=np.float64)
+    rows = np.arange(h, dtype=np.float64)
+    vu, vv = np.meshgrid(cols, rows)
+    vertical = extents((vu, vv - 0.5), (vu, vv + 0.5))
+    hu, hv = np.meshgrid(cols, rows)
+    horizontal = extents((hu - 0.5, hv), (hu + 0.5, hv))
+    k_v = np.clip(np.ceil(vertical / step), 1, _MAX_SUBSAMPLES).astype(int)
+    k_h = np.clip(np.ceil(horizontal / step), 1, _MAX_SUBSAMPLES).astype(int)
+    return k_v, k_h
+
+
+def _row_groups(rows: np.ndarray, k_v: np.ndarray, k_h: np.ndarray,
+                width: int) -> Iterator[Tuple[np.ndarray, int, int]]:
+    """Split ``rows`` (kept in order; ``k_v``/``k_h`` aligned with them) into bounded runs.
+
+    Each run has one sub-sampling, so its sample points are built in one vectorized step.
+    """
+    budget = 1 << 22   # sample points per run
+    start, n = 0, len(rows)
+    while start < n:
+        kv, kh = int(k_v[start]), int(k_h[start])
+        per_row = max(1, width * kv * kh)
+        stop = start + 1
+        while (stop < n and int(k_v[stop]) == kv and int(k_h[stop]) == kh
+               and (stop - start + 1) * per_row <= budget):
+            stop += 1
+        yield rows[start:stop], kv, kh
+        start = stop
+
+
+def free_samples(camera: CameraModel, pose: CameraPose, grid: GridSpec,
+                 inside: Optional[np.ndarray] = None,
+                 k: Optional[Tuple[np.ndarray, np.ndarray]] = None
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (row, column, cell) of every pixel sub-sample that lands in the grid.
+
+    Rows come bottom-up. ``inside`` (H, W bool) drops pixels outside an ROI; ``k`` is the
+    per-row sub-sampling (:func:`_subsamples`, computed when not given).
+    """
+    h, w = camera.height, camera.width
+    k_v, k_h = _subsamples(camera, pose, grid) if k is None else k
+    cols_l, cells_l, rows_l = [], [], []
+    bottom_up = np.arange(h - 1, -1, -1)
+    for rows, kv, kh in _row_groups(bottom_up, k_v[bottom_up], k_h[bottom_up], w):
+        sub_u = (np.arange(kh) + 0.5) / kh - 0.5
+        sub_v = (np.arange(kv) + 0.5) / kv - 0.5
+        # (rows, kv, w, kh) sample points of the run's pixels
+        v = rows[:, None, None, None] + sub_v[None, :, None, None] + np.zeros((1, 1, w, kh))
+        u = np.arange(w)[None, None, :, None] + sub_u[None, None, None, :] + np.zeros_like(v)
+        cells = cell_index(grid, pose, *ground_points(camera, pose, u, v))
+        row_of = np.broadcast_to(rows[:, None, None, None], cells.shape)
+        col_of = np.broadcast_to(np.arange(w)[None, None, :, None], cells.shape)
+        ok = cells >= 0
+        if inside is not None:
+            ok &= inside[row_of, col_of]
+        cols_l.append(col_of[ok])
+        cells_l.append(cells[ok])
+        rows_l.append(row_of[ok])
+    empty = np.zeros(0, np.int64)
+    return (np.concatenate(rows_l) if rows_l else empty,
+            np.concatenate(cols_l) if cols_l else empty,
+            np.concatenate(cells_l) if cells_l else empty)
+
+
+def contact_samples(camera: CameraModel, pose: CameraPose, grid: GridSpec,
+                    inside: Optional[np.ndarray] = None, k_h: Optional[np.ndarray] = None
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (b, column, cell) of every sample of the bottom edges ``v = b - 0.5``, b >= 1.
+
+    Edge ``b`` is the bottom edge of pixel ``(b - 1, column)``: the ground contact of a
+    column whose drivable run starts at row ``b``.
+    """
+    h, w = camera.height, camera.width
+    if k_h is None:
+        k_h = _subsamples(camera, pose, grid)[1]
+    # Edge b lies between pixel rows b - 1 and b: sample it as finely as the finer one.
+    k_edge = np.maximum(k_h, np.append(k_h[1:], 1))
+    b_l, cols_l, cells_l = [], [], []
+    for edges, _, kh in _row_groups(np.arange(1, h + 1), np.ones(h, int), k_edge, w):
+        sub_u = (np.arange(kh) + 0.5) / kh - 0.5
+        v = edges[:, None, None] - 0.5 + np.zeros((1, w, kh))
+        u = np.arange(w)[None, :, None] + sub_u[None, None, :] + np.zeros_like(v)
+        cells = cell_index(grid, pose, *ground_points(camera, pose, u, v))
+        b_of = np.broadcast_to(edges[:, None, None], cells.shape)
+        col_of = np.broadcast_to(np.arange(w)[None, :, None], cells.shape)
+        ok = cells >= 0
+        if inside is not None:
+            ok &= inside[b_of - 1, col_of]
+        b_l.append(b_of[ok])
+        cols_l.append(col_of[ok])
+        cells_l.append(cells[ok])
+    empty = np.zeros(0, np.int64)
+    return (np.concatenate(b_l) if b_l else empty, np.concatenate(cols_l) if cols_l else empty,
+            np.concatenate(cells_l) if cells_l else empty)
+
+
 class GroundProjection:
     """The pixel-to-cell lookup tables of one (camera, pose, grid, ROI); immutable.
 
+    A pixel votes for every cell its ground footprint touches, not only for the cell of
+    its centre: far from the camera one pixel row spans several cells, and centre-only
+    votes would leave stripes of unknown cells between rows. Each pixel is sampled on a
+    ``k_v x k_h`` sub-grid whose ground spacing is at most half a cell (``k`` per image row,
+    from the ground size of that row's pixels, capped at :data:`_MAX_SUBSAMPLES`); the
+    boundary contact likewise along the blocked pixel's bottom edge.
+
     Tables:
 
-    * free entries, one per (column, cell) pair reached by some pixel centre of that
-      column: ``entry_cell``, ``entry_col`` and ``entry_row``, the lowest image row (the
-      nearest pixel) of that column in that cell. The drivable run of column ``c`` reaches
-      the cell iff ``entry_row >= boundary[c]``.
-    * ``contact``: (H + 1) x W flat cell index of the boundary contact for each possible
-      boundary row ``b`` (pixel row ``b - 1`` blocked, contact at ``v = b - 0.5``); -1 where
-      it misses the grid, and for ``b = 0`` (the run fills the column: no contact).
+    * free entries, one per (column, cell) pair: ``entry_cell``, ``entry_col`` and
+      ``entry_row``, the lowest image row (the nearest pixel) of that column touching that
+      cell, sorted by column. The drivable run of column ``c`` reaches the cell iff
+      ``entry_row >= boundary[c]``.
+    * contacts, one per (boundary row ``b``, column ``c``, cell), sorted by ``b * W + c``:
+      the cells touched by the bottom edge ``v = b - 0.5`` of pixel ``(b - 1, c)``, the
+      first blocked pixel of a column whose drivable run starts at row ``b``.
 
     Only rows from ``row0`` down can vote, so a frame looks at ``mask[row0:]`` only.
     """
@@ -281,37 +412,28 @@ class GroundProjection:
         self.shape = (h, w)
         inside = (None if roi_polygon is None
                   else roi_mask(tuple(roi_polygon), h, w).astype(bool))
-        cols = np.arange(w, dtype=np.float64)
+        k_v, k_h = _subsamples(camera, pose, grid)
+        n_cells = grid.width * grid.height
 
-        # Free entries: pixel centres, rows bottom-up so that the first occurrence of a
-        # (column, cell) key in a stable sort is its lowest row.
-        rows = np.arange(h - 1, -1, -1, dtype=np.float64)
-        uu, vv = np.meshgrid(cols, rows)
-        cells = cell_index(grid, pose, *ground_points(camera, pose, uu, vv))
-        if inside is not None:
-            cells[~inside[::-1]] = -1
-        ok = cells >= 0
-        col_of = np.broadcast_to(np.arange(w, dtype=np.int64), (h, w))[ok]
-        row_of = np.broadcast_to(np.arange(h - 1, -1, -1, dtype=np.int64)[:, None], (h, w))[ok]
-        keys = col_of * (grid.width * grid.height) + cells[ok]
-        _, first = np.unique(keys, return_index=True)   # stable: first = lowest row
-        self.entry_cell = cells[ok][first].astype(np.int32)
+        row_of, col_of, cell_of = free_samples(camera, pose, grid, inside, (k_v, k_h))
+        # Rows come bottom-up: the first occurrence of a (column, cell) key in the stable
+        # sort of np.unique is its lowest row.
+        _, first = np.unique(col_of * n_cells + cell_of, return_index=True)
+        self.entry_cell = cell_of[first].astype(np.int32)
         self.entry_col = col_of[first].astype(np.int32)
         self.entry_row = row_of[first].astype(np.int32)
-
-        # Boundary contacts: bottom edges of pixel rows, b = 1..H -> v = b - 0.5.
-        uu, vv = np.meshgrid(cols, np.arange(h + 1, dtype=np.float64) - 0.5)
-        contact = cell_index(grid, pose, *ground_points(camera, pose, uu, vv))
-        contact[0] = -1
-        if inside is not None:
-            contact[1:][~inside] = -1
-        self.contact = contact.astype(np.int32).ravel()
         # Entries are sorted by column: a frame spreads boundary[c] over them with np.repeat.
         self._entries_per_column = np.bincount(self.entry_col, minlength=w)
 
+        b_of, col_of, cells = contact_samples(camera, pose, grid, inside, k_h)
+        pairs = np.sort((b_of * w + col_of) * n_cells + cells)   # np.unique hashes: slower
+        unique_pairs = pairs[np.append(True, pairs[1:] != pairs[:-1])] if pairs.size else pairs
+        self.contact_key = (unique_pairs // n_cells).astype(np.int64)
+        self.contact_cell = (unique_pairs % n_cells).astype(np.int32)
+
         first_free = int(self.entry_row.min()) if self.entry_row.size else h
-        contact_rows = np.nonzero((contact >= 0).any(axis=1))[0]
-        first_contact_pixel = int(contact_rows[0]) - 1 if contact_rows.size else h
+        first_contact_pixel = (int(self.contact_key[0] // w) - 1 if self.contact_key.size
+                               else h)
         self.row0 = min(first_free, first_contact_pixel)
         # A frame reads whole bands of _BAND rows from the bottom, starting at or above
         # row0 (rows above row0 cannot vote, so reading a few more changes nothing).
@@ -356,8 +478,14 @@ class GroundProjection:
         if self.entry_cell.size:
             per_entry = np.repeat(b.astype(np.int32, copy=False), self._entries_per_column)
             grid[self.entry_cell[self.entry_row >= per_entry]] = FREE
-        contacts = self.contact[np.clip(b, 0, self.shape[0]) * self.shape[1] + self._columns]
-        grid[contacts[contacts >= 0]] = OCCUPIED
+        keys = np.clip(b, 0, self.shape[0]).astype(np.int64) * self.shape[1] + self._columns
+        lo = np.searchsorted(self.contact_key, keys, 'left')
+        hi = np.searchsorted(self.contact_key, keys, 'right')
+        counts = hi - lo
+        total = int(counts.sum())
+        if total:
+            starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+            grid[self.contact_cell[starts + np.arange(total)]] = OCCUPIED
         return grid.reshape(self.grid.height, self.grid.width)
 
     def occupancy(self, mask: np.ndarray, drivable_lut: np.ndarray) -> np.ndarray:

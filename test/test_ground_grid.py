@@ -1,7 +1,7 @@
 """The drivable grid's geometry against closed-form ground projection, and its properties."""
 
 import math
-from typing import Iterable, Set, Tuple
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from segformer_ros.errors import ConfigError, ImageFormatError
 from segformer_ros.ground_grid import (FREE, OCCUPIED, UNKNOWN, CameraModel, CameraPose,
                                        GridSpec, GroundProjection, MountingPose,
-                                       banded_boundary, cell_index, drivable_lut,
-                                       grid_settings_from_params, ground_points)
+                                       banded_boundary, contact_samples, drivable_lut,
+                                       free_samples, grid_settings_from_params,
+                                       ground_points)
 from segformer_ros.summary import free_space_boundary
 
 W, H = 320, 240
@@ -30,104 +31,109 @@ def _camera(w: int = W, h: int = H) -> CameraModel:
     return CameraModel(w, h, (FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0))
 
 
-def _closed_form(u: np.ndarray, v: np.ndarray, x0: float = 0.0, y0: float = 0.0,
-                 yaw: float = 0.0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ground point of image point (u, v) for a camera at height h pitched down by theta.
+def _image_coords(gx: np.ndarray, gy: np.ndarray, x0: float = 0.0, y0: float = 0.0,
+                  yaw: float = 0.0) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Project ground points to the image: camera at (x0, y0, h), pitched down by theta.
 
-    Forward distance h / tan(theta + atan((v - cy) / fy)); lateral (left) distance
-    -h * xn / (sin(theta) + yn cos(theta)); then yaw about the camera's foot and offset.
+    In the camera's yawed frame a ground point lies ``f`` ahead and ``l`` left; its optical
+    coordinates are x = -l, y = h cos(theta) - f sin(theta), z = f cos(theta) + h sin(theta).
+    Returns (u, v, in front, horizontal distance from the camera's foot).
     """
-    xn = (u - CX) / FX
-    yn = (v - CY) / FY
-    angle = PITCH + np.arctan(yn)
-    below = angle > 1e-9
+    dx, dy = gx - x0, gy - y0
+    f = math.cos(yaw) * dx + math.sin(yaw) * dy
+    left = -math.sin(yaw) * dx + math.cos(yaw) * dy
+    z = f * math.cos(PITCH) + HEIGHT * math.sin(PITCH)
     with np.errstate(divide='ignore', invalid='ignore'):
-        forward = np.where(below, HEIGHT / np.tan(angle), np.nan)
-        left = np.where(below, -HEIGHT * xn / (math.sin(PITCH) + yn * math.cos(PITCH)),
-                        np.nan)
-    x = x0 + math.cos(yaw) * forward - math.sin(yaw) * left
-    y = y0 + math.sin(yaw) * forward + math.cos(yaw) * left
-    in_range = below & (np.hypot(forward, left) <= GRID.max_range)
-    return x, y, in_range
+        u = CX + FX * (-left) / z
+        v = CY + FY * (HEIGHT * math.cos(PITCH) - f * math.sin(PITCH)) / z
+    return u, v, z > 1e-9, np.hypot(f, left)
 
 
-def _cells(x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> Set[int]:
-    j = np.floor((x[ok] - GRID.origin_x) / GRID.resolution).astype(int)
-    i = np.floor((y[ok] - GRID.origin_y) / GRID.resolution).astype(int)
-    inside = (j >= 0) & (j < GRID.width) & (i >= 0) & (i < GRID.height)
-    return set((i[inside] * GRID.width + j[inside]).tolist())
+def _cell_points(offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Points of every cell at fractional ``offsets`` (both axes): (cells, points) arrays."""
+    jj, ii = np.meshgrid(np.arange(GRID.width), np.arange(GRID.height))
+    a, b = np.meshgrid(offsets, offsets)
+    gx = GRID.origin_x + (jj.ravel()[:, None] + a.ravel()[None, :]) * GRID.resolution
+    gy = GRID.origin_y + (ii.ravel()[:, None] + b.ravel()[None, :]) * GRID.resolution
+    return gx, gy
 
 
-def _near_edge(x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> Set[int]:
-    """Cells next to a point that lies within 1e-6 m of a cell edge (either answer is right)."""
-    out: Set[int] = set()
-    for dx in (-1e-6, 1e-6):
-        for dy in (-1e-6, 1e-6):
-            out |= _cells(x + dx, y + dy, ok)
-    return out - (_cells(x, y, ok) & _cells(x + 1e-6, y + 1e-6, ok)
-                  & _cells(x - 1e-6, y - 1e-6, ok))
+def _footprint(v_top: float, pose: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+               ) -> Tuple[np.ndarray, np.ndarray]:
+    """Cells wholly inside / touching the ground footprint of image rows below ``v_top``.
+
+    The footprint: points that image inside the columns, between v_top and the bottom
+    edge, in front of the camera and within the range. ``must``: all 81 points of the cell
+    inside it; ``may``: some point inside it grown by a pixel and a cell.
+    """
+    u, v, front, dist = _image_coords(*_cell_points(np.linspace(0.0, 1.0, 9)), *pose)
+    with np.errstate(invalid='ignore'):
+        strict = ((u > -0.5) & (u < W - 0.5) & (v > v_top) & (v < H - 0.5) & front
+                  & (dist <= GRID.max_range))
+        loose = ((u > -1.5) & (u < W + 0.5) & (v > v_top - 1) & (v < H + 0.5) & front
+                 & (dist <= GRID.max_range + GRID.resolution))
+    return strict.all(axis=1), loose.any(axis=1)
 
 
-def _assert_same(actual: Iterable[int], expected: Set[int], ambiguous: Set[int]) -> None:
-    diff = set(actual) ^ expected
-    assert diff <= ambiguous, f'{len(diff - ambiguous)} cells differ, e.g. ' \
-                              f'{sorted(diff - ambiguous)[:5]}'
+def _contact_line(v_line: float, pose: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+    """Cells the contact line v = v_line crosses through the middle / at all."""
+    u, v, front, dist = _image_coords(*_cell_points(np.linspace(0.0, 1.0, 9)), *pose)
+    ui, vi, fi, di = _image_coords(*_cell_points(np.linspace(0.25, 0.75, 5)), *pose)
+    with np.errstate(invalid='ignore'):
+        must = ((vi.min(axis=1) < v_line) & (vi.max(axis=1) > v_line) & fi.all(axis=1)
+                & ((u > -0.5) & (u < W - 0.5) & (dist <= GRID.max_range)).all(axis=1))
+        near = front & (u > -1.5) & (u < W + 0.5) & (dist <= GRID.max_range + GRID.resolution)
+        may = ((np.where(near, v, np.inf).min(axis=1) <= v_line + 0.5)
+               & (np.where(near, v, -np.inf).max(axis=1) >= v_line - 0.5))
+    return must, may
 
 
-def _where(grid: np.ndarray, value: int) -> Set[int]:
-    return set(np.flatnonzero(grid.ravel() == value).tolist())
-
-
-def _pixel_centres(rows: range) -> Tuple[np.ndarray, np.ndarray]:
-    uu, vv = np.meshgrid(np.arange(W, dtype=float), np.asarray(list(rows), dtype=float))
-    return uu.ravel(), vv.ravel()
+def _check(actual: np.ndarray, must: np.ndarray, may: np.ndarray, what: str,
+           expect_some: bool = True) -> None:
+    actual = actual.ravel()
+    missing = np.flatnonzero(must & ~actual)
+    extra = np.flatnonzero(actual & ~may)
+    assert missing.size == 0, f'{missing.size} cells should be {what}, e.g. {missing[:5]}'
+    assert extra.size == 0, f'{extra.size} cells are {what} outside the footprint, ' \
+                            f'e.g. {extra[:5]}'
+    if expect_some:
+        assert must.sum() > 10, 'the case must have cells wholly inside'
 
 
 def test_all_drivable_image_frees_exactly_its_ground_footprint() -> None:
     pose = MountingPose(z=HEIGHT, pitch=PITCH).camera_pose()
     projection = GroundProjection(_camera(), pose, GRID)
     grid = projection.occupancy(np.full((H, W), ROAD, np.uint8), LUT)
-    u, v = _pixel_centres(range(H))
-    x, y, ok = _closed_form(u, v)
-    _assert_same(_where(grid, FREE), _cells(x, y, ok), _near_edge(x, y, ok))
-    assert not _where(grid, OCCUPIED)   # the run fills every column: no contact
-    # The horizon: rows above cy - fy tan(theta) see no ground and cost nothing to read.
-    horizon = CY - FY * math.tan(PITCH)
-    assert projection.row0 > horizon
-    # Cells behind the camera, beyond the range, or outside the field of view are unknown.
-    assert (grid[:, :5] == UNKNOWN).all()           # x < 0.5 m: below the lowest ray
-    jj, ii = np.meshgrid(np.arange(GRID.width), np.arange(GRID.height))
-    cx = GRID.origin_x + (jj + 0.5) * GRID.resolution
-    cy = GRID.origin_y + (ii + 0.5) * GRID.resolution
-    assert (grid[np.hypot(cx, cy) > GRID.max_range + 0.08] == UNKNOWN).all()
-    # Azimuth of a ground point: atan(|xn| / (cos(theta) - yn sin(theta))), widest at the
-    # bottom corners of the image.
-    yn_bottom = (H - 0.5 - CY) / FY
-    half_fov = math.atan(((W / 2) / FX) / (math.cos(PITCH) - yn_bottom * math.sin(PITCH)))
-    assert (grid[np.abs(np.arctan2(cy, cx)) > half_fov + 0.05] == UNKNOWN).all()
+    must, may = _footprint(-0.5)
+    _check(grid == FREE, must, may, 'free')
+    assert not (grid == OCCUPIED).any()   # the run fills every column: no contact
+    assert ((grid == UNKNOWN).ravel() == ~(grid == FREE).ravel()).all()
+    # Rows above the horizon (cy - fy tan(theta)) see no ground and are not even read.
+    assert projection.row0 > CY - FY * math.tan(PITCH)
+    # Far cells are free too: a pixel votes for every cell its footprint touches, so the
+    # rows' footprints leave no unknown stripes between them.
+    assert (grid[100, 150:195] == FREE).all()
 
 
-@pytest.mark.parametrize('row', [H - 1, 200, 150, 130])
+@pytest.mark.parametrize('row', [H - 1, 199, 149, 136])   # contact mid-cell
 def test_boundary_row_maps_to_its_closed_form_distance(row: int) -> None:
     pose = MountingPose(z=HEIGHT, pitch=PITCH).camera_pose()
     projection = GroundProjection(_camera(), pose, GRID)
     mask = np.full((H, W), WALL, np.uint8)
     mask[row:] = ROAD
     grid = projection.occupancy(mask, LUT)
-    # The wall's ground contact: the bottom edge of its lowest pixel, v = row - 0.5.
+    # The wall's ground contact: the bottom edge of its lowest pixel, v = row - 0.5, at
+    # distance h / tan(theta + atan((v - cy) / fy)) on the optical axis' column.
     edge = row - 0.5
     distance = HEIGHT / math.tan(PITCH + math.atan((edge - CY) / FY))
-    centre_cell = (int(math.floor((0.0 - GRID.origin_y) / GRID.resolution)) * GRID.width
-                   + int(math.floor(distance / GRID.resolution)))
-    assert grid.ravel()[centre_cell] == OCCUPIED
-    u = np.arange(W, dtype=float)
-    x, y, ok = _closed_form(u, np.full(W, edge))
-    occupied = _cells(x, y, ok)
-    _assert_same(_where(grid, OCCUPIED), occupied, _near_edge(x, y, ok))
-    uf, vf = _pixel_centres(range(row, H))
-    xf, yf, okf = _closed_form(uf, vf)
-    _assert_same(_where(grid, FREE), _cells(xf, yf, okf) - occupied,
-                 _near_edge(xf, yf, okf) | _near_edge(x, y, ok))
+    centre_cell = (int(math.floor((0.0 - GRID.origin_y) / GRID.resolution)),
+                   int(math.floor(distance / GRID.resolution)))
+    assert grid[centre_cell] == OCCUPIED
+    must_occ, may_occ = _contact_line(edge)
+    _check(grid == OCCUPIED, must_occ, may_occ, 'occupied')
+    must_free, may_free = _footprint(edge)
+    _check(grid == FREE, must_free & ~may_occ, may_free, 'free', expect_some=row < H - 1)
     # Nothing beyond the wall is known.
     assert (grid[:, int(distance / GRID.resolution) + 2:] == UNKNOWN).all()
 
@@ -137,18 +143,14 @@ def test_boundary_row_maps_to_its_closed_form_distance(row: int) -> None:
 def test_yaw_and_offsets_move_the_grid_as_expected(x0: float, y0: float, yaw: float) -> None:
     pose = MountingPose(x=x0, y=y0, z=HEIGHT, pitch=PITCH, yaw=yaw).camera_pose()
     projection = GroundProjection(_camera(), pose, GRID)
-    row = 160
+    row = 161   # with yaw 0 the contact line runs mid-cell
     mask = np.full((H, W), WALL, np.uint8)
     mask[row:] = ROAD
     grid = projection.occupancy(mask, LUT)
-    x, y, ok = _closed_form(np.arange(W, dtype=float), np.full(W, row - 0.5), x0, y0, yaw)
-    occupied = _cells(x, y, ok)
-    assert occupied, 'the test pose must see the contact line'
-    _assert_same(_where(grid, OCCUPIED), occupied, _near_edge(x, y, ok))
-    uf, vf = _pixel_centres(range(row, H))
-    xf, yf, okf = _closed_form(uf, vf, x0, y0, yaw)
-    _assert_same(_where(grid, FREE), _cells(xf, yf, okf) - occupied,
-                 _near_edge(xf, yf, okf) | _near_edge(x, y, ok))
+    must_occ, may_occ = _contact_line(row - 0.5, (x0, y0, yaw))
+    _check(grid == OCCUPIED, must_occ, may_occ, 'occupied')
+    must_free, may_free = _footprint(row - 0.5, (x0, y0, yaw))
+    _check(grid == FREE, must_free & ~may_occ, may_free, 'free')
 
 
 def test_roi_excludes_a_hood_without_blocking_the_road() -> None:
@@ -158,12 +160,16 @@ def test_roi_excludes_a_hood_without_blocking_the_road() -> None:
     mask[hood:] = WALL          # the vehicle's own hood, not drivable
     roi = ((0.0, 0.0), (1.0, 0.0), (1.0, (hood - 1) / (H - 1)), (0.0, (hood - 1) / (H - 1)))
     blocked = GroundProjection(_camera(), pose, GRID).occupancy(mask, LUT)
-    assert not _where(blocked, FREE), 'without the ROI the hood stops every column'
+    assert not (blocked == FREE).any(), 'without the ROI the hood stops every column'
     grid = GroundProjection(_camera(), pose, GRID, roi).occupancy(mask, LUT)
-    u, v = _pixel_centres(range(hood))
-    x, y, ok = _closed_form(u, v)
-    _assert_same(_where(grid, FREE), _cells(x, y, ok), _near_edge(x, y, ok))
-    assert not _where(grid, OCCUPIED)
+    must, may = _footprint(-0.5)
+    # Only rows above the hood vote: the footprint of rows < hood (v < hood - 0.5).
+    _, v, _, _ = _image_coords(*_cell_points(np.linspace(0.0, 1.0, 9)))
+    with np.errstate(invalid='ignore'):
+        above_hood_all = (v < hood - 0.5).all(axis=1)
+        above_hood_any = (v < hood + 0.5).any(axis=1)
+    _check(grid == FREE, must & above_hood_all, may & above_hood_any, 'free')
+    assert not (grid == OCCUPIED).any()
 
 
 def test_mask_must_match_the_table() -> None:
@@ -244,17 +250,12 @@ _small_grid = GridSpec(resolution=0.25, width=60, height=50, origin_x=-5.0, orig
 
 def _reference(camera: CameraModel, pose: CameraPose, grid: GridSpec,
                boundary: np.ndarray) -> np.ndarray:
-    """Apply the voting rule pixel by pixel: no table, no deduplication, no bands, no row0."""
-    h, w = camera.height, camera.width
+    """Apply the voting rule sample by sample: no tables, deduplication, bands or row0."""
     out = np.full(grid.width * grid.height, UNKNOWN, np.int8)
-    uu, vv = np.meshgrid(np.arange(w, dtype=float), np.arange(h, dtype=float))
-    cells = cell_index(grid, pose, *ground_points(camera, pose, uu, vv))
-    free = (vv >= boundary[None, :]) & (cells >= 0)
-    out[cells[free]] = FREE
-    contact_u = np.arange(w, dtype=float)[boundary > 0]
-    contact_v = boundary[boundary > 0] - 0.5
-    contact = cell_index(grid, pose, *ground_points(camera, pose, contact_u, contact_v))
-    out[contact[contact >= 0]] = OCCUPIED
+    rows, cols, cells = free_samples(camera, pose, grid)
+    out[cells[rows >= boundary[cols]]] = FREE
+    b, cols, cells = contact_samples(camera, pose, grid)
+    out[cells[b == boundary[cols]]] = OCCUPIED
     return out.reshape(grid.height, grid.width)
 
 
