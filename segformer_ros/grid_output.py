@@ -22,7 +22,7 @@ from std_msgs.msg import Header
 from .channels import ChannelSpec
 from .config import PipelineConfig
 from .errors import SegformerRosError
-from .ground_grid import (CameraModel, CameraPose, GridSettings, cached_projection,
+from .ground_grid import (CameraModel, CameraPose, GridSettings, GroundProjection,
                           drivable_lut, grid_settings_from_params)
 
 
@@ -91,6 +91,10 @@ class DrivableGridOutput:
         #: Frames computed and the seconds they took (tests and benchmarks read them).
         self.frames_computed = 0
         self.seconds = 0.0
+        # The lookup table of this camera, kept while its inputs stay the same (one per
+        # camera: a 1080p table holds some 25 MB).
+        self._projection: Optional[GroundProjection] = None
+        self._projection_key: Optional[tuple] = None
 
     def publish(self, mask: np.ndarray, header: Header, camera_info: Optional[Any]) -> None:
         """Compute and publish the grid of one frame's mask, if anyone subscribes."""
@@ -109,7 +113,11 @@ class DrivableGridOutput:
                 (int(camera_info.width), int(camera_info.height)),
                 (int(mask.shape[1]), int(mask.shape[0])))
             pose = self._pose(header.frame_id or camera_info.header.frame_id)
-            projection = cached_projection(camera, pose, self.settings.grid, self._roi)
+            key = (camera, pose)
+            if key != self._projection_key or self._projection is None:
+                self._projection = GroundProjection(camera, pose, self.settings.grid, self._roi)
+                self._projection_key = key
+            projection = self._projection
             grid = projection.occupancy(mask, self._lut)
         except SegformerRosError as exc:
             self._log_error(key, f'drivable_grid of camera {self._spec.name!r}: {exc}')
@@ -139,6 +147,7 @@ class DrivableGridOutput:
     def release(self) -> None:
         """Destroy the publisher and the TF listener."""
         self._node.destroy_lifecycle_publisher(self.publisher)
+        self._projection = self._projection_key = None
         if self._tf is not None:
             self._tf.release()
             self._tf = None

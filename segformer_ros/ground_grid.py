@@ -30,7 +30,6 @@ Conventions:
 * Mounting pose: see :class:`MountingPose` (REP-103 body axes; the optical frame follows).
 """
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple
@@ -523,14 +522,6 @@ def drivable_lut(drivable_ids: Sequence[int]) -> np.ndarray:
     lut = np.zeros(256, dtype=np.uint8)
     lut[[int(i) for i in drivable_ids if 0 <= int(i) < 256]] = 1
     return lut
-
-
-@functools.lru_cache(maxsize=4)
-def cached_projection(camera: CameraModel, pose: CameraPose, grid: GridSpec,
-                      roi_polygon: Optional[Tuple[Tuple[float, float], ...]] = None
-                      ) -> GroundProjection:
-    """Return the projection for these inputs, built on first use and then reused."""
-    return GroundProjection(camera, pose, grid, roi_polygon)
 
 
 @dataclass(frozen=True)
