@@ -21,10 +21,14 @@ Conventions:
   :data:`OCCUPIED` (100) for cells holding some column's boundary contact, :data:`UNKNOWN`
   (-1) elsewhere: beyond every column's boundary, outside the field of view, above the
   horizon, beyond ``max_range`` (horizontal distance from the point below the camera).
-* Voting rule: each column votes once for every cell its drivable run reaches and once for
-  the cell of its boundary contact. One occupied vote makes a cell 100 whatever the free
-  votes (an obstacle contact seen by any column blocks the cell: a planner must not be
-  sent through it); else one free vote makes it 0; no vote leaves it -1.
+* Voting rule: a column votes free once for every cell its drivable run reaches and
+  occupied once for every cell its boundary contact touches. One occupied vote makes a
+  cell 100 whatever the free votes (an obstacle contact seen by any column blocks the
+  cell: a planner must not be sent through it); else one free vote makes it 0; no vote
+  leaves it -1. Votes sample the ground at most half a cell apart: a pixel votes for the
+  cells its footprint touches (sub-sampled), and near the camera, where a cell spans
+  dozens of columns, only every few columns cast free votes (every column casts its
+  boundary vote), which can only leave a cell unknown that a skipped column alone saw.
 * ROI (optional): pixels outside the region are not looked at: they neither vote nor stop
   a column's run (a vehicle's hood excluded by the ROI does not block the road above it).
 * Mounting pose: see :class:`MountingPose` (REP-103 body axes; the optical frame follows).
@@ -53,6 +57,7 @@ BODY_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0],
 _MAX_CELLS = 1 << 24
 _BAND = 16   # rows per band of the two-level boundary search
 _MAX_SUBSAMPLES = 32   # per pixel and axis
+_MAX_COLUMN_STEP = 64
 _SUPPORTED_DISTORTION = ('', 'plumb_bob', 'rational_polynomial', 'equidistant')
 
 
@@ -256,8 +261,10 @@ def cell_index(grid: GridSpec, pose: CameraPose, x: np.ndarray, y: np.ndarray,
 
 
 def _subsamples(camera: CameraModel, pose: CameraPose,
-                grid: GridSpec) -> Tuple[np.ndarray, np.ndarray]:
-    """Per image row, sub-samples per pixel (vertical, horizontal) for half-cell spacing.
+                grid: GridSpec) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image row: sub-samples per pixel (vertical, horizontal) and the voting column step.
+
+    All three keep the ground spacing of free-vote samples at most half a cell.
 
     The ground size of a pixel row is the largest distance, over the columns, between the
     ground points of its top and bottom edges (vertical) or left and right edges
@@ -290,50 +297,62 @@ def _subsamples(camera: CameraModel, pose: CameraPose,
     horizontal = extents((hu - 0.5, hv), (hu + 0.5, hv))
     k_v = np.clip(np.ceil(vertical / step), 1, _MAX_SUBSAMPLES).astype(int)
     k_h = np.clip(np.ceil(horizontal / step), 1, _MAX_SUBSAMPLES).astype(int)
-    return k_v, k_h
+    # Near the camera a cell spans dozens of columns: every column_step-th column still
+    # puts voting samples at most half a cell apart (see GroundProjection).
+    with np.errstate(divide='ignore'):
+        column_step = np.where(horizontal > 0, np.floor(step / horizontal), 1.0)
+    column_step = np.clip(column_step, 1, _MAX_COLUMN_STEP).astype(int)
+    return k_v, k_h, column_step
 
 
-def _row_groups(rows: np.ndarray, k_v: np.ndarray, k_h: np.ndarray,
-                width: int) -> Iterator[Tuple[np.ndarray, int, int]]:
-    """Split ``rows`` (kept in order; ``k_v``/``k_h`` aligned with them) into bounded runs.
+def _row_groups(rows: np.ndarray, k_v: np.ndarray, k_h: np.ndarray, width: int,
+                column_step: Optional[np.ndarray] = None
+                ) -> Iterator[Tuple[np.ndarray, int, int, int]]:
+    """Split ``rows`` (kept in order; the arrays aligned with them) into bounded runs.
 
-    Each run has one sub-sampling, so its sample points are built in one vectorized step.
+    Each run has one sub-sampling and column step, so its sample points are built in one
+    vectorized step.
     """
     budget = 1 << 22   # sample points per run
+    steps = np.ones(len(rows), int) if column_step is None else column_step
     start, n = 0, len(rows)
     while start < n:
-        kv, kh = int(k_v[start]), int(k_h[start])
-        per_row = max(1, width * kv * kh)
+        kv, kh, cs = int(k_v[start]), int(k_h[start]), int(steps[start])
+        per_row = max(1, width * kv * kh // cs)
         stop = start + 1
         while (stop < n and int(k_v[stop]) == kv and int(k_h[stop]) == kh
-               and (stop - start + 1) * per_row <= budget):
+               and int(steps[stop]) == cs and (stop - start + 1) * per_row <= budget):
             stop += 1
-        yield rows[start:stop], kv, kh
+        yield rows[start:stop], kv, kh, cs
         start = stop
 
 
 def free_samples(camera: CameraModel, pose: CameraPose, grid: GridSpec,
                  inside: Optional[np.ndarray] = None,
-                 k: Optional[Tuple[np.ndarray, np.ndarray]] = None
+                 k: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (row, column, cell) of every pixel sub-sample that lands in the grid.
+    """Return (row, column, cell) of every free-vote sample that lands in the grid.
 
-    Rows come bottom-up. ``inside`` (H, W bool) drops pixels outside an ROI; ``k`` is the
-    per-row sub-sampling (:func:`_subsamples`, computed when not given).
+    Rows come bottom-up. In row ``r`` the voting columns are every ``column_step[r]``-th
+    one and the last. ``inside`` (H, W bool) drops pixels outside an ROI; ``k`` is
+    :func:`_subsamples`' result (computed when not given).
     """
     h, w = camera.height, camera.width
-    k_v, k_h = _subsamples(camera, pose, grid) if k is None else k
+    k_v, k_h, column_step = _subsamples(camera, pose, grid) if k is None else k
     cols_l, cells_l, rows_l = [], [], []
     bottom_up = np.arange(h - 1, -1, -1)
-    for rows, kv, kh in _row_groups(bottom_up, k_v[bottom_up], k_h[bottom_up], w):
+    for rows, kv, kh, cs in _row_groups(bottom_up, k_v[bottom_up], k_h[bottom_up], w,
+                                        column_step[bottom_up]):
+        voting = np.unique(np.append(np.arange(0, w, cs), w - 1))
         sub_u = (np.arange(kh) + 0.5) / kh - 0.5
         sub_v = (np.arange(kv) + 0.5) / kv - 0.5
-        # (rows, kv, w, kh) sample points of the run's pixels
-        v = rows[:, None, None, None] + sub_v[None, :, None, None] + np.zeros((1, 1, w, kh))
-        u = np.arange(w)[None, None, :, None] + sub_u[None, None, None, :] + np.zeros_like(v)
+        # (rows, kv, columns, kh) sample points of the run's voting pixels
+        v = (rows[:, None, None, None] + sub_v[None, :, None, None]
+             + np.zeros((1, 1, voting.size, kh)))
+        u = voting[None, None, :, None] + sub_u[None, None, None, :] + np.zeros_like(v)
         cells = cell_index(grid, pose, *ground_points(camera, pose, u, v))
         row_of = np.broadcast_to(rows[:, None, None, None], cells.shape)
-        col_of = np.broadcast_to(np.arange(w)[None, None, :, None], cells.shape)
+        col_of = np.broadcast_to(voting[None, None, :, None], cells.shape)
         ok = cells >= 0
         if inside is not None:
             ok &= inside[row_of, col_of]
@@ -360,7 +379,7 @@ def contact_samples(camera: CameraModel, pose: CameraPose, grid: GridSpec,
     # Edge b lies between pixel rows b - 1 and b: sample it as finely as the finer one.
     k_edge = np.maximum(k_h, np.append(k_h[1:], 1))
     b_l, cols_l, cells_l = [], [], []
-    for edges, _, kh in _row_groups(np.arange(1, h + 1), np.ones(h, int), k_edge, w):
+    for edges, _, kh, _ in _row_groups(np.arange(1, h + 1), np.ones(h, int), k_edge, w):
         sub_u = (np.arange(kh) + 0.5) / kh - 0.5
         v = edges[:, None, None] - 0.5 + np.zeros((1, w, kh))
         u = np.arange(w)[None, :, None] + sub_u[None, None, :] + np.zeros_like(v)
@@ -386,7 +405,10 @@ class GroundProjection:
     votes would leave stripes of unknown cells between rows. Each pixel is sampled on a
     ``k_v x k_h`` sub-grid whose ground spacing is at most half a cell (``k`` per image row,
     from the ground size of that row's pixels, capped at :data:`_MAX_SUBSAMPLES`); the
-    boundary contact likewise along the blocked pixel's bottom edge.
+    boundary contact likewise along the blocked pixel's bottom edge. Rows whose pixels are
+    much narrower than a cell cast free votes from every ``column_step``-th column only
+    (spacing still at most half a cell): the table, and a frame's work, shrink several
+    times near the camera.
 
     Tables:
 
@@ -411,10 +433,11 @@ class GroundProjection:
         self.shape = (h, w)
         inside = (None if roi_polygon is None
                   else roi_mask(tuple(roi_polygon), h, w).astype(bool))
-        k_v, k_h = _subsamples(camera, pose, grid)
+        k_v, k_h, column_step = _subsamples(camera, pose, grid)
         n_cells = grid.width * grid.height
 
-        row_of, col_of, cell_of = free_samples(camera, pose, grid, inside, (k_v, k_h))
+        row_of, col_of, cell_of = free_samples(camera, pose, grid, inside,
+                                               (k_v, k_h, column_step))
         # Rows come bottom-up: the first occurrence of a (column, cell) key in the stable
         # sort of np.unique is its lowest row.
         _, first = np.unique(col_of * n_cells + cell_of, return_index=True)
