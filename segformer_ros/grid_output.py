@@ -113,10 +113,10 @@ class DrivableGridOutput:
                 (int(camera_info.width), int(camera_info.height)),
                 (int(mask.shape[1]), int(mask.shape[0])))
             pose = self._pose(header.frame_id or camera_info.header.frame_id)
-            key = (camera, pose)
-            if key != self._projection_key or self._projection is None:
+            table_key = (camera, pose)
+            if table_key != self._projection_key or self._projection is None:
                 self._projection = GroundProjection(camera, pose, self.settings.grid, self._roi)
-                self._projection_key = key
+                self._projection_key = table_key
             projection = self._projection
             grid = projection.occupancy(mask, self._lut)
         except SegformerRosError as exc:
