@@ -11,7 +11,7 @@ from typing import List, Sequence
 from .errors import ConfigError
 
 OUTPUTS = ('mask', 'overlay', 'summary', 'confidence', 'label_info', 'camera_info',
-           'label_info_json')
+           'label_info_json', 'drivable_grid')
 
 
 @dataclass(frozen=True)

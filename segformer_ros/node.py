@@ -31,6 +31,7 @@ from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
 from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
                              label_info_message, label_info_type, missing_vision_msgs_hint)
+from .grid_output import drivable_grid_output
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params
 from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_message,
@@ -78,6 +79,7 @@ class _Channel:
         # vision_msgs/LabelInfo goes out once per configure, with the first frame's header
         # (the camera's frame_id); the JSON fallback at configure.
         self.label_info_sent = False
+        self.grid: Optional[Any] = None   # DrivableGridOutput (owns its lifecycle publisher)
 
     def lifecycle_publishers(self) -> List[Any]:
         """Return the publishers that follow the lifecycle (silent unless active)."""
@@ -222,6 +224,8 @@ class SegformerNode(LifecycleNode):
             if ch.spec.camera_info_topic:
                 ch.camera_info_pub = self.create_lifecycle_publisher(
                     CameraInfo, ch.spec.output_topic('camera_info'), OUTPUT_QOS)
+            ch.grid = drivable_grid_output(self, ch.spec, params, config, OUTPUT_QOS,
+                                           self._log_error)
             ch.label_info_pub = self._create_label_info_publisher(ch, config)
         self.get_logger().info(
             f'configured: {self._backend.describe()}, {type(self._pipeline).__name__}, '
@@ -235,6 +239,8 @@ class SegformerNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(pub)
             if ch.label_info_pub is not None:
                 self.destroy_publisher(ch.label_info_pub)
+            if ch.grid is not None:
+                ch.grid.release()
         self._channels = []
         with self._diag_lock:
             if self._diag_timer is not None:
@@ -392,6 +398,8 @@ class SegformerNode(LifecycleNode):
             if info is not None and ch.camera_info_pub is not None:
                 ch.camera_info_pub.publish(camera_info_message(
                     info, msg.header, result.mask.shape[1], result.mask.shape[0]))
+            if ch.grid is not None:   # CPU and GPU pipelines alike hand over a host mask
+                ch.grid.publish(result.mask, msg.header, info)
             if result.overlay is not None and ch.overlay_pub.get_subscription_count() > 0:
                 ch.overlay_pub.publish(image_message(
                     result.overlay, OVERLAY_ENCODINGS[result.overlay_channel_order], msg.header))

@@ -130,6 +130,35 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'model allows; 1 = never batch).', min_value=0, max_value=64),
     ParamSpec('batch_window_ms', 5.0, 'How long the first frame waits for the other cameras\' '
               'frames to share one inference.', min_value=0.0, max_value=200.0),
+    # --- drivable occupancy grid (segmentation/drivable_grid; needs camera_info_topics)
+    ParamSpec('grid_frame', 'base_link', 'Frame of the drivable grid; its ground plane is z = 0.'),
+    ParamSpec('grid_resolution', 0.1, 'Grid cell size in metres.', min_value=0.005,
+              max_value=10.0),
+    ParamSpec('grid_width', 200, 'Grid cells along x of grid_frame.', min_value=1,
+              max_value=4096),
+    ParamSpec('grid_height', 200, 'Grid cells along y of grid_frame.', min_value=1,
+              max_value=4096),
+    ParamSpec('grid_origin_x', 0.0, 'x of the grid\'s corner (cell 0, 0) in grid_frame, metres.',
+              min_value=-1e4, max_value=1e4),
+    ParamSpec('grid_origin_y', -10.0, 'y of the grid\'s corner (cell 0, 0) in grid_frame, '
+              'metres.', min_value=-1e4, max_value=1e4),
+    ParamSpec('grid_max_range', 20.0, 'Cells farther than this from the point below the camera '
+              'stay unknown (metres).', min_value=0.1, max_value=1e4),
+    ParamSpec('grid_camera_x', 0.0, 'Camera optical centre in grid_frame, metres.',
+              min_value=-1e4, max_value=1e4),
+    ParamSpec('grid_camera_y', 0.0, 'Camera optical centre in grid_frame, metres.',
+              min_value=-1e4, max_value=1e4),
+    ParamSpec('grid_camera_z', 0.0, 'Camera height above the ground in grid_frame (metres); '
+              '> 0 uses the grid_camera_* pose, 0 reads it from TF (image frame_id to '
+              'grid_frame).', min_value=0.0, max_value=1e3),
+    ParamSpec('grid_camera_roll', 0.0, 'Camera roll (rad) of its REP-103 body frame (x forward, '
+              'y left, z up); the optical frame follows.', min_value=-7.0, max_value=7.0),
+    ParamSpec('grid_camera_pitch', 0.0, 'Camera pitch (rad); > 0 looks down.', min_value=-7.0,
+              max_value=7.0),
+    ParamSpec('grid_camera_yaw', 0.0, 'Camera yaw (rad); > 0 turns left.', min_value=-7.0,
+              max_value=7.0),
+    ParamSpec('grid_use_roi', False, 'Only pixels inside roi_polygon vote; outside ones neither '
+              'vote nor stop a column\'s free run.'),
     # --- node behaviour
     ParamSpec('autostart', False, 'Configure and activate on start (for bare ros2 run).',
               read_only=True),

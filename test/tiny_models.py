@@ -49,3 +49,31 @@ def logits_model(path: Path, classes: int = 19, input_hw: Tuple[int, int] = (64,
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def constant_ids_model(path: Path, ids: np.ndarray) -> Path:
+    """Build a model whose output is the (H, W) class-id map ``ids`` whatever the input.
+
+    Input (1, 3, H, W) float32, output (1, H, W) int64 (argmax-inside-the-graph kind): the
+    input is reduced, zeroed and added to the constant map, so ONNX Runtime really runs
+    it; a test then knows the exact mask the node publishes.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    h, w = ids.shape
+    graph = helper.make_graph(
+        [helper.make_node('ReduceMean', ['input'], ['mean'], axes=[1], keepdims=0),
+         helper.make_node('Mul', ['mean', 'zero'], ['zeros']),
+         helper.make_node('Cast', ['zeros'], ['zeros_int'], to=TensorProto.INT64),
+         helper.make_node('Add', ['zeros_int', 'ids'], ['class_ids'])],
+        'constant_ids',
+        [helper.make_tensor_value_info('input', TensorProto.FLOAT, [1, 3, h, w])],
+        [helper.make_tensor_value_info('class_ids', TensorProto.INT64, [1, h, w])],
+        initializer=[helper.make_tensor('zero', TensorProto.FLOAT, [], [0.0]),
+                     helper.make_tensor('ids', TensorProto.INT64, [1, h, w],
+                                        ids.astype(np.int64).ravel())])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
