@@ -52,7 +52,8 @@ class GpuSegmentationPipeline:
         elif hasattr(backend, 'session'):
             # A fixed batch dimension decides; a dynamic one takes one slot per camera.
             batch = info.max_batch or max(1, max_batch)
-            engine = OrtCudaInference(backend.session, config.input_size, batch=batch)
+            engine = OrtCudaInference(backend.session, config.input_size, batch=batch,
+                                      device=device)
         else:
             raise BackendError(f'{backend.name} backend cannot run on device buffers; use '
                                f'pipeline: cpu')
@@ -123,9 +124,27 @@ class GpuSegmentationPipeline:
         return SegmentationResult(mask, overlay, 'bgr' if order == 'bgr' else 'rgb', summary,
                                   result.geometry, times)
 
+    def bind_thread(self) -> None:
+        """Make the pipeline's GPU current on the calling thread (per host thread)."""
+        from .cuda import runtime as rt
+        rt.set_device(self._device)
+
     def release(self) -> None:
         """Free the device and mapped buffers."""
         self._gpu.release()
+
+    def set_output_resolution(self, output_resolution: str) -> None:
+        """Publish at another size ('input', 'model' or 'WxH'): rebuilds the GPU pipeline.
+
+        Sizes are baked into the buffers and captured graphs; a change is rare (the
+        depth camera's first CameraInfo), so rebuilding once is the simple, safe way.
+        """
+        if output_resolution == self._config.postprocess.output_resolution:
+            return
+        self._config = replace(self._config, postprocess=replace(
+            self._config.postprocess, output_resolution=output_resolution))
+        self._gpu.release()
+        self._gpu = self._make(self._config, self._engine, device=self._device)
 
     def _follow_alpha(self, alpha: Optional[float]) -> None:
         # The blend is captured in a CUDA graph with its alpha: a new value rebuilds the
@@ -144,6 +163,11 @@ def wants_gpu(backend_name: str, provider: str) -> bool:
                                           ('cuda', 'tensorrt'))
 
 
+def backend_device(backend: Backend) -> int:
+    """Return the CUDA device a backend runs on (``device_id`` option; 0 for CPU backends)."""
+    return int(getattr(backend, 'device_id', 0) or 0)
+
+
 def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provider: str,
                     log: Callable[[str], None], max_batch: int = 1) -> Any:
     """Build the pipeline the ``pipeline`` parameter asks for.
@@ -159,7 +183,9 @@ def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provi
     if choice == 'cpu' or (choice == 'auto' and not wants_gpu(backend.name, provider)):
         return SegmentationPipeline(backend, config)
     try:
-        return GpuSegmentationPipeline(backend, config, max_batch=max_batch)
+        # The backend's GPU, not the calling thread's current device (device_id != 0).
+        return GpuSegmentationPipeline(backend, config, device=backend_device(backend),
+                                       max_batch=max_batch)
     except Exception as exc:  # noqa: BLE001 - cuda-python/driver errors vary by platform
         if choice == 'gpu':
             raise BackendError(f'pipeline gpu cannot start ({type(exc).__name__}: {exc}); '
