@@ -464,8 +464,8 @@ def _grid_bench(masks: Sequence[np.ndarray], drivable_ids: Sequence[int],
     (timed apart); a frame is boundary + gather + scatter, as in the node, plus the
     nav_msgs/OccupancyGrid build when nav_msgs is importable.
     """
-    from ..ground_grid import (CameraModel, GridSpec, GroundProjection, MountingPose,
-                               drivable_lut)
+    from segformer_ros.ground_grid import (CameraModel, GridSpec, GroundProjection,
+                                           MountingPose, drivable_lut)
     fx = (WIDTH / 2) / np.tan(np.radians(30.0))
     camera = CameraModel(WIDTH, HEIGHT, (fx, 0.0, (WIDTH - 1) / 2, 0.0, fx,
                                          (HEIGHT - 1) / 2, 0.0, 0.0, 1.0))
@@ -489,8 +489,8 @@ def _grid_bench(masks: Sequence[np.ndarray], drivable_ids: Sequence[int],
         from nav_msgs.msg import OccupancyGrid  # noqa: F401
         from std_msgs.msg import Header
 
-        from ..grid_output import occupancy_grid_message
-        from ..ground_grid import GridSettings
+        from segformer_ros.grid_output import occupancy_grid_message
+        from segformer_ros.ground_grid import GridSettings
         settings = GridSettings('base_link', grid, None, False)
         for g in grids[:50]:
             t = time.perf_counter()
@@ -538,11 +538,11 @@ def _grid_markdown(g: Dict[str, Any], measured: str = 'Same run, same machine.')
 
 def run_grid_only(args: argparse.Namespace) -> Dict[str, Any]:
     """Time the drivable grid alone (``--grid-only``) on DeepLab masks of the clip."""
-    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
-    from ..config import ClassConfig, PostprocessConfig, PreprocessConfig
-    from ..conversion import image_fields_to_array
-    from ..postprocessing import ids_from_output
-    from ..preprocessing import preprocess
+    from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from segformer_ros.config import ClassConfig, PostprocessConfig, PreprocessConfig
+    from segformer_ros.conversion import image_fields_to_array
+    from segformer_ros.postprocessing import ids_from_output
+    from segformer_ros.preprocessing import preprocess
 
     machine = _machine()
     for p in (args.model, args.video):
