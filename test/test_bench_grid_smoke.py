@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from segformer_ros.tools import bench
+from benchmarks import bench
 
 
 def test_grid_only_bench_updates_only_its_subsection(tmp_path) -> None:
