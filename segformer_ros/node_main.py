@@ -9,6 +9,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 from .memory import pin_mmap_threshold
 from .node import SegformerNode
+from .ros_compat import close_executor_and_node, guard_executor_takes
 
 
 def autostart(node: SegformerNode) -> bool:
@@ -32,6 +33,7 @@ def main(args: Optional[List[str]] = None) -> int:
     # Threads: lifecycle services, parameter services, image callbacks and the
     # diagnostics timer must not wait for each other.
     executor = MultiThreadedExecutor(num_threads=4)
+    guard_executor_takes(executor)   # Humble: deactivate/cleanup during a take (ros_compat)
     executor.add_node(node)
     try:
         if node.get_parameter('autostart').value:
@@ -51,9 +53,8 @@ def main(args: Optional[List[str]] = None) -> int:
         try:
             node.shutdown_resources()
         finally:
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown()
+            # Bounded: Ctrl-C during a long configure (engine build) exits (ros_compat).
+            close_executor_and_node(executor, node, timeout_s=5.0)
     return 0
 
 

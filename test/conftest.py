@@ -7,13 +7,17 @@ from typing import Iterator, List
 import numpy as np
 import pytest
 
+from segformer_ros.ros_compat import localhost_env
 from segformer_ros.tools.processes import fastdds_profile
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
 
 # Before anything imports rclpy: loopback-only Fast DDS and a domain of this process's own.
-os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+# (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST; ROS_LOCALHOST_ONLY=1 only where ROS_DISTRO is humble.)
+os.environ.update(localhost_env(os.environ))
+if 'ROS_LOCALHOST_ONLY' not in localhost_env(os.environ):
+    os.environ.pop('ROS_LOCALHOST_ONLY', None)
 os.environ['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
 os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))

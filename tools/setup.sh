@@ -20,7 +20,8 @@ VENV=${VENV:-$REPO/.venv}
 BUILD=${BUILD:-$REPO/.build}
 case $VENV in /*) ;; *) VENV=$REPO/$VENV ;; esac
 case $BUILD in /*) ;; *) BUILD=$REPO/$BUILD ;; esac
-REQ=$REPO/tools/requirements-dev.txt
+# REQ=file installs another requirements list (tools/test_jazzy.sh: the Jazzy wheels).
+REQ=${REQ:-$REPO/tools/requirements-dev.txt}
 # NO_TORCH=1 leaves out torch and transformers (export-tool tests then skip).
 # Needed for any Python but 3.11: the only torch wheel on local disk is
 # cp311 CPU, and any other torch install pulls GBs of CUDA wheels.
@@ -49,7 +50,7 @@ else
     log "creating venv $VENV with $PYTHON"
     "$PYTHON" -m venv "$VENV"
   fi
-  log "installing requirements (tools/requirements-dev.txt)"
+  log "installing requirements ($REQ)"
   req=$REQ
   if [[ $NO_TORCH == 1 ]]; then
     req=$VENV/requirements-no-torch.txt
