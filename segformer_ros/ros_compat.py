@@ -32,6 +32,7 @@ branches humble and jazzy; Kilted = the ros-kilted-rclpy 9.1 wheel):
 
 import os
 import sys
+import time
 from typing import Any, Dict, Mapping, Optional, Type, TypeVar
 
 # Humble's executor takes, then calls ``_execute_timer(tmr, arg)`` unconditionally: a take
@@ -181,12 +182,23 @@ def shutdown_executor(executor: Any, timeout_s: float) -> bool:
     Returns True when every callback finished. Kilted's ``MultiThreadedExecutor.shutdown``
     would also join its worker threads (``wait_for_threads``, absent before Kilted: a
     TypeError there), which blocks for as long as a callback such as a TensorRT engine
-    build in configure runs; it is told not to.
+    build in configure runs; it is told not to. Kilted 9.1's ``Executor.shutdown`` also
+    returns True without waiting (it tests ``_is_shutdown`` right after setting it), so
+    the answer comes from the worker pool: it is shut down (idle workers exit) and its
+    threads are joined until the deadline; one still alive is a callback still running.
     """
+    deadline = time.monotonic() + max(0.0, timeout_s)
     try:
         finished = executor.shutdown(timeout_sec=timeout_s, wait_for_threads=False)
     except TypeError:
         finished = executor.shutdown(timeout_sec=timeout_s)
+    pool = getattr(executor, '_executor', None)     # MultiThreadedExecutor's ThreadPoolExecutor
+    if pool is not None and callable(getattr(pool, 'shutdown', None)):
+        pool.shutdown(wait=False)
+        for thread in list(getattr(pool, '_threads', ())):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                finished = False
     return finished is not False
 
 
