@@ -5,6 +5,7 @@
 #   make lint       flake8 only
 #   make demo | bench | bench-ros | soak   (ARGS="..." passes arguments on)
 #   make test-py310 | test-py312    same tests on another Python, if present
+#   make test-jazzy the node suite on ROS 2 Jazzy's rclpy (.venv-jazzy, Python 3.12)
 #   make shell      a bash with tools/ros_env.sh sourced
 #   make clean      build outputs;  make distclean  also the venvs
 # Every ROS process started from here uses tools/ros_env.sh: Fast DDS on
@@ -23,7 +24,7 @@ export SEGFORMER_ROS_VENV := $(abspath $(VENV))
 export SEGFORMER_ROS_INSTALL := $(abspath $(BUILD))/colcon/install
 ENV := source tools/ros_env.sh &&
 
-.PHONY: all setup test test-compat lint demo bench bench-ros bench-cameras soak test-py310 test-py312 shell clean distclean
+.PHONY: all setup test test-compat test-jazzy lint demo bench bench-ros bench-cameras soak test-py310 test-py312 shell clean distclean
 
 all: test
 
@@ -66,6 +67,18 @@ test-compat:
 	tools/test_other_python.sh 3.10 $(COMPAT_TESTS)
 	tools/test_other_python.sh 3.12 $(COMPAT_TESTS)
 
+# ROS 2 Jazzy (rclpy 7.1, Fast DDS 2, Python 3.12, numpy 1.26.4) from PyPI's ros-jazzy-*
+# wheels in .venv-jazzy + .build/jazzy: the node-level suite on Jazzy's real rclpy
+# (tools/test_jazzy.sh; CI runs it after test-compat). Fails when python3.12 is missing.
+JAZZY_TESTS ?= test/test_ros_compat.py test/test_distro_survival.py \
+	test/test_node_lifecycle.py test/test_node_cross_process.py test/test_transition_races.py \
+	test/test_hardening_input.py test/test_hardening_config.py test/test_multi_camera.py \
+	test/test_spin.py test/test_dds_profile.py test/test_conversion.py test/test_parameters.py \
+	test/test_build.py
+
+test-jazzy:
+	tools/test_jazzy.sh $(JAZZY_TESTS)
+
 test-py310:
 	tools/test_other_python.sh 3.10 $(PYTEST_ARGS)
 
@@ -80,4 +93,4 @@ clean:
 	find segformer_ros test launch tools -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) .venv-py310 .venv-py312
+	rm -rf $(VENV) .venv-py310 .venv-py312 .venv-jazzy
