@@ -43,6 +43,8 @@ quiet_pip() {
 
 # ---------------------------------------------------------------- 1. venv
 want_stamp="$("$PYTHON" -c 'import sys; print(sys.version)' | head -1) $(sha256sum "$REQ" | cut -c1-16) no_torch=$NO_TORCH"
+# A pip constraints file (tools/test_jazzy.sh) is part of what was installed.
+if [[ -n ${PIP_CONSTRAINT:-} ]]; then want_stamp+=" constraints=$(sha256sum "$PIP_CONSTRAINT" | cut -c1-16)"; fi
 if [[ -f $STAMP && "$(cat "$STAMP")" == "$want_stamp" ]]; then
   log "venv $VENV up to date (stamp matches)"
 else
