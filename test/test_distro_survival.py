@@ -26,7 +26,8 @@ pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 
-from ros_helpers import (NodeClient, image_msg, start_preset_node, wait_until)  # noqa: E402
+from ros_helpers import (PRESET, NodeClient, image_msg, start_preset_node,  # noqa: E402
+                         wait_until)
 
 pytestmark = pytest.mark.ros
 
@@ -94,27 +95,34 @@ def test_deactivate_and_cleanup_under_a_30hz_camera(node_process, rclpy_context)
     _assert_clean_log(node_process.log())
 
 
+@pytest.mark.parametrize('autostart', [False, True], ids=['over_change_state', 'autostart'])
 def test_ctrl_c_during_a_long_configure_exits_cleanly(tmp_path: Path, ros_domain: int,
-                                                      deeplab_model: Path,
-                                                      rclpy_context) -> None:
+                                                      deeplab_model: Path, rclpy_context,
+                                                      autostart: bool) -> None:
+    """Configure from a lifecycle manager (executor thread) or autostart (main thread)."""
     from lifecycle_msgs.srv import ChangeState
 
-    from segformer_ros.tools.processes import RosProcess, loopback_env
+    from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,
+                                               params_file)
 
-    proc = start_preset_node(tmp_path, ros_domain, deeplab_model, remaps={'image': CAMERA})
-    proc.stop(timeout_s=20.0)      # only for its command line and environment
+    overrides = params_file({'model_path': str(deeplab_model), 'warmup_iterations': 0,
+                             'autostart': autostart}, str(tmp_path))
     script = Path(__file__).resolve().parent / 'slow_configure_node.py'
-    cmd = [sys.executable, str(script)] + proc.cmd[3:]   # drop "-m segformer_ros.node_main"
+    # start_preset_node's command line with the script in place of "-m segformer_ros.node_main".
+    cmd = [sys.executable, str(script)] + node_command([str(PRESET), overrides],
+                                                       {'image': CAMERA})[3:]
     env = dict(loopback_env(ros_domain), SLOW_CONFIGURE_S='120')
     slow = RosProcess(cmd, env, tmp_path / 'slow_node.log')
     try:
         with NodeClient(rclpy_context, camera_topic=CAMERA) as client:
-            client.ensure_reachable()
-            request = ChangeState.Request()
-            request.transition.id = Transition.TRANSITION_CONFIGURE
-            client.change_client.call_async(request)       # its reply never comes
+            if not autostart:
+                client.ensure_reachable()
+                request = ChangeState.Request()
+                request.transition.id = Transition.TRANSITION_CONFIGURE
+                client.change_client.call_async(request)       # its reply never comes
             assert slow.wait_for_log('slow configure: started', 30.0), slow.log()[-3000:]
-            assert client.state() == 'configuring'
+            if not autostart:   # autostart configures before the executor spins
+                assert client.state() == 'configuring'
         start = time.monotonic()
         slow.proc.send_signal(signal.SIGINT)
         code = slow.wait(30.0)
@@ -124,6 +132,7 @@ def test_ctrl_c_during_a_long_configure_exits_cleanly(tmp_path: Path, ros_domain
         print(f'SIGINT during configure: exit {code} after {took:.1f} s')
         log = slow.log()
         assert 'Traceback' not in log, log[-3000:]
-        assert 'exiting without waiting' in log, log[-3000:]
+        if not autostart:   # main thread: the KeyboardInterrupt ends the configure itself
+            assert 'exiting without waiting' in log, log[-3000:]
     finally:
         slow.stop(timeout_s=5.0)
