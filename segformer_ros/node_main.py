@@ -37,7 +37,10 @@ def main(args: Optional[List[str]] = None) -> int:
     executor.add_node(node)
     try:
         if node.get_parameter('autostart').value:
-            autostart(node)
+            # On an executor thread, not here: SIGINT may be delivered to any thread, so a
+            # configure sleeping or building in the main thread might never see Ctrl-C;
+            # spin() always does (rclpy's handler wakes it), and the shutdown is bounded.
+            executor.create_task(autostart, node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

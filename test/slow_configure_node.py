@@ -5,7 +5,9 @@ backend's configure first sleeps in its executor thread, where, like a build ins
 TensorRT's C++ code, no KeyboardInterrupt can reach it. Everything else is the real node.
 """
 
+import faulthandler
 import os
+import signal
 import sys
 import time
 
@@ -22,5 +24,7 @@ def _slow_configure(self: base.Backend) -> base.ModelInfo:
 
 
 if __name__ == '__main__':
+    # The test sends SIGUSR1 when the process outlives its SIGINT: every thread's stack.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     base.Backend.configure = _slow_configure  # type: ignore[method-assign]
     sys.exit(main())

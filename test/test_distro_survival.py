@@ -99,7 +99,12 @@ def test_deactivate_and_cleanup_under_a_30hz_camera(node_process, rclpy_context)
 def test_ctrl_c_during_a_long_configure_exits_cleanly(tmp_path: Path, ros_domain: int,
                                                       deeplab_model: Path, rclpy_context,
                                                       autostart: bool) -> None:
-    """Configure from a lifecycle manager (executor thread) or autostart (main thread)."""
+    """Configure from a lifecycle manager or by autostart; both on an executor thread.
+
+    SIGINT goes to any one thread of the process: a configure in the main thread (autostart
+    before spin, as node_main did) kept sleeping when another thread took the signal (seen
+    once in a loaded full run); spin() is always woken by rclpy's signal handler.
+    """
     from lifecycle_msgs.srv import ChangeState
 
     from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,
@@ -121,18 +126,19 @@ def test_ctrl_c_during_a_long_configure_exits_cleanly(tmp_path: Path, ros_domain
                 request.transition.id = Transition.TRANSITION_CONFIGURE
                 client.change_client.call_async(request)       # its reply never comes
             assert slow.wait_for_log('slow configure: started', 30.0), slow.log()[-3000:]
-            if not autostart:   # autostart configures before the executor spins
-                assert client.state() == 'configuring'
+            assert client.state() == 'configuring'
         start = time.monotonic()
         slow.proc.send_signal(signal.SIGINT)
         code = slow.wait(30.0)
         took = time.monotonic() - start
+        if code is None:
+            slow.proc.send_signal(signal.SIGUSR1)     # stacks into the log (faulthandler)
+            time.sleep(1.0)
         assert code is not None, f'still running 30 s after SIGINT:\n{slow.log()[-3000:]}'
         assert code == 0, f'exit code {code}:\n{slow.log()[-3000:]}'
         print(f'SIGINT during configure: exit {code} after {took:.1f} s')
         log = slow.log()
         assert 'Traceback' not in log, log[-3000:]
-        if not autostart:   # main thread: the KeyboardInterrupt ends the configure itself
-            assert 'exiting without waiting' in log, log[-3000:]
+        assert 'exiting without waiting' in log, log[-3000:]
     finally:
         slow.stop(timeout_s=5.0)
