@@ -9,7 +9,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 from .memory import pin_mmap_threshold
 from .node import SegformerNode
-from .ros_compat import close_executor_and_node, guard_executor_takes
+from .ros_compat import close_executor_and_node, harden_executor
 
 
 def autostart(node: SegformerNode) -> bool:
@@ -33,7 +33,7 @@ def main(args: Optional[List[str]] = None) -> int:
     # Threads: lifecycle services, parameter services, image callbacks and the
     # diagnostics timer must not wait for each other.
     executor = MultiThreadedExecutor(num_threads=4)
-    guard_executor_takes(executor)   # Humble: deactivate/cleanup during a take (ros_compat)
+    harden_executor(executor)   # deactivate/cleanup while it takes / waits (ros_compat)
     executor.add_node(node)
     try:
         if node.get_parameter('autostart').value:

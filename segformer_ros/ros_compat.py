@@ -23,6 +23,9 @@ branches humble and jazzy; Kilted = the ros-kilted-rclpy 9.1 wheel):
    ``ROS_AUTOMATIC_DISCOVERY_RANGE`` and still honours ``ROS_LOCALHOST_ONLY=1`` with two
    deprecation warnings at every init; Kilted's librcl no longer reads it.
    -> :func:`localhost_env`.
+6. ``executors.py`` ``_wait_for_ready_callbacks`` (all three): a QoS event handler destroyed
+   while the wait set is built raises ``InvalidHandle`` out of ``spin()``.
+   -> :func:`guard_executor_wait` (both executor guards: :func:`harden_executor`).
 5. ``Executor.shutdown(timeout_sec)`` exists in all three, but Humble's and Jazzy's
    ``MultiThreadedExecutor`` leave their worker pool running and Kilted's joins it
    (``wait_for_threads=True``), and the interpreter joins pool threads at exit: a Ctrl-C
@@ -136,6 +139,51 @@ def guard_executor_takes(executor: Any) -> bool:
     executor._execute_timer = guarded_execute_timer
     executor._segformer_ros_takes_guarded = True
     return True
+
+
+def guard_executor_wait(executor: Any, max_retries: int = 100) -> bool:
+    """Let ``executor`` rebuild its wait set when an entity was destroyed while building it.
+
+    Humble's, Jazzy's (7.1.6, seen in test_distro_survival) and Kilted's
+    ``_wait_for_ready_callbacks`` collect the nodes' waitables (the QoS event handlers of
+    every publisher and subscription), enter each inside a ``try/except InvalidHandle:
+    pass``, but then call ``waitable.add_to_wait_set`` on all of them: one whose destruction
+    was requested in between (a cleanup destroying publishers on another thread) raises
+    ``InvalidHandle`` out of ``spin()`` and the node process dies. The wrapper catches it,
+    drops the dead generator and builds the wait set again (the destroyed entity is gone
+    from the node's lists by then); after ``max_retries`` failures in a row it re-raises.
+    Returns False when the executor lacks ``wait_for_ready_callbacks`` (nothing wrapped).
+    """
+    original = getattr(executor, 'wait_for_ready_callbacks', None)
+    if original is None:
+        return False
+    if getattr(original, '_segformer_ros_guarded', False):
+        return True
+    from rclpy.exceptions import InvalidHandle
+
+    def wait_for_ready_callbacks(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(max_retries):
+            try:
+                return original(*args, **kwargs)
+            except InvalidHandle:
+                executor._cb_iter = None     # the generator ended with the exception
+                if attempt:
+                    time.sleep(0.001)
+        return original(*args, **kwargs)
+
+    wait_for_ready_callbacks._segformer_ros_guarded = True  # type: ignore[attr-defined]
+    executor.wait_for_ready_callbacks = wait_for_ready_callbacks
+    return True
+
+
+def harden_executor(executor: Any) -> None:
+    """Apply :func:`guard_executor_takes` and :func:`guard_executor_wait` to ``executor``.
+
+    node_main does this for its executor; spin a SegformerNode in an executor of your own
+    on Humble or Jazzy, and call this on it too.
+    """
+    guard_executor_takes(executor)
+    guard_executor_wait(executor)
 
 
 def new_message(msg_type: Type[M], check_fields: bool = True) -> M:

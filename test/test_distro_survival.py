@@ -44,7 +44,8 @@ def node_process(tmp_path: Path, ros_domain: int, deeplab_model: Path) -> Iterat
     proc = start_preset_node(tmp_path, ros_domain, deeplab_model, remaps={'image': CAMERA})
     yield proc
     code = proc.stop(timeout_s=20.0)
-    assert code == 0, f'node exited with {code}:\n{proc.log()[-3000:]}'
+    log = proc.log_path.read_text(errors='replace')     # stop() closed the log handle
+    assert code == 0, f'node exited with {code}:\n{log[-3000:]}'
 
 
 def test_invalid_change_state_requests_leave_the_node_alive(node_process, rclpy_context) -> None:

@@ -275,3 +275,37 @@ def test_lifecycle_node_trigger_still_works_after_wrap(rclpy_context) -> None:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     finally:
         node.destroy_node()
+
+
+# ------------------------------------------- 6. entity destroyed while the wait set is built
+def test_wait_set_build_with_a_destroyed_event_handler(rclpy_context) -> None:
+    """A waitable whose destruction was requested after it was entered (Jazzy 7.1.6 race).
+
+    The executor enters each waitable in a try and then calls ``add_to_wait_set`` on all
+    of them; this makes one raise there exactly once, as ``with self.__event`` does when a
+    cleanup on another thread destroyed the publisher in between.
+    """
+    node = rclpy.create_node('compat_wait', context=rclpy_context)
+    try:
+        node.create_publisher(Empty, 'compat_wait_topic', 1)
+        waitable = next(w for w in node.waitables if hasattr(w, 'add_to_wait_set'))
+        original = waitable.add_to_wait_set
+        failures = [1, 1]
+
+        def add_to_wait_set(wait_set: Any) -> None:
+            if failures:
+                failures.pop()
+                raise InvalidHandle('cannot use Destroyable because destruction was requested')
+            original(wait_set)
+
+        waitable.add_to_wait_set = add_to_wait_set
+        executor = SingleThreadedExecutor(context=rclpy_context)
+        executor.add_node(node)
+        with pytest.raises(InvalidHandle):          # without the shim: out of spin_once
+            executor.spin_once(timeout_sec=0.05)
+        assert ros_compat.guard_executor_wait(executor) is True
+        executor.spin_once(timeout_sec=0.05)        # rebuilt the wait set, no exception
+        assert not failures
+        executor.shutdown(timeout_sec=1.0)
+    finally:
+        node.destroy_node()
