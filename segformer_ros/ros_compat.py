@@ -23,14 +23,14 @@ branches humble and jazzy; Kilted = the ros-kilted-rclpy 9.1 wheel):
    ``ROS_AUTOMATIC_DISCOVERY_RANGE`` and still honours ``ROS_LOCALHOST_ONLY=1`` with two
    deprecation warnings at every init; Kilted's librcl no longer reads it.
    -> :func:`localhost_env`.
-6. ``executors.py`` ``_wait_for_ready_callbacks`` (all three): a QoS event handler destroyed
-   while the wait set is built raises ``InvalidHandle`` out of ``spin()``.
-   -> :func:`guard_executor_wait` (both executor guards: :func:`harden_executor`).
 5. ``Executor.shutdown(timeout_sec)`` exists in all three, but Humble's and Jazzy's
    ``MultiThreadedExecutor`` leave their worker pool running and Kilted's joins it
    (``wait_for_threads=True``), and the interpreter joins pool threads at exit: a Ctrl-C
    during a long configure would wait for the configure. -> :func:`shutdown_executor`
    and :func:`exit_now_if_stuck`.
+6. ``executors.py`` ``_wait_for_ready_callbacks`` (all three): a QoS event handler destroyed
+   while the wait set is built raises ``InvalidHandle`` out of ``spin()``.
+   -> :func:`guard_executor_wait` (both executor guards: :func:`harden_executor`).
 """
 
 import os
