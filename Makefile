@@ -77,7 +77,7 @@ JAZZY_TESTS ?= test/test_ros_compat.py test/test_distro_survival.py \
 	test/test_build.py \
 	--deselect 'test/test_hardening_input.py::TestRawInput::test_bad_frame_is_refused_once_and_next_frame_works[larger_than_max_input_pixels]'
 # Deselected above: on Fast DDS 2 the 16 MB best-effort frames of that case never reached
-# the node in 3 of 4 full `make test-jazzy` runs (passes alone and in shorter sequences;
+# the node in each of 4 full `make test-jazzy` runs (passes alone and in shorter sequences;
 # runs on Kilted in `make test`). Open: see docs/jetson.md.
 
 test-jazzy:
