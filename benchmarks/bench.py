@@ -30,6 +30,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from segformer_ros.ros_compat import new_message
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
 BUNDLED_MODEL_FILE = 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
@@ -248,13 +250,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         for _ in range(1 if args.quick else 5):
             def build_checked() -> None:
                 for arr, enc in ((mask, 'mono8'), (overlay, 'rgb8')):
-                    msg = Image(check_fields=True)
+                    msg = new_message(Image, check_fields=True)
                     msg.height, msg.width, msg.step, msg.data = array_to_image_fields(arr, enc)
             timed(checked['ours'], build_checked)
 
         def build_checked_naive() -> None:
             for arr in (mask, overlay):
-                naive.naive_message(Image(check_fields=True), arr)
+                naive.naive_message(new_message(Image, check_fields=True), arr)
         timed(checked['naive'], build_checked_naive)
 
     nav: Dict[str, List[float]] = {k: [] for k in ours if k != 'inference'}

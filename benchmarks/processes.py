@@ -16,6 +16,8 @@ from typing import IO, Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
+from segformer_ros.ros_compat import localhost_env
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,7 +59,8 @@ DISCOVERY_RANGE = 'SYSTEM_DEFAULT'
 
 def loopback_env(domain_id: int, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """Environment for a child ROS process confined to loopback on ``domain_id``."""
-    env = dict(os.environ if base is None else base)
+    # Discovery range LOCALHOST, plus ROS_LOCALHOST_ONLY=1 where the distro is Humble.
+    env = localhost_env(os.environ if base is None else base)
     env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = DISCOVERY_RANGE
     env['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
@@ -68,9 +71,12 @@ def loopback_env(domain_id: int, base: Optional[Mapping[str, str]] = None) -> Di
 
 def confine_this_process(domain_id: int) -> None:
     """Apply the loopback settings to this process (before rclpy.init)."""
-    os.environ.update({k: v for k, v in loopback_env(domain_id).items()
+    env = loopback_env(domain_id)
+    os.environ.update({k: v for k, v in env.items()
                        if k in ('FASTDDS_DEFAULT_PROFILES_FILE', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
-                                'RMW_IMPLEMENTATION', 'ROS_DOMAIN_ID')})
+                                'ROS_LOCALHOST_ONLY', 'RMW_IMPLEMENTATION', 'ROS_DOMAIN_ID')})
+    if 'ROS_LOCALHOST_ONLY' not in env:
+        os.environ.pop('ROS_LOCALHOST_ONLY', None)
 
 
 def params_file(values: Mapping[str, Any], directory: Optional[str] = None) -> str:

@@ -34,6 +34,7 @@ from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info
 from .grid_output import drivable_grid_output
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params
+from .ros_compat import wrap_change_state_service
 from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_message,
                            image_message, summary_message)
 from .output_size import MAX_SIDE, size_text
@@ -96,6 +97,8 @@ class SegformerNode(LifecycleNode):
         # engine build) is still running on another executor thread.
         Node.__init__(self, node_name, **kwargs)
         LifecycleNodeMixin.__init__(self, callback_group=ReentrantCallbackGroup())
+        # Humble/Jazzy: an invalid change_state request must not end spin (ros_compat).
+        wrap_change_state_service(self)
         self._backend: Optional[Backend] = None
         self._pipeline: Optional[Any] = None          # SegmentationPipeline
         self._params: Dict[str, Any] = {}

@@ -9,6 +9,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 from .memory import pin_mmap_threshold
 from .node import SegformerNode
+from .ros_compat import close_executor_and_node, harden_executor
 
 
 def autostart(node: SegformerNode) -> bool:
@@ -46,10 +47,14 @@ def main(args: Optional[List[str]] = None) -> int:
     # Threads: lifecycle services, parameter services, image callbacks and the
     # diagnostics timer must not wait for each other.
     executor = MultiThreadedExecutor(num_threads=4)
+    harden_executor(executor)   # deactivate/cleanup while it takes / waits (ros_compat)
     executor.add_node(node)
     try:
         if node.get_parameter('autostart').value:
-            autostart(node)
+            # On an executor thread, not here: SIGINT may be delivered to any thread, so a
+            # configure sleeping or building in the main thread might never see Ctrl-C;
+            # spin() always does (rclpy's handler wakes it), and the shutdown is bounded.
+            executor.create_task(autostart, node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -65,9 +70,8 @@ def main(args: Optional[List[str]] = None) -> int:
         try:
             node.shutdown_resources()
         finally:
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown()
+            # Bounded: Ctrl-C during a long configure (engine build) exits (ros_compat).
+            close_executor_and_node(executor, node, timeout_s=5.0)
     return 0
 
 

@@ -51,7 +51,11 @@ def test_profile_keeps_loopback_shm_and_fast_recovery() -> None:
     assert [p.text for p in peers] == ['127.0.0.1']
     assert rtps.find('f:builtin/f:metatrafficMulticastLocatorList', NS) is None
     assert rtps.find('f:defaultUnicastLocatorList', NS) is None   # see the file's NOTE
-    period = root.find('f:profiles/f:data_writer/f:times/f:heartbeat_period', NS)
+    # Fast DDS 3 (Kilted) spells it heartbeat_period, Fast DDS 2 (Jazzy leg) heartbeatPeriod.
+    times = root.find('f:profiles/f:data_writer/f:times', NS)
+    period = times.find('f:heartbeat_period', NS)
+    if period is None:
+        period = times.find('f:heartbeatPeriod', NS)
     seconds = (int(period.findtext('f:sec', namespaces=NS))
                + int(period.findtext('f:nanosec', namespaces=NS)) * 1e-9)
     assert 0 < seconds <= 0.25

@@ -25,7 +25,8 @@ VENV=${VENV:-$REPO/.venv}
 BUILD=${BUILD:-$REPO/.build}
 case $VENV in /*) ;; *) VENV=$REPO/$VENV ;; esac
 case $BUILD in /*) ;; *) BUILD=$REPO/$BUILD ;; esac
-REQ=$REPO/tools/requirements-dev.txt
+# REQ=file installs another requirements list (tools/test_jazzy.sh: the Jazzy wheels).
+REQ=${REQ:-$REPO/tools/requirements-dev.txt}
 # torch + transformers (~1.5 GB) are only for the export tool (segformer-ros-export,
 # test_export.py): opt in with EXPORT=1 (CI does). Without them the export tests skip
 # and the account at the end of `make test` says so. EXPORT=1 needs Python 3.11: the
@@ -50,6 +51,8 @@ quiet_pip() {
 
 # ---------------------------------------------------------------- 1. venv
 want_stamp="$("$PYTHON" -c 'import sys; print(sys.version)' | head -1) $(sha256sum "$REQ" | cut -c1-16) export=$EXPORT"
+# A pip constraints file (tools/test_jazzy.sh) is part of what was installed.
+if [[ -n ${PIP_CONSTRAINT:-} ]]; then want_stamp+=" constraints=$(sha256sum "$PIP_CONSTRAINT" | cut -c1-16)"; fi
 if [[ -f $STAMP && "$(cat "$STAMP")" == "$want_stamp" ]]; then
   log "venv $VENV up to date (stamp matches)"
 else
