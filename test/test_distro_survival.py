@@ -110,7 +110,7 @@ def test_ctrl_c_during_a_long_configure_exits_cleanly(tmp_path: Path, ros_domain
     """
     from lifecycle_msgs.srv import ChangeState
 
-    from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,
+    from benchmarks.processes import (RosProcess, loopback_env, node_command,
                                                params_file)
 
     overrides = params_file({'model_path': str(deeplab_model), 'warmup_iterations': 0,

@@ -224,7 +224,7 @@ def test_localhost_env_per_distro(distro: str, localhost_only: Any) -> None:
 
 def test_child_process_env_gives_no_localhost_only_warning(ros_domain) -> None:
     """The env handed to child processes must not make this distro's rcl warn or override."""
-    from segformer_ros.tools.processes import loopback_env
+    from benchmarks.processes import loopback_env
 
     base = dict(os.environ, ROS_LOCALHOST_ONLY='1')
     code = ('import rclpy; rclpy.init(); n = rclpy.create_node("probe"); '
