@@ -111,7 +111,7 @@ def test_ctrl_c_during_a_long_configure_exits_cleanly(tmp_path: Path, ros_domain
     from lifecycle_msgs.srv import ChangeState
 
     from benchmarks.processes import (RosProcess, loopback_env, node_command,
-                                               params_file)
+                                      params_file)
 
     overrides = params_file({'model_path': str(deeplab_model), 'warmup_iterations': 0,
                              'autostart': autostart}, str(tmp_path))
