@@ -1,7 +1,7 @@
 """Start and stop the package's ROS processes on loopback-only DDS (demo, benchmarks, tests).
 
 Every process gets the Fast DDS loopback profile (which alone sets the transports:
-ROS_AUTOMATIC_DISCOVERY_RANGE=SYSTEM_DEFAULT, see DISCOVERY_RANGE) and the domain id chosen
+ROS_AUTOMATIC_DISCOVERY_RANGE by distro, see discovery_range) and the domain id chosen
 by the caller, so runs never leave this host and never see each other.
 """
 
@@ -49,12 +49,22 @@ def pick_domain_id(offset: int = 0) -> int:
     return 1 + (os.getpid() * 7 + offset) % 100
 
 
-# SYSTEM_DEFAULT: rmw_fastrtps takes the transports from the profile as they are. With
-# LOCALHOST it adds a UDP transport of its own next to the profile's, and every process then
-# also binds a socket on 0.0.0.0 and one on the machine's address (measured with rclpy Kilted;
-# traffic still went to 127.0.0.1 only). The profile keeps discovery and data on lo / 127.0.0.1
-# (test_dds_profile.py checks the sockets a real process binds).
+# Kilted (Fast DDS 3): SYSTEM_DEFAULT, so rmw_fastrtps takes the transports from the profile as
+# they are and every socket binds 127.0.0.1. With LOCALHOST it adds a UDP transport of its own
+# next to the profile's, and every process then also binds a socket on 0.0.0.0 and one on the
+# machine's address (measured with rclpy Kilted; traffic still went to 127.0.0.1 only).
+# Fast DDS 2 (Jazzy 2.14, Humble 2.6): its UDP transport binds its input sockets on 0.0.0.0
+# whatever the profile's interface list says (measured on Jazzy 7.1.6 with interfaceWhiteList
+# and with <interfaces><allowlist>), and with SYSTEM_DEFAULT Jazzy also opens the multicast
+# discovery port: there LOCALHOST is the tighter choice (traffic still only to 127.0.0.1).
+# test_dds_profile.py checks the sockets a real process binds.
 DISCOVERY_RANGE = 'SYSTEM_DEFAULT'
+
+
+def discovery_range(ros_distro: Optional[str] = None) -> str:
+    """ROS_AUTOMATIC_DISCOVERY_RANGE for ``ros_distro`` (default: $ROS_DISTRO); see above."""
+    distro = os.environ.get('ROS_DISTRO', '') if ros_distro is None else ros_distro
+    return 'LOCALHOST' if distro.lower() in FASTDDS2_DISTROS else DISCOVERY_RANGE
 
 
 def loopback_env(domain_id: int, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
@@ -62,7 +72,7 @@ def loopback_env(domain_id: int, base: Optional[Mapping[str, str]] = None) -> Di
     # Discovery range LOCALHOST, plus ROS_LOCALHOST_ONLY=1 where the distro is Humble.
     env = localhost_env(os.environ if base is None else base)
     env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
-    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = DISCOVERY_RANGE
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = discovery_range(env.get('ROS_DISTRO', ''))
     env['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
     env['ROS_DOMAIN_ID'] = str(domain_id)
     env['PYTHONUNBUFFERED'] = '1'

@@ -7,18 +7,19 @@ from typing import Any, Dict, Iterator, List
 import numpy as np
 import pytest
 
-from benchmarks.processes import DISCOVERY_RANGE, fastdds_profile
+from benchmarks.processes import discovery_range, fastdds_profile
 from segformer_ros.ros_compat import localhost_env
 from shared_assets import (BUNDLED_MODEL, BUNDLED_VIDEO, MISSING_SHARED_ASSET, REPO,  # noqa: F401
                            SHARED, require_shared_asset)
 
 # Before anything imports rclpy: loopback-only Fast DDS and a domain of this process's own.
 # ROS_LOCALHOST_ONLY=1 only where ROS_DISTRO is humble (its rcl reads nothing else); the
-# discovery range is SYSTEM_DEFAULT elsewhere: the loopback profile decides the transports.
+# discovery range is benchmarks.processes.discovery_range's (Kilted: SYSTEM_DEFAULT, the
+# loopback profile decides the transports; Fast DDS 2 distros: LOCALHOST).
 os.environ.update(localhost_env(os.environ))
 if 'ROS_LOCALHOST_ONLY' not in localhost_env(os.environ):
     os.environ.pop('ROS_LOCALHOST_ONLY', None)
-os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = DISCOVERY_RANGE
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = discovery_range()
 os.environ['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
 os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))

@@ -85,15 +85,19 @@ def fd_targets(pid: int) -> Dict[int, str]:
     return out
 
 
+# Fast DDS 3 names its segments and port files fastdds_*, Fast DDS 2 (Jazzy, Humble) fastrtps_*.
+SHM_PREFIXES = ('/dev/shm/fastdds_', '/dev/shm/fastrtps_')
+
+
 def shm_files(pid: int) -> Set[str]:
-    """Fast DDS shared-memory files ``pid`` has mapped or open (/dev/shm/fastdds_*)."""
+    """Fast DDS shared-memory files ``pid`` has mapped or open (see SHM_PREFIXES)."""
     found: Set[str] = set()
     for line in Path(f'/proc/{pid}/maps').read_text().splitlines():
         path = line.split()[-1] if len(line.split()) >= 6 else ''
-        if path.startswith('/dev/shm/') and 'fastdds' in path:
+        if path.startswith(SHM_PREFIXES):
             found.add(path.replace(' (deleted)', ''))
     for target in fd_targets(pid).values():
-        if target.startswith('/dev/shm/') and 'fastdds' in target:
+        if target.startswith(SHM_PREFIXES):
             found.add(target)
     return found
 
@@ -106,7 +110,8 @@ def shm_owned(pid: int) -> Set[str]:
     """
     owned: Set[str] = set()
     for target in fd_targets(pid).values():
-        if target.startswith('/dev/shm/fastdds_') and target.endswith('_el'):
+        # Fast DDS 3 names them fastdds_*, Fast DDS 2 (Jazzy, Humble) fastrtps_*.
+        if target.startswith(SHM_PREFIXES) and target.endswith('_el'):
             owned |= {target, target[:-len('_el')]}
     return owned
 

@@ -93,7 +93,7 @@ def test_publisher_killed_and_restarted(tmp_path, ros_domain, deeplab_model,
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
 def test_shutdown_mid_frame_exits_cleanly(tmp_path, ros_domain, deeplab_model, sig) -> None:
     env = loopback_env(ros_domain)
-    before = set(glob.glob('/dev/shm/fastdds_*'))
+    before = set(glob.glob('/dev/shm/fastdds_*')) | set(glob.glob('/dev/shm/fastrtps_*'))
     node = _node(tmp_path, ros_domain, deeplab_model)
     # 1080p frames faster than the model: the worker is always inside a frame.
     flood = RosProcess([sys.executable, str(HELPERS), 'flood', '--topic', '/image',

@@ -40,17 +40,21 @@ export AMENT_PREFIX_PATH="$_sr_install:$_sr_venv${AMENT_PREFIX_PATH:+:$AMENT_PRE
 
 # DDS: this host only. Every test/demo/benchmark process must run with these.
 export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
-# SYSTEM_DEFAULT: the profile alone decides the transports. LOCALHOST would make
-# rmw_fastrtps add a UDP transport of its own that binds 0.0.0.0 and the machine's
-# address next to the profile's lo-only one (see benchmarks/processes.py).
-export ROS_AUTOMATIC_DISCOVERY_RANGE=SYSTEM_DEFAULT
 # The venv's wheels are ROS 2 Kilted (Fast DDS 3): its spelling of the profile, and a
 # ROS_DISTRO that says so even where another distro's setup.bash was sourced before.
 # SEGFORMER_ROS_DISTRO=jazzy (tools/test_jazzy.sh): Jazzy's wheels, Fast DDS 2 spelling.
 export ROS_DISTRO=${SEGFORMER_ROS_DISTRO:-kilted}
+# Discovery range (benchmarks/processes.py discovery_range says why): Fast DDS 3 takes the
+# profile's lo-only transports as they are with SYSTEM_DEFAULT (LOCALHOST would add a
+# transport bound to 0.0.0.0 and the machine's address); Fast DDS 2 binds 0.0.0.0 anyway and
+# opens the multicast discovery port with SYSTEM_DEFAULT, so LOCALHOST is tighter there.
 case $ROS_DISTRO in
-  humble|iron|jazzy) export FASTDDS_DEFAULT_PROFILES_FILE="$_sr_repo/config/fastdds_loopback_fastdds2.xml" ;;
-  *) export FASTDDS_DEFAULT_PROFILES_FILE="$_sr_repo/config/fastdds_loopback.xml" ;;
+  humble|iron|jazzy)
+    export FASTDDS_DEFAULT_PROFILES_FILE="$_sr_repo/config/fastdds_loopback_fastdds2.xml"
+    export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ;;
+  *)
+    export FASTDDS_DEFAULT_PROFILES_FILE="$_sr_repo/config/fastdds_loopback.xml"
+    export ROS_AUTOMATIC_DISCOVERY_RANGE=SYSTEM_DEFAULT ;;
 esac
 unset ROS_STATIC_PEERS
 # Humble reads only ROS_LOCALHOST_ONLY (rcl localhost.c); Jazzy honours it too, but warns
