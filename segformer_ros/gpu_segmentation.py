@@ -44,18 +44,10 @@ class GpuSegmentationPipeline:
 
     def __init__(self, backend: Backend, config: PipelineConfig, device: int = 0,
                  max_batch: int = 1) -> None:
-        from .cuda.gpu_pipeline import GpuPipeline, OrtCudaInference
+        from .cuda.gpu_pipeline import GpuPipeline
 
         info = backend.model_info
-        if hasattr(backend, 'infer_device'):
-            engine: Any = backend                      # TensorRT: device pointers natively
-        elif hasattr(backend, 'session'):
-            # A fixed batch dimension decides; a dynamic one takes one slot per camera.
-            batch = info.max_batch or max(1, max_batch)
-            engine = OrtCudaInference(backend.session, config.input_size, batch=batch)
-        else:
-            raise BackendError(f'{backend.name} backend cannot run on device buffers; use '
-                               f'pipeline: cpu')
+        engine = device_engine(backend, config, max_batch)
         self._backend = backend
         self._config = config
         self._engine = engine
@@ -136,6 +128,41 @@ class GpuSegmentationPipeline:
             self._config.postprocess, overlay_alpha=float(alpha)))
         self._gpu.release()
         self._gpu = self._make(self._config, self._engine, device=self._device)
+
+
+def session_on_cuda(session: Any) -> bool:
+    """Tell whether an ONNX Runtime session runs on a CUDA device (CUDA or TensorRT EP)."""
+    return any(p in ('CUDAExecutionProvider', 'TensorrtExecutionProvider')
+               for p in session.get_providers())
+
+
+def device_engine(backend: Backend, config: PipelineConfig, max_batch: int = 1) -> Any:
+    """Return what the GPU pipeline runs inference with for ``backend``.
+
+    TensorRT reads device pointers natively; an ONNX Runtime session on CUDA is bound to
+    them through IOBinding; an ONNX Runtime session on the CPU (``onnxruntime_provider:
+    cpu``, or a CPU-only onnxruntime) runs between the kernels as host inference: its
+    input copied down, its output copied up (binding device pointers to a CPU session
+    fails every frame with "no data transfer registered").
+    """
+    from .cuda.gpu_pipeline import HostInference, OrtCudaInference
+
+    if hasattr(backend, 'infer_device'):
+        return backend                      # TensorRT: device pointers natively
+    if not hasattr(backend, 'session'):
+        raise BackendError(f'{backend.name} backend cannot run on device buffers; use '
+                           f'pipeline: cpu')
+    session = backend.session
+    # A fixed batch dimension decides; a dynamic one takes one slot per camera.
+    batch = backend.model_info.max_batch or max(1, max_batch)
+    ort = OrtCudaInference(session, config.input_size, batch=batch)
+    if session_on_cuda(session):
+        return ort
+    spec = ort.device_io_spec()
+
+    def run_on_host(batch_input: np.ndarray) -> np.ndarray:
+        return session.run([spec.output_name], {spec.input_name: batch_input})[0]
+    return HostInference(spec, run_on_host)
 
 
 def wants_gpu(backend_name: str, provider: str) -> bool:

@@ -27,15 +27,17 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from .backends.base import Backend
-from .batching import LatestFrameSlots
 from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
+from .executors import FramePathCallbackGroup
+from .frame_reader import FrameReader, PulledCallbackGroup
 from .labels import label_info
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params
 from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_message,
                            image_message, summary_message)
 from .stats import RateLimiter, StageStats
+from .warmup import warm_up_pipeline
 
 STAGES: Tuple[str, ...] = ('convert', 'preprocess', 'inference', 'postprocess', 'overlay',
                            'summary', 'publish')
@@ -94,7 +96,7 @@ class SegformerNode(LifecycleNode):
         self._pipeline: Optional[Any] = None          # SegmentationPipeline
         self._params: Dict[str, Any] = {}
         self._channels: List[_Channel] = []
-        self._slots: Optional[LatestFrameSlots] = None
+        self._slots: Optional[FrameReader] = None
         self._worker: Optional[threading.Thread] = None
         self._stats: Optional[StageStats] = None
         self._diag_pub: Optional[Any] = None
@@ -104,7 +106,7 @@ class SegformerNode(LifecycleNode):
         # destruction was requested raises InvalidHandle, which would end the spin.
         self._diag_lock = threading.Lock()
         self._build_progress: Optional[Tuple[str, float]] = None
-        self._image_group: Optional[MutuallyExclusiveCallbackGroup] = None
+        self._image_group: Optional[FramePathCallbackGroup] = None
         self._log_limiter = RateLimiter(period_s=5.0)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for problem in declare_all(self):
@@ -197,6 +199,8 @@ class SegformerNode(LifecycleNode):
                                          params['onnxruntime_provider'],
                                          self.get_logger().info, max_batch=len(specs))
         self._backend.warmup(params['warmup_iterations'], self._pipeline.input_hw)
+        # One frame through the whole pipeline: a fault around the model fails here.
+        warm_up_pipeline(self._pipeline, len(specs), int(params.get('max_batch_size', 0)))
         self._stats = StageStats(STAGES)
         self._channels = [_Channel(s) for s in specs]
         for ch in self._channels:
@@ -248,56 +252,61 @@ class SegformerNode(LifecycleNode):
 
     # -------------------------------------------------------------- activate
     def _start_processing(self) -> None:
-        self._slots = LatestFrameSlots(len(self._channels))
-        self._image_group = MutuallyExclusiveCallbackGroup()
-        for index, ch in enumerate(self._channels):
+        # Camera images: no executor takes them; the worker pulls the newest one from the
+        # depth-1 reader when it is ready for it (frame_reader.py says why, with numbers).
+        pulled = PulledCallbackGroup()
+        # camera_info (small): node_main's frame-path executor (executors.py).
+        self._image_group = FramePathCallbackGroup()
+        for ch in self._channels:
             msg_type = CompressedImage if ch.spec.transport == 'compressed' else Image
             ch.subscription = self.create_subscription(
-                msg_type, ch.spec.input_topic,
-                lambda msg, i=index: self._on_image(i, msg), SENSOR_QOS,
-                callback_group=self._image_group)
+                msg_type, ch.spec.input_topic, _never_called, SENSOR_QOS,
+                callback_group=pulled)
             if ch.spec.camera_info_topic:
                 # Best effort matches reliable and best-effort camera drivers alike.
                 ch.camera_info_sub = self.create_subscription(
                     CameraInfo, ch.spec.camera_info_topic,
                     lambda msg, c=ch: setattr(c, 'latest_camera_info', msg), SENSOR_QOS,
                     callback_group=self._image_group)
+        self._slots = FrameReader(self.context, [ch.subscription for ch in self._channels])
         self._worker = threading.Thread(target=self._worker_loop, args=(self._slots,),
                                         name='segformer_inference', daemon=True)
         self._worker.start()
 
     def _stop_processing(self) -> None:
-        for ch in self._channels:
-            for sub in (ch.subscription, ch.camera_info_sub):
-                if sub is not None:
-                    self.destroy_subscription(sub)
-            ch.subscription = ch.camera_info_sub = None
+        # The worker first: it waits on the image subscriptions destroyed below.
         if self._slots is not None:
             self._slots.close()
         if self._worker is not None:
             self._worker.join(timeout=30.0)
             if self._worker.is_alive():
                 self.get_logger().warn('inference worker did not stop within 30 s')
+        for ch in self._channels:
+            for sub in (ch.subscription, ch.camera_info_sub):
+                if sub is not None:
+                    self.destroy_subscription(sub)
+            ch.subscription = ch.camera_info_sub = None
+        if self._slots is not None:
+            self._slots.destroy()
         self._worker = None
         self._slots = None
 
     # ------------------------------------------------------------ frame path
-    def _on_image(self, channel: int, msg: Any) -> None:
-        slots, stats = self._slots, self._stats
-        if slots is None or stats is None:
-            return
-        stats.input_rate.tick()
-        if slots.put(channel, msg):
-            stats.count_drop()
-
-    def _worker_loop(self, slots: LatestFrameSlots) -> None:
+    def _worker_loop(self, slots: FrameReader) -> None:
         window_s = float(self._params.get('batch_window_ms', 5.0)) / 1e3
+        seen = dropped = 0
         while True:
             batch = slots.take_batch(window_s, timeout_s=0.5)
             if not batch:
-                if slots.closed:
+                if slots.closed or not self.context.ok():
                     return
                 continue
+            stats = self._stats
+            if stats is not None:   # frames seen and skipped since the last batch
+                now_seen, now_dropped = slots.frames_seen(), sum(slots.drop_counts().values())
+                stats.input_rate.tick(now_seen - seen)
+                stats.count_drop(now_dropped - dropped)
+                seen, dropped = now_seen, now_dropped
             try:
                 self._process(batch)
             except Exception as exc:  # noqa: BLE001 - the node goes on
@@ -464,6 +473,10 @@ def _raise_site(exc: BaseException) -> str:
     if tb is None:
         return type(exc).__name__
     return f'{tb.tb_frame.f_code.co_filename.rsplit("/", 1)[-1]}:{tb.tb_lineno}'
+
+
+def _never_called(msg: Any) -> None:
+    """Do nothing: no executor runs the pulled image subscriptions."""
 
 
 def _summary_type() -> Any:

@@ -4,9 +4,10 @@ import sys
 from typing import List, Optional
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 
+from .executors import make_node_executors
 from .memory import pin_mmap_threshold
 from .node import SegformerNode
 
@@ -29,11 +30,11 @@ def main(args: Optional[List[str]] = None) -> int:
     pin_mmap_threshold()
     rclpy.init(args=args)
     node = SegformerNode()
-    # Threads: lifecycle services, parameter services, image callbacks and the
-    # diagnostics timer must not wait for each other.
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
+    # The frame path (image callbacks) on one executor, services and timers on another,
+    # so neither waits for the other (executors.py says why, with numbers).
+    executor = make_node_executors(node)
     try:
+        executor.start_control()   # get_state answers during an autostart configure too
         if node.get_parameter('autostart').value:
             autostart(node)
         executor.spin()

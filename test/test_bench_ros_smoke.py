@@ -68,8 +68,17 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / 'bench_ros.json').read_text())
     results = {r['scenario']: r for r in report['results']}
-    assert sorted(results) == ['flood', 'full', 'mask_only', 'transport']
+    assert sorted(results) == ['flood', 'full', 'mask_only', 'pipeline', 'transport']
     assert report['config']['quick'] is True and report['config']['width'] == 640
+    alone = results.pop('pipeline')['standalone']
+    assert alone['fps'] > 0 and alone['frames'] >= 3 and alone['cpu_ms_per_frame'] > 0
+    assert alone['stages_ms_p50']['inference'] > 0
+    nvp = report['node_vs_pipeline']
+    assert nvp['pipeline_fps'] == alone['fps'] and nvp['latency_floor_ms'] > 0
+    for name in ('mask_only', 'full', 'flood'):
+        entry = nvp['scenarios'][name]
+        assert entry['throughput_ratio'] > 0 and entry['node_cpu_ms_per_output'] > 0, name
+        assert 'inference' in entry['stages'], name
     for name, r in results.items():
         lat = r['latency']
         assert r['received'] > 0 and r['published'] > 0, name

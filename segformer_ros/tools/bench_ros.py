@@ -76,8 +76,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help='smoke mode: short scenarios, small frames, no docs written')
     p.add_argument('--no-write-docs', action='store_true',
                    help='do not touch docs/benchmarks.md or docs/images')
-    p.add_argument('--scenarios', default='transport,mask_only,full,flood',
-                   help='comma-separated subset of transport,mask_only,full,flood')
+    p.add_argument('--scenarios', default='transport,pipeline,mask_only,full,flood',
+                   help='comma-separated subset of transport,pipeline,mask_only,full,flood '
+                   '(pipeline: the standalone pipeline loop in this process, no ROS)')
     p.add_argument('--model', default=str(DEFAULT_MODEL), help='ONNX model (or engine)')
     p.add_argument('--params', default=str(DEFAULT_PRESET), help='params file (preset)')
     p.add_argument('--video', default=str(DEFAULT_VIDEO), help='video file or image folder')
@@ -86,7 +87,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument('--note', default='', help='a line added to the docs section (e.g. '
                    'machine state)')
     p.add_argument('--startup-timeout', type=float, default=90.0)
+    p.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+                   help='node parameter for the node and the standalone pipeline alike, '
+                   'YAML value (e.g. --set pipeline=gpu --set onnxruntime_provider=cuda)')
+    p.add_argument('--pipeline-seconds', type=float, default=None,
+                   help='seconds of the standalone pipeline loop (default: --duration / 2)')
+    p.add_argument('--check-ratio', type=float, default=None, metavar='R',
+                   help='exit 3 when a mask-only node scenario delivers less than R x what '
+                   'the standalone pipeline measured in this run allows (CI check)')
     args = p.parse_args(argv)
+    args.overrides = parse_sets(p, args.set)
     args.duration = args.duration or (3.0 if args.quick else 20.0)
     args.width = args.width or (640 if args.quick else 1920)
     args.height = args.height or (360 if args.quick else 1080)
@@ -100,10 +110,27 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return args
 
 
+def parse_sets(parser: argparse.ArgumentParser, items: Sequence[str]) -> Dict[str, Any]:
+    """``NAME=VALUE`` items as a parameter dict (values parsed as YAML, as in params files)."""
+    import yaml
+
+    from ..parameters import PARAMETER_NAMES
+
+    out: Dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition('=')
+        if not sep or name not in PARAMETER_NAMES:
+            parser.error(f'--set expects NAME=VALUE with a node parameter name, got {item!r}')
+        out[name] = yaml.safe_load(value)
+    return out
+
+
 def scenarios_for(args: argparse.Namespace) -> List[Scenario]:
     """Return the scenarios selected by ``--scenarios``, in run order."""
     known = {
         'transport': Scenario('transport', 'transport only (no node)', args.rate, node=False),
+        'pipeline': Scenario('pipeline', 'standalone pipeline (no ROS, same frames)', 0.0,
+                             node=False),
         'mask_only': Scenario('mask_only', 'node, mask only', args.rate, node=True),
         'full': Scenario('full', 'node, mask + overlay + summary', args.rate, node=True,
                          overlay=True, summary=True),
@@ -397,7 +424,8 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
 
     args = run.args
     overrides = params_file({'model_path': str(Path(args.model).resolve()),
-                             'backend': args.backend, 'autostart': True}, str(run.out))
+                             'backend': args.backend, 'autostart': True, **args.overrides},
+                            str(run.out))
     node = RosProcess(node_command([args.params, overrides], {'image': CAMERA_TOPIC}),
                       run.env, run.out / f'node_{scenario.name}.log')
     collect = _Collector(run.frame_id)
@@ -453,10 +481,48 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
                           if (v := _float(diagnostics.get(f'{s}_ms_p95'))) is not None},
         'backend': diagnostics.get('backend'),
         'node_process': samplers['node'].summary(),
+        'node_cpu_ms_per_output': cpu_ms_per_output(samplers['node'], len(samples)),
         'publisher_process': samplers['publisher'].summary(),
     })
     result['target'] = target_check(result)
     return result
+
+
+def cpu_ms_per_output(sampler: ProcSampler, outputs: int) -> Optional[float]:
+    """Return process CPU ms (all threads) over the sampled span per output received."""
+    if len(sampler.samples) < 2 or outputs <= 0:
+        return None
+    return _r((sampler.samples[-1][1] - sampler.samples[0][1]) * 1e3 / outputs, 2)
+
+
+def run_pipeline(run: _Run, scenario: Scenario) -> Dict[str, Any]:
+    """Measure the standalone pipeline: ``pipeline.process`` looped on the published frames.
+
+    Same params file, model, backend, threads and frames as the node; mask only (what the
+    mask-only scenarios ask of the node). No ROS traffic meanwhile.
+    """
+    from .rate_publisher import load_frames
+    from .standalone import build_pipeline, measure_pipeline, node_params, release
+
+    args = run.args
+    params = node_params([args.params], {'model_path': str(Path(args.model).resolve()),
+                                         'backend': args.backend, **args.overrides})
+    frames = load_frames(str(Path(args.video).resolve()), 4, args.width, args.height)
+    backend, pipeline = build_pipeline(params)
+    try:
+        seconds = args.pipeline_seconds or max(2.0, args.duration / 2)
+        measured = measure_pipeline(backend, pipeline, frames, seconds)
+        measured['backend'] = backend.describe()
+        measured['pipeline'] = type(pipeline).__name__
+    finally:
+        release(backend, pipeline)
+    lat = {'count': measured['frames'], 'p50_ms': measured['frame_ms_p50'],
+           'p95_ms': measured['frame_ms_p95'], 'max_ms': None, 'mean_ms': None}
+    return {'scenario': scenario.name, 'label': scenario.label, 'requested_hz': 0.0,
+            'published': measured['frames'], 'publish_hz': None,
+            'received': measured['frames'], 'output_hz': measured['fps'],
+            'drop_rate': None, 'latency': lat, 'trend': {'slope_ms_per_s': None},
+            'windows': [], 'latencies_ms': [], 'receipt_s': [], 'standalone': measured}
 
 
 def _result(run: _Run, scenario: Scenario, samples: List[Sample],
@@ -611,7 +677,7 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
         lat = r['latency']
         proc = r.get('node_process') or {}
         drop = f'{r["drop_rate"] * 100:.1f} %' if r['drop_rate'] is not None else 'n/a'
-        if r['scenario'] != 'transport':
+        if r['scenario'] not in ('transport', 'pipeline'):
             drop += (f' ({_fmt(r.get("node_frames_replaced"), 0)} / '
                      f'{_fmt(r.get("not_taken_by_node"))})')
         lines.append(
@@ -674,6 +740,7 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
         for w in flood['windows']:
             lines.append(f'| {w["start_s"]:g} | {w["count"]} | {_fmt(w["p50_ms"])} | '
                          f'{_fmt(w["p95_ms"])} | {_fmt(w["max_ms"])} |')
+    lines += render_node_vs_pipeline(report)
     if plot_rel:
         lines += ['', f'![image -> mask latency histograms and the flood run]({plot_rel})']
     lines += ['', f'Raw numbers: `{report["json_path"]}` (not committed).', '']
@@ -692,6 +759,103 @@ def replace_section(text: str, section: str) -> str:
     gap = [''] if end < len(lines) else []
     new = lines[:start] + section.rstrip('\n').splitlines() + gap + lines[end:]
     return '\n'.join(new) + '\n'
+
+
+THROUGHPUT_TARGET = 0.9     # issue 9: through ROS >= 90 % of the standalone pipeline
+LATENCY_MARGIN_MS = 5.0     # p50 <= standalone frame + transport floor + this
+P95_OVER_P50 = 1.5
+STAGE_INFLATION_TARGET = 1.5
+
+
+def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Compare every node scenario with the standalone pipeline measured in the same run.
+
+    Throughput ratio = node outputs/s over what the pipeline allows at the published rate
+    (min(standalone frames/s, published Hz)): 1.0 means the node costs nothing. Latency
+    floor = standalone per-frame p50 + the transport-only p50. Stage inflation = node stage
+    p50 (/diagnostics) over the standalone stage p50. CPU outside inference = node process
+    CPU per output minus the standalone inference CPU per frame.
+    """
+    by = {r['scenario']: r for r in results}
+    alone = (by.get('pipeline') or {}).get('standalone')
+    if not alone:
+        return {}
+    transport = (by.get('transport') or {}).get('latency', {}).get('p50_ms')
+    floor = alone['frame_ms_p50'] + (transport or 0.0)
+    out: Dict[str, Any] = {'pipeline_fps': alone['fps'],
+                           'pipeline_frame_ms_p50': alone['frame_ms_p50'],
+                           'transport_p50_ms': transport, 'latency_floor_ms': _r(floor),
+                           'pipeline_cpu_ms_per_frame': alone['cpu_ms_per_frame'],
+                           'pipeline_inference_cpu_ms_per_frame':
+                               alone.get('inference_cpu_ms_per_frame'),
+                           'scenarios': {}}
+    for r in results:
+        if not r['scenario'] in ('mask_only', 'full', 'flood') or not r.get('publish_hz'):
+            continue
+        allowed = min(alone['fps'], float(r['publish_hz']))
+        lat = r['latency']
+        stages = {}
+        for stage, value in (r.get('stages_ms_p50') or {}).items():
+            base = alone['stages_ms_p50'].get(stage)
+            if base and value is not None and base > 0.05:
+                stages[stage] = {'node_ms': value, 'pipeline_ms': base,
+                                 'inflation': _r(value / base, 2)}
+        cpu = r.get('node_cpu_ms_per_output')
+        inf_cpu = alone.get('inference_cpu_ms_per_frame')
+        entry = {'output_hz': r['output_hz'], 'allowed_hz': _r(allowed, 2),
+                 'throughput_ratio': _r(r['output_hz'] / allowed, 3) if allowed else None,
+                 'latency_p50_ms': lat['p50_ms'], 'latency_p95_ms': lat['p95_ms'],
+                 'stages': stages, 'node_cpu_ms_per_output': cpu,
+                 'node_cpu_ms_outside_inference': (_r(cpu - inf_cpu, 2)
+                                                   if cpu is not None and inf_cpu is not None
+                                                   else None)}
+        if r['scenario'] == 'mask_only' and lat['p50_ms'] is not None:
+            entry['latency_target_ms'] = _r(floor + LATENCY_MARGIN_MS)
+            entry['latency_pass'] = bool(lat['p50_ms'] <= floor + LATENCY_MARGIN_MS
+                                         and lat['p95_ms'] <= P95_OVER_P50 * lat['p50_ms'])
+        out['scenarios'][r['scenario']] = entry
+    return out
+
+
+def ratio_check(report: Dict[str, Any], minimum: float) -> Tuple[bool, str]:
+    """Pass when every mask-only node scenario reaches ``minimum`` x the allowed rate."""
+    nvp = report.get('node_vs_pipeline') or {}
+    rows = [(name, e['throughput_ratio']) for name, e in (nvp.get('scenarios') or {}).items()
+            if name in ('mask_only', 'flood') and e.get('throughput_ratio') is not None]
+    if not rows:
+        return False, ('no ratio measured: expected the pipeline scenario and a mask-only '
+                       'node scenario (mask_only or flood) in --scenarios')
+    bad = [(n, v) for n, v in rows if v < minimum]
+    text = ', '.join(f'{n} {v:.2f}' for n, v in rows)
+    if bad:
+        return False, (f'node throughput below {minimum:.2f} x the standalone pipeline '
+                       f'({nvp["pipeline_fps"]} frames/s in this run): {text}')
+    return True, f'node throughput ratios {text} >= {minimum:.2f}'
+
+
+def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
+    """Markdown lines of the node-vs-pipeline comparison (empty without a pipeline run)."""
+    nvp = report.get('node_vs_pipeline') or {}
+    if not nvp:
+        return []
+    lines = ['', '### Node vs pipeline (same run)', '',
+             f'Standalone pipeline: **{nvp["pipeline_fps"]} frames/s**, '
+             f'{nvp["pipeline_frame_ms_p50"]} ms per frame p50, CPU '
+             f'{_fmt(nvp["pipeline_cpu_ms_per_frame"])} ms per frame (inference '
+             f'{_fmt(nvp["pipeline_inference_cpu_ms_per_frame"])}). Latency floor = that + '
+             f'transport p50 {_fmt(nvp["transport_p50_ms"])} = **{nvp["latency_floor_ms"]} ms**.',
+             '', '| scenario | masks/s | allowed/s | ratio | latency p50 / p95 (ms) | '
+             'node CPU ms / output | outside inference | worst stage inflation |',
+             '|---|---|---|---|---|---|---|---|']
+    for name, e in nvp['scenarios'].items():
+        worst = max(e['stages'].items(), key=lambda kv: kv[1]['inflation'], default=None)
+        worst_text = (f'{worst[0]} {worst[1]["inflation"]}x ({worst[1]["node_ms"]} vs '
+                      f'{worst[1]["pipeline_ms"]} ms)' if worst else 'n/a')
+        lines.append(f'| {name} | {_fmt(e["output_hz"])} | {_fmt(e["allowed_hz"])} | '
+                     f'**{_fmt(e["throughput_ratio"], 2)}** | {_fmt(e["latency_p50_ms"])} / '
+                     f'{_fmt(e["latency_p95_ms"])} | {_fmt(e["node_cpu_ms_per_output"])} | '
+                     f'{_fmt(e["node_cpu_ms_outside_inference"])} | {worst_text} |')
+    return lines
 
 
 def overall_verdict(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -729,7 +893,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             print(f'bench_ros: {scenario.name} ({scenario.label}, {scenario.rate_hz:g} Hz, '
                   f'{args.duration:g} s) ...', flush=True)
             t0 = time.monotonic()
-            result = (run_node if scenario.node else run_transport)(state, scenario)
+            runner = run_node if scenario.node else (
+                run_pipeline if scenario.name == 'pipeline' else run_transport)
+            result = runner(state, scenario)
             result['wall_s'] = round(time.monotonic() - t0, 1)
             lat = result['latency']
             print(f'bench_ros:   published {result["publish_hz"]} Hz, outputs '
@@ -752,6 +918,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                    'backend': args.backend, 'note': args.note},
         'backend': next((r.get('backend') for r in results if r.get('backend')), None),
         'results': results, 'target': overall_verdict(results),
+        'node_vs_pipeline': node_vs_pipeline(results),
         'json_path': _rel(json_path), 'domain_id': state.domain,
     }
     json_path.write_text(json.dumps(report, indent=1))
@@ -776,7 +943,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f'bench_ros: JSON {report["json_path"]}' + (f', plot {_rel(plot)}' if plotted else '')
           + (f', docs {_rel(DOCS)}' if args.write_docs else ''))
     ok = all(r['received'] > 0 for r in report['results'])
-    return 0 if ok else 1
+    if not ok:
+        return 1
+    if args.check_ratio is not None:
+        passed, text = ratio_check(report, args.check_ratio)
+        print(f'bench_ros: ratio check {"PASS" if passed else "FAIL"}: {text}', flush=True)
+        if not passed:
+            return 3
+    return 0
 
 
 if __name__ == '__main__':
