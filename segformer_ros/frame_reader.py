@@ -129,20 +129,17 @@ class FrameReader:
     def _take(self, index: int) -> Optional[Any]:
         """Take the newest message of one subscription (None when there is none)."""
         sub = self._subs[index]
-        newest = None
+        # One take: the depth-1 reader holds only the newest sample. (Draining "until
+        # empty" livelocks under a flood: a new 6 MB frame lands during every take.)
         with sub.handle:
-            while True:   # depth 1 holds one; a deeper reader is drained to the newest
-                taken = sub.handle.take_message(sub.msg_type, sub.raw)
-                if taken is None:
-                    break
-                msg, info = taken
-                with self._lock:
-                    if newest is not None:
-                        self.dropped[index] += 1
-                    self.dropped[index] += self._gaps[index].skipped(info)
-                    self.taken[index] += 1
-                newest = msg
-        return newest
+            taken = sub.handle.take_message(sub.msg_type, sub.raw)
+        if taken is None:
+            return None
+        msg, info = taken
+        with self._lock:
+            self.dropped[index] += self._gaps[index].skipped(info)
+            self.taken[index] += 1
+        return msg
 
     def take_batch(self, window_s: float, timeout_s: Optional[float] = None
                    ) -> List[Tuple[int, Any]]:
