@@ -90,6 +90,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
                    help='node parameter for the node and the standalone pipeline alike, '
                    'YAML value (e.g. --set pipeline=gpu --set onnxruntime_provider=cuda)')
+    p.add_argument('--cameras', type=int, default=1,
+                   help='cameras (publisher processes, /cam<i>/image) into one node; the '
+                   'node runs with cameras [cam0, ...] and batches their frames')
     p.add_argument('--pipeline-seconds', type=float, default=None,
                    help='seconds of the standalone pipeline loop (default: --duration / 2)')
     p.add_argument('--check-ratio', type=float, default=None, metavar='R',
@@ -357,18 +360,42 @@ class _Run:
             self.executor.spin_once(timeout_sec=0.05)
         return predicate()
 
-    def publisher(self, scenario: Scenario) -> Tuple[RosProcess, Path]:
+    def publisher(self, scenario: Scenario, topic: str = CAMERA_TOPIC,
+                  tag: str = '') -> Tuple[RosProcess, Path]:
         """Start the rate publisher for ``scenario``; it waits for one subscriber."""
-        report = self.out / f'publisher_{scenario.name}.json'
+        report = self.out / f'publisher_{scenario.name}{tag}.json'
         if report.exists():
             report.unlink()
         cmd = [sys.executable, '-m', 'segformer_ros.tools.rate_publisher',
-               '--video', str(Path(self.args.video).resolve()), '--topic', CAMERA_TOPIC,
+               '--video', str(Path(self.args.video).resolve()), '--topic', topic,
                '--rate', str(scenario.rate_hz), '--duration', str(self.args.duration),
                '--width', str(self.args.width), '--height', str(self.args.height),
                '--frame-id', self.frame_id, '--wait-subscribers', '1',
                '--wait-timeout', str(self.args.startup_timeout), '--report', str(report)]
-        return RosProcess(cmd, self.env, self.out / f'publisher_{scenario.name}.log'), report
+        return (RosProcess(cmd, self.env, self.out / f'publisher_{scenario.name}{tag}.log'),
+                report)
+
+    def measure_all(self, started: Sequence[Tuple[RosProcess, Path]],
+                    samplers: Dict[str, ProcSampler]) -> Dict[str, Any]:
+        """:meth:`measure` for several publishers (one per camera): counts and rates summed."""
+        if len(started) == 1:
+            return self.measure(started[0], samplers)
+        first = self.measure(started[0], samplers)
+        reports = [first]
+        for publisher, report_path in started[1:]:
+            publisher.wait(5.0)
+            publisher.stop()
+            try:
+                reports.append(json.loads(report_path.read_text()))
+            except (OSError, ValueError):
+                raise SystemExit(f'bench_ros: a camera publisher wrote no report; its log:\n'
+                                 f'{publisher.log()[-3000:]}')
+        total = dict(first)
+        total['published'] = sum(int(r.get('published', 0)) for r in reports)
+        total['achieved_hz'] = round(sum(float(r.get('achieved_hz') or 0) for r in reports), 2)
+        total['seconds'] = max(float(r.get('seconds') or 0) for r in reports)
+        total['per_camera_hz'] = [r.get('achieved_hz') for r in reports]
+        return total
 
     def measure(self, started: Tuple[RosProcess, Path],
                 samplers: Dict[str, ProcSampler]) -> Dict[str, Any]:
@@ -423,44 +450,56 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     from .recorder import OutputRecorder
 
     args = run.args
+    names = [f'cam{i}' for i in range(args.cameras)] if args.cameras > 1 else []
+    camera_params: Dict[str, Any] = {'cameras': names} if names else {}
     overrides = params_file({'model_path': str(Path(args.model).resolve()),
-                             'backend': args.backend, 'autostart': True, **args.overrides},
-                            str(run.out))
-    node = RosProcess(node_command([args.params, overrides], {'image': CAMERA_TOPIC}),
+                             'backend': args.backend, 'autostart': True, **camera_params,
+                             **args.overrides}, str(run.out))
+    node = RosProcess(node_command([args.params, overrides],
+                                   {} if names else {'image': CAMERA_TOPIC}),
                       run.env, run.out / f'node_{scenario.name}.log')
     collect = _Collector(run.frame_id)
     samples = collect.samples['mask']
-    recorder = OutputRecorder(name=f'bench_recorder_{scenario.name}', overlay=scenario.overlay,
-                              summary=scenario.summary, on_mask=collect.callback('mask'),
-                              on_overlay=collect.callback('overlay'),
-                              on_summary=collect.callback('summary'))
-    run.executor.add_node(recorder)
+    prefixes = [f'/{n}/segmentation' for n in names] or ['/segmentation']
+    recorders = [OutputRecorder(name=f'bench_recorder_{scenario.name}_{i}', prefix=prefix,
+                                overlay=scenario.overlay, summary=scenario.summary,
+                                on_mask=collect.callback('mask'),
+                                on_overlay=collect.callback('overlay'),
+                                on_summary=collect.callback('summary'))
+                 for i, prefix in enumerate(prefixes)]
+    recorder = recorders[0]
+    for r in recorders:
+        run.executor.add_node(r)
     t0 = time.monotonic()
     # Started now so its start-up overlaps the node's; it publishes once the node subscribes.
-    started = run.publisher(scenario)
+    started = ([run.publisher(scenario, f'/{n}/image', f'_{n}') for n in names]
+               or [run.publisher(scenario)])
     try:
         if not node.wait_for_log('configured', args.startup_timeout):
             raise SystemExit('bench_ros: the node did not configure; its log:\n'
                              + node.log()[-3000:])
-        topics = ['/segmentation/mask'] + (['/segmentation/overlay'] if scenario.overlay
-                                           else []) + (['/segmentation/summary']
-                                                       if scenario.summary else [])
+        wanted = ['mask'] + (['overlay'] if scenario.overlay else []) + (
+            ['summary'] if scenario.summary else [])
+        pairs = [(r, f'{prefix}/{w}') for r, prefix in zip(recorders, prefixes) for w in wanted]
+        topics = [t for _, t in pairs]
         matched = run.spin_until(
-            lambda: all(recorder.count_publishers(t) >= 1 for t in topics), 20.0)
+            lambda: all(r.count_publishers(t) >= 1 for r, t in pairs), 20.0)
         if not matched:
             raise SystemExit(f'bench_ros: the node\'s outputs {topics} never matched')
         run.spin_for(0.5)   # let the node see our subscriptions too (it checks them)
         startup_s = time.monotonic() - t0
         samplers = {'node': ProcSampler(node.pid)}
-        pub = run.measure(started, samplers)
+        pub = run.measure_all(started, samplers)
         diagnostics = dict(recorder.diagnostics)
         counts = {k: len(v) for k, v in collect.samples.items()}
         other = {k: latency_stats(collect.samples[k], args.settle_s)
                  for k in ('overlay', 'summary') if counts[k]}
     finally:
-        run.executor.remove_node(recorder)
-        recorder.destroy_node()
-        started[0].stop()
+        for r in recorders:
+            run.executor.remove_node(r)
+            r.destroy_node()
+        for publisher, _ in started:
+            publisher.stop()
         node_code = node.stop()
         Path(overrides).unlink(missing_ok=True)
     result = _result(run, scenario, samples, pub)
@@ -502,7 +541,8 @@ def run_pipeline(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     mask-only scenarios ask of the node). No ROS traffic meanwhile.
     """
     from .rate_publisher import load_frames
-    from .standalone import build_pipeline, measure_pipeline, node_params, release
+    from .standalone import (build_pipeline, measure_pipeline, measure_two_in_flight,
+                             node_params, release)
 
     args = run.args
     params = node_params([args.params], {'model_path': str(Path(args.model).resolve()),
@@ -512,6 +552,7 @@ def run_pipeline(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     try:
         seconds = args.pipeline_seconds or max(2.0, args.duration / 2)
         measured = measure_pipeline(backend, pipeline, frames, seconds)
+        measured['two_in_flight'] = measure_two_in_flight(pipeline, frames, min(seconds, 5.0))
         measured['backend'] = backend.describe()
         measured['pipeline'] = type(pipeline).__name__
     finally:
@@ -783,6 +824,8 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     transport = (by.get('transport') or {}).get('latency', {}).get('p50_ms')
     floor = alone['frame_ms_p50'] + (transport or 0.0)
     out: Dict[str, Any] = {'pipeline_fps': alone['fps'],
+                           'pipeline_two_in_flight_fps': (alone.get('two_in_flight') or {}).get(
+                               'fps'),
                            'pipeline_frame_ms_p50': alone['frame_ms_p50'],
                            'transport_p50_ms': transport, 'latency_floor_ms': _r(floor),
                            'pipeline_cpu_ms_per_frame': alone['cpu_ms_per_frame'],
@@ -843,7 +886,10 @@ def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
              f'{nvp["pipeline_frame_ms_p50"]} ms per frame p50, CPU '
              f'{_fmt(nvp["pipeline_cpu_ms_per_frame"])} ms per frame (inference '
              f'{_fmt(nvp["pipeline_inference_cpu_ms_per_frame"])}). Latency floor = that + '
-             f'transport p50 {_fmt(nvp["transport_p50_ms"])} = **{nvp["latency_floor_ms"]} ms**.',
+             f'transport p50 {_fmt(nvp["transport_p50_ms"])} = **{nvp["latency_floor_ms"]} ms**.'
+             + (f' GPU pipeline with two frames in flight: '
+                f'**{nvp["pipeline_two_in_flight_fps"]} frames/s**.'
+                if nvp.get('pipeline_two_in_flight_fps') else ''),
              '', '| scenario | masks/s | allowed/s | ratio | latency p50 / p95 (ms) | '
              'node CPU ms / output | outside inference | worst stage inflation |',
              '|---|---|---|---|---|---|---|---|']
@@ -911,6 +957,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         'command': command, 'date': started.strftime('%Y-%m-%d %H:%M %Z'),
         'machine': machine_info(), 'load_before': load_before, 'load_after': load_average(),
         'config': {'width': args.width, 'height': args.height, 'rate_hz': args.rate,
+                   'cameras': args.cameras, 'overrides': args.overrides,
                    'flood_rate_hz': args.flood_rate, 'duration_s': args.duration,
                    'settle_s': args.settle_s, 'window_s': args.window_s,
                    'quick': args.quick, 'model': _rel(Path(args.model)),
