@@ -23,7 +23,7 @@ export SEGFORMER_ROS_VENV := $(abspath $(VENV))
 export SEGFORMER_ROS_INSTALL := $(abspath $(BUILD))/colcon/install
 ENV := source tools/ros_env.sh &&
 
-.PHONY: all setup test test-compat lint demo bench bench-ros bench-cameras soak test-py310 test-py312 shell clean distclean
+.PHONY: all setup test test-compat lint demo bench bench-ros bench-cameras bench-gpu soak test-py310 test-py312 shell clean distclean
 
 all: test
 
@@ -47,6 +47,11 @@ bench-ros: setup
 
 bench-cameras: setup
 	$(ENV) python -m segformer_ros.tools.bench_cameras $(ARGS)
+
+# On the lent GPU machine only (no setup there: it stages ROS and onnxruntime-gpu itself):
+# make bench-gpu ARGS="STAGE_DIR OUT_DIR [DURATION_S]"; tools/bench_gpu.sh says what STAGE_DIR holds.
+bench-gpu:
+	tools/bench_gpu.sh $(ARGS)
 
 # 30 minutes camera -> node -> recorder (not part of `make test`); appends its numbers to
 # docs/reliability.md. Shorter: make soak ARGS="--minutes 10".
