@@ -32,6 +32,7 @@ from .errors import ImageFormatError, SegformerRosError
 from .executors import FramePathCallbackGroup
 from .frame_reader import FrameReader, PulledCallbackGroup
 from .labels import label_info
+from .memory import HeapTrimmer
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params
 from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_message,
@@ -295,7 +296,9 @@ class SegformerNode(LifecycleNode):
     def _worker_loop(self, slots: FrameReader) -> None:
         window_s = float(self._params.get('batch_window_ms', 5.0)) / 1e3
         seen = dropped = 0
+        trimmer = HeapTrimmer()
         while True:
+            trimmer.maybe_trim()
             batch = slots.take_batch(window_s, timeout_s=0.5)
             if not batch:
                 if slots.closed or not self.context.ok():

@@ -8,7 +8,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from .executors import make_node_executors
-from .memory import pin_mmap_threshold
+from .memory import keep_image_buffers
 from .node import SegformerNode
 
 
@@ -26,8 +26,9 @@ def autostart(node: SegformerNode) -> bool:
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the node until shutdown (SIGINT/SIGTERM or context shutdown)."""
-    # Before any image buffer exists: keep multi-MB buffers on mmap (see memory.py).
-    pin_mmap_threshold()
+    # Before any image buffer exists: image buffers from the heap, reused across frames;
+    # the worker trims the heap once a second (memory.py says why, with numbers).
+    keep_image_buffers()
     rclpy.init(args=args)
     node = SegformerNode()
     # The frame path (image callbacks) on one executor, services and timers on another,
