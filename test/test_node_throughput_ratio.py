@@ -11,6 +11,13 @@ independent of what else runs on a 2-core machine (with two threads, any other b
 process makes ORT's parallel loops wait for a straggler, and the node, which shares the
 machine with the camera and the subscriber, would be measured against a pipeline that
 had the machine to itself).
+
+The gate is on frames per CPU-second (``--check-basis cpu``: node process CPU per mask vs
+the loop's CPU per frame), the throughput a CPU-bound machine allows: on the shared 2-core
+development machine (load 7-8) the wall-clock rates of the loop and the node, a minute
+apart, differed 2-3x run to run (wall ratios 0.48-3.4 for the same code), their CPU cost
+per frame within ~15 % (main's node 1.3-2.1x the loop's CPU per frame, this one 0.9-1.1x).
+The wall-clock ratio is printed too.
 """
 
 import json
@@ -42,7 +49,8 @@ def test_node_keeps_up_with_its_pipeline(tmp_path, deeplab_model, video_path):
     nvp = report['node_vs_pipeline']
     entry = nvp['scenarios']['mask_only']
     print(f'pipeline {nvp["pipeline_fps"]} frames/s, node {entry["output_hz"]} masks/s '
-          f'(allowed {entry["allowed_hz"]}), ratio {entry["throughput_ratio"]}, load '
-          f'{report["load_before"]} -> {report["load_after"]}')
+          f'(allowed {entry["allowed_hz"]}), wall ratio {entry["throughput_ratio"]}, CPU ratio '
+          f'{entry["cpu_ratio"]}, load {report["load_before"]} -> {report["load_after"]}')
     assert proc.returncode == 0, output
-    assert entry['throughput_ratio'] >= MIN_RATIO, output
+    assert entry['output_hz'] > 0, output
+    assert entry['cpu_ratio'] >= MIN_RATIO, output
