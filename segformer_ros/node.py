@@ -4,10 +4,11 @@ Nothing here computes: conversion, preprocessing, inference, postprocessing and 
 summary live in ROS-free modules; this file creates and releases ROS resources in the
 lifecycle callbacks, hands frames to one inference worker thread and publishes results.
 
-Threads: the executor serves lifecycle services, parameters, image callbacks and the
-diagnostics timer; image callbacks only drop the message into a keep-latest slot, and
-the worker thread does the heavy work, so the node answers services while a frame is
-processed.
+Threads: the executor(s) serve lifecycle services, parameters, camera_info and the
+diagnostics timer; no executor touches camera images: the inference worker thread takes
+the newest one from each depth-1 DDS reader when it is ready for it (frame_reader.py),
+so frames it would drop cost no Python time, and the node answers services while a
+frame is processed.
 """
 
 import json

@@ -7,6 +7,8 @@ minus the header stamp (the node copies the camera stamp). Scenarios, each with 
 node so its /diagnostics stage windows hold only that scenario:
 
 * ``transport``: publisher -> a plain subscriber in this process, no node (the floor);
+* ``pipeline``: the standalone pipeline (same params, model, threads and frames) looped in
+  this process without ROS: the yardstick of the "Node vs pipeline" ratios (issue 9);
 * ``mask_only``: only the mask subscribed (the node skips overlay and summary);
 * ``full``: mask, overlay and summary subscribed;
 * ``flood``: mask only at ``--flood-rate``: with keep-latest input the latency must stay
