@@ -23,6 +23,7 @@ export SEGFORMER_ROS_VENV := $(abspath $(VENV))
 export SEGFORMER_ROS_INSTALL := $(abspath $(BUILD))/colcon/install
 ENV := source tools/ros_env.sh &&
 
+.PHONY: test-tensorrt
 .PHONY: all setup test test-compat lint demo bench bench-ros bench-cameras bench-gpu soak test-py310 test-py312 shell clean distclean
 
 all: test
@@ -66,6 +67,13 @@ COMPAT_TESTS ?= test/test_build.py test/test_conversion.py test/test_compressed.
 	test/test_stats.py test/test_channels.py test/test_onnxruntime_backend.py \
 	test/test_confidence.py test/test_node_lifecycle.py test/test_node_cross_process.py \
 	test/test_dds_profile.py test/test_transition_races.py test/test_spin.py
+
+# Real-TensorRT acceptance suite for the robot (docs/jetson.md); skips with the reason
+# elsewhere. Needs no ROS: it runs with $(PYTHON) (the system python3 that sees JetPack's
+# tensorrt) from this checkout. Writes trt_acceptance_report.json (send it back).
+test-tensorrt:
+	PYTHONPATH="$(CURDIR):$$PYTHONPATH" $(PYTHON) -m pytest -q -rs -p no:cacheprovider \
+		-m tensorrt test/test_tensorrt_acceptance.py $(PYTEST_ARGS)
 
 test-compat:
 	tools/test_other_python.sh 3.10 $(COMPAT_TESTS)

@@ -10,7 +10,8 @@ from typing import List, Sequence
 
 from .errors import ConfigError
 
-OUTPUTS = ('mask', 'overlay', 'summary', 'confidence', 'label_info', 'camera_info')
+OUTPUTS = ('mask', 'overlay', 'summary', 'confidence', 'label_info', 'camera_info',
+           'label_info_json', 'drivable_grid')
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ from typing import Optional, Sequence, Tuple
 from .errors import ConfigError
 from .geometry import RESIZE_POLICIES
 from .labels import CITYSCAPES_CLASSES, CITYSCAPES_DRIVABLE, CITYSCAPES_PALETTE
+from .output_size import parse_output_resolution
 
 CHANNEL_ORDERS: Tuple[str, ...] = ('rgb', 'bgr')
 UPSAMPLE_MODES: Tuple[str, ...] = ('fast', 'exact')
+# The named ones; an explicit 'WxH' is accepted too (output_size.parse_output_resolution).
 OUTPUT_RESOLUTIONS: Tuple[str, ...] = ('input', 'model')
 
 # Lower-centre trapezoid in front of the vehicle, normalized (x right, y down).
@@ -84,6 +86,9 @@ class ClassConfig:
     names: Tuple[str, ...] = CITYSCAPES_CLASSES
     colors: Tuple[Tuple[int, int, int], ...] = CITYSCAPES_PALETTE
     drivable_ids: Tuple[int, ...] = (CITYSCAPES_CLASSES.index(CITYSCAPES_DRIVABLE[0]),)
+    # Logits channels after the classes that mean void / background (ESPNetv2 Cityscapes:
+    # 1): where one wins, the mask says 255 (unlabeled); they are never a class.
+    void_channels: int = 0
 
     def __post_init__(self) -> None:
         if not self.names:
@@ -98,6 +103,9 @@ class ClassConfig:
         for c in self.colors:
             if len(c) != 3 or any(not 0 <= v <= 255 for v in c):
                 raise ConfigError(f'colours must be 3 values in 0..255, got {tuple(c)}')
+        if not 0 <= self.void_channels <= 255 - len(self.names):
+            raise ConfigError(f'void_channels must be in 0..{255 - len(self.names)}, got '
+                              f'{self.void_channels}')
         bad = [i for i in self.drivable_ids if not 0 <= i < len(self.names)]
         if bad:
             raise ConfigError(f'drivable class ids {bad} are outside 0..{len(self.names) - 1}')
@@ -113,16 +121,14 @@ class PostprocessConfig:
     """How model outputs become a mask at the published resolution."""
 
     upsample_mode: str = 'fast'          # logits only: 'fast' or 'exact' (see postprocessing)
-    output_resolution: str = 'input'     # 'input' (camera size) or 'model' (model geometry)
+    output_resolution: str = 'input'     # 'input' (camera), 'model' or 'WxH' (output_size)
     overlay_alpha: float = 0.5           # weight of the class colour in the overlay
 
     def __post_init__(self) -> None:
         if self.upsample_mode not in UPSAMPLE_MODES:
             raise ConfigError(f'upsample_mode must be one of {UPSAMPLE_MODES}, '
                               f'got {self.upsample_mode!r}')
-        if self.output_resolution not in OUTPUT_RESOLUTIONS:
-            raise ConfigError(f'output_resolution must be one of {OUTPUT_RESOLUTIONS}, '
-                              f'got {self.output_resolution!r}')
+        parse_output_resolution(self.output_resolution)   # ConfigError with the reason
         if not 0.0 <= self.overlay_alpha <= 1.0:
             raise ConfigError(f'overlay_alpha must be in [0, 1], got {self.overlay_alpha}')
 

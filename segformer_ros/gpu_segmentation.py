@@ -47,7 +47,7 @@ class GpuSegmentationPipeline:
         from .cuda.gpu_pipeline import GpuPipeline
 
         info = backend.model_info
-        engine = device_engine(backend, config, max_batch)
+        engine = device_engine(backend, config, max_batch, device)
         self._backend = backend
         self._config = config
         self._engine = engine
@@ -123,9 +123,27 @@ class GpuSegmentationPipeline:
         return SegmentationResult(mask, overlay, 'bgr' if order == 'bgr' else 'rgb', summary,
                                   result.geometry, times)
 
+    def bind_thread(self) -> None:
+        """Make the pipeline's GPU current on the calling thread (per host thread)."""
+        from .cuda import runtime as rt
+        rt.set_device(self._device)
+
     def release(self) -> None:
         """Free the device and mapped buffers."""
         self._gpu.release()
+
+    def set_output_resolution(self, output_resolution: str) -> None:
+        """Publish at another size ('input', 'model' or 'WxH'): rebuilds the GPU pipeline.
+
+        Sizes are baked into the buffers and captured graphs; a change is rare (the
+        depth camera's first CameraInfo), so rebuilding once is the simple, safe way.
+        """
+        if output_resolution == self._config.postprocess.output_resolution:
+            return
+        self._config = replace(self._config, postprocess=replace(
+            self._config.postprocess, output_resolution=output_resolution))
+        self._gpu.release()
+        self._gpu = self._make(self._config, self._engine, device=self._device)
 
     def _follow_alpha(self, alpha: Optional[float]) -> None:
         # The blend is captured in a CUDA graph with its alpha: a new value rebuilds the
@@ -164,7 +182,8 @@ def session_on_cuda(session: Any) -> bool:
                for p in session.get_providers())
 
 
-def device_engine(backend: Backend, config: PipelineConfig, max_batch: int = 1) -> Any:
+def device_engine(backend: Backend, config: PipelineConfig, max_batch: int = 1,
+                  device: int = 0) -> Any:
     """Return what the GPU pipeline runs inference with for ``backend``.
 
     TensorRT reads device pointers natively; an ONNX Runtime session on CUDA is bound to
@@ -183,7 +202,7 @@ def device_engine(backend: Backend, config: PipelineConfig, max_batch: int = 1) 
     session = backend.session
     # A fixed batch dimension decides; a dynamic one takes one slot per camera.
     batch = backend.model_info.max_batch or max(1, max_batch)
-    ort = OrtCudaInference(session, config.input_size, batch=batch)
+    ort = OrtCudaInference(session, config.input_size, batch=batch, device=device)
     if session_on_cuda(session):
         return ort
     spec = ort.device_io_spec()
@@ -197,6 +216,11 @@ def wants_gpu(backend_name: str, provider: str) -> bool:
     """Tell whether a backend setup runs inference on a CUDA GPU."""
     return backend_name == 'tensorrt' or (backend_name == 'onnxruntime' and provider in
                                           ('cuda', 'tensorrt'))
+
+
+def backend_device(backend: Backend) -> int:
+    """Return the CUDA device a backend runs on (``device_id`` option; 0 for CPU backends)."""
+    return int(getattr(backend, 'device_id', 0) or 0)
 
 
 def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provider: str,
@@ -214,7 +238,9 @@ def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provi
     if choice == 'cpu' or (choice == 'auto' and not wants_gpu(backend.name, provider)):
         return SegmentationPipeline(backend, config)
     try:
-        return GpuSegmentationPipeline(backend, config, max_batch=max_batch)
+        # The backend's GPU, not the calling thread's current device (device_id != 0).
+        return GpuSegmentationPipeline(backend, config, device=backend_device(backend),
+                                       max_batch=max_batch)
     except Exception as exc:  # noqa: BLE001 - cuda-python/driver errors vary by platform
         if choice == 'gpu':
             raise BackendError(f'pipeline gpu cannot start ({type(exc).__name__}: {exc}); '

@@ -11,7 +11,6 @@ so frames it would drop cost no Python time, and the node answers services while
 frame is processed.
 """
 
-import json
 import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -32,12 +31,15 @@ from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
 from .executors import FramePathCallbackGroup
 from .frame_reader import FrameReader, PulledCallbackGroup
-from .labels import label_info
+from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
+                             label_info_message, label_info_type, missing_vision_msgs_hint)
+from .grid_output import drivable_grid_output
 from .memory import HeapTrimmer
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params
 from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_message,
                            image_message, summary_message)
+from .output_size import MAX_SIDE, size_text
 from .stats import RateLimiter, StageStats
 from .warmup import warm_up_pipeline
 
@@ -78,6 +80,10 @@ class _Channel:
         self.camera_info_pub: Optional[Any] = None
         self.camera_info_sub: Optional[Any] = None
         self.latest_camera_info: Optional[CameraInfo] = None   # set by the executor thread
+        # vision_msgs/LabelInfo goes out once per configure, with the first frame's header
+        # (the camera's frame_id); the JSON fallback at configure.
+        self.label_info_sent = False
+        self.grid: Optional[Any] = None   # DrivableGridOutput (owns its lifecycle publisher)
 
     def lifecycle_publishers(self) -> List[Any]:
         """Return the publishers that follow the lifecycle (silent unless active)."""
@@ -110,6 +116,9 @@ class SegformerNode(LifecycleNode):
         self._build_progress: Optional[Tuple[str, float]] = None
         self._image_group: Optional[FramePathCallbackGroup] = None
         self._log_limiter = RateLimiter(period_s=5.0)
+        # match_camera_info: (width, height) of the last CameraInfo on that topic.
+        self._match_sub: Optional[Any] = None
+        self._match_size: Optional[Tuple[int, int]] = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for problem in declare_all(self):
             self.get_logger().error(problem)
@@ -175,6 +184,10 @@ class SegformerNode(LifecycleNode):
         specs = channels_from_lists(params['cameras'], params['camera_topics'],
                                     params['camera_namespaces'], params['camera_transports'],
                                     params['input_transport'], params['camera_info_topics'])
+        if params['match_camera_info'] and len(specs) > 1:
+            raise SegformerRosError(
+                f'match_camera_info sizes one camera\'s mask, got {len(specs)} cameras; leave '
+                f'it empty and set output_resolution: WIDTHxHEIGHT instead')
         if not params['model_path']:
             raise SegformerRosError(
                 'model_path is empty: set it to an ONNX model (or a TensorRT .engine), e.g. '
@@ -195,7 +208,7 @@ class SegformerNode(LifecycleNode):
             rebuild_stale_engine=params['rebuild_stale_engine'],
             allow_engine_host_code=params['allow_engine_host_code'],
             workspace_mb=params['workspace_mb'], input_hw=config.input_size,
-            max_batch=max(1, len(specs)))
+            max_batch=max(1, len(specs)), device_id=params['device_id'])
         info = self._backend.configure()
         self._pipeline = select_pipeline(params['pipeline'], self._backend, config,
                                          params['onnxruntime_provider'],
@@ -217,10 +230,9 @@ class SegformerNode(LifecycleNode):
             if ch.spec.camera_info_topic:
                 ch.camera_info_pub = self.create_lifecycle_publisher(
                     CameraInfo, ch.spec.output_topic('camera_info'), OUTPUT_QOS)
-            ch.label_info_pub = self.create_publisher(
-                String, ch.spec.output_topic('label_info'), LATCHED_QOS)
-            ch.label_info_pub.publish(String(data=json.dumps(label_info(
-                config.classes.names, config.classes.colors, config.classes.drivable_ids))))
+            ch.grid = drivable_grid_output(self, ch.spec, params, config, OUTPUT_QOS,
+                                           self._log_error)
+            ch.label_info_pub = self._create_label_info_publisher(ch, config)
         self.get_logger().info(
             f'configured: {self._backend.describe()}, {type(self._pipeline).__name__}, '
             f'model {params["model_path"]} '
@@ -233,6 +245,8 @@ class SegformerNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(pub)
             if ch.label_info_pub is not None:
                 self.destroy_publisher(ch.label_info_pub)
+            if ch.grid is not None:
+                ch.grid.release()
         self._channels = []
         with self._diag_lock:
             if self._diag_timer is not None:
@@ -251,6 +265,23 @@ class SegformerNode(LifecycleNode):
                 self.get_logger().warn(f'backend release failed: {exc}')
             self._backend = None
         self._stats = None
+        self._match_size = None
+
+    def _create_label_info_publisher(self, ch: _Channel, config: Any) -> Any:
+        """Latched vision_msgs/LabelInfo publisher; where that type is missing, JSON now."""
+        msg_type = label_info_type()
+        if msg_type is not None:
+            return self.create_publisher(msg_type, ch.spec.output_topic(LABEL_INFO_OUTPUT),
+                                         LATCHED_QOS)
+        topic = ch.spec.output_topic(JSON_FALLBACK_OUTPUT)
+        if ch is self._channels[0]:
+            self.get_logger().warning(missing_vision_msgs_hint(
+                ch.spec.output_topic(LABEL_INFO_OUTPUT), topic))
+        pub = self.create_publisher(String, topic, LATCHED_QOS)
+        pub.publish(label_info_json_message(config.classes.names, config.classes.colors,
+                                            config.classes.drivable_ids))
+        ch.label_info_sent = True
+        return pub
 
     # -------------------------------------------------------------- activate
     def _start_processing(self) -> None:
@@ -270,6 +301,10 @@ class SegformerNode(LifecycleNode):
                     CameraInfo, ch.spec.camera_info_topic,
                     lambda msg, c=ch: setattr(c, 'latest_camera_info', msg), SENSOR_QOS,
                     callback_group=self._image_group)
+        if self._params.get('match_camera_info'):
+            self._match_sub = self.create_subscription(
+                CameraInfo, self._params['match_camera_info'], self._on_match_camera_info,
+                SENSOR_QOS, callback_group=self._image_group)
         self._slots = FrameReader(self.context, [ch.subscription for ch in self._channels])
         self._worker = threading.Thread(target=self._worker_loop, args=(self._slots,),
                                         name='segformer_inference', daemon=True)
@@ -288,6 +323,9 @@ class SegformerNode(LifecycleNode):
                 if sub is not None:
                     self.destroy_subscription(sub)
             ch.subscription = ch.camera_info_sub = None
+        if self._match_sub is not None:
+            self.destroy_subscription(self._match_sub)
+            self._match_sub = None
         if self._slots is not None:
             self._slots.destroy()
         self._worker = None
@@ -295,6 +333,7 @@ class SegformerNode(LifecycleNode):
 
     # ------------------------------------------------------------ frame path
     def _worker_loop(self, slots: FrameReader) -> None:
+        self._backend.bind_thread()   # CUDA's current device is per thread (device_id)
         window_s = float(self._params.get('batch_window_ms', 5.0)) / 1e3
         seen = dropped = 0
         trimmer = HeapTrimmer()
@@ -327,7 +366,7 @@ class SegformerNode(LifecycleNode):
         from .conversion import image_msg_to_array
 
         pipeline, stats = self._pipeline, self._stats
-        if pipeline is None or stats is None:
+        if pipeline is None or stats is None or not self._follow_match_size(pipeline):
             return
         max_pixels = int(self._params['max_input_pixels'])
         frames: List[Tuple[_Channel, Any, Any]] = []
@@ -363,11 +402,17 @@ class SegformerNode(LifecycleNode):
                 want_confidence=want_confidence))
         for (ch, msg, _), result in zip(frames, results):
             t0 = time.perf_counter()
+            if not ch.label_info_sent:
+                ch.label_info_pub.publish(label_info_message(pipeline.config.classes.names,
+                                                             msg.header))
+                ch.label_info_sent = True
             ch.mask_pub.publish(image_message(result.mask, 'mono8', msg.header))
             info = ch.latest_camera_info
             if info is not None and ch.camera_info_pub is not None:
                 ch.camera_info_pub.publish(camera_info_message(
                     info, msg.header, result.mask.shape[1], result.mask.shape[0]))
+            if ch.grid is not None:   # CPU and GPU pipelines alike hand over a host mask
+                ch.grid.publish(result.mask, msg.header, info)
             if result.overlay is not None and ch.overlay_pub.get_subscription_count() > 0:
                 ch.overlay_pub.publish(image_message(
                     result.overlay, OVERLAY_ENCODINGS[result.overlay_channel_order], msg.header))
@@ -379,6 +424,32 @@ class SegformerNode(LifecycleNode):
             times['publish'] = time.perf_counter() - t0
             stats.add_times(times)
             stats.output_rate.tick()
+
+    # ---------------------------------------------------- match_camera_info
+    def _on_match_camera_info(self, msg: CameraInfo) -> None:
+        if 1 <= msg.width <= MAX_SIDE and 1 <= msg.height <= MAX_SIDE:
+            self._match_size = (int(msg.width), int(msg.height))
+        else:
+            self._log_error('match_camera_info:size',
+                            f'ignored a CameraInfo on {self._params["match_camera_info"]}: '
+                            f'expected width and height in 1..{MAX_SIDE}, got '
+                            f'{msg.width}x{msg.height}')
+
+    def _follow_match_size(self, pipeline: Any) -> bool:
+        """Size the outputs like the match_camera_info camera; False: wait for its size."""
+        topic = self._params.get('match_camera_info')
+        if not topic:
+            return True
+        size = self._match_size
+        if size is None:
+            # A mask of another size is useless to a planner pairing it pixel for pixel
+            # with the depth cloud: publish nothing until the size is known.
+            if self._log_limiter.allow('match_camera_info:wait'):
+                self.get_logger().warning(f'match_camera_info: no CameraInfo on {topic} yet; '
+                                          f'frames are dropped until its size is known')
+            return False
+        pipeline.set_output_resolution(size_text(*size))
+        return True
 
     # ---------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:

@@ -6,14 +6,15 @@ read-only flag), the tools read the same YAML presets through
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .config import (CHANNEL_ORDERS, ClassConfig, Normalization, OUTPUT_RESOLUTIONS,
+from .config import (CHANNEL_ORDERS, ClassConfig, Normalization,
                      PipelineConfig, PostprocessConfig, PreprocessConfig, SummaryConfig,
                      UPSAMPLE_MODES, DEFAULT_ROI_POLYGON)
 from .errors import ConfigError
 from .geometry import RESIZE_POLICIES
 from .labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, class_ids_for_names
+from .output_size import output_resolution_problem
 
 BACKENDS: Tuple[str, ...] = ('auto', 'tensorrt', 'onnxruntime')
 ORT_PROVIDERS: Tuple[str, ...] = ('cpu', 'cuda', 'tensorrt')
@@ -34,6 +35,8 @@ class ParamSpec:
     read_only: bool = False
     # True where the node applies a new value to the next frame without reconfiguring.
     dynamic: bool = False
+    # Returns why a value is not acceptable (None when it is), for checks beyond choices.
+    validator: Optional[Callable[[Any], Optional[str]]] = None
 
 
 _FLAT_PALETTE: List[int] = [v for rgb in CITYSCAPES_PALETTE for v in rgb]
@@ -63,6 +66,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('workspace_mb', 1024, 'TensorRT builder workspace limit in MiB (cap it on Orin '
               'Nano).',
               min_value=16, max_value=65536),
+    ParamSpec('device_id', 0, 'CUDA device for TensorRT, the ONNX Runtime cuda/tensorrt '
+              'providers and the GPU pipeline.', min_value=0, max_value=63),
     ParamSpec('warmup_iterations', 2, 'Inferences on a dummy frame during configure.',
               min_value=0, max_value=100),
     # --- model input
@@ -85,11 +90,19 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('class_names', list(CITYSCAPES_CLASSES), 'Class names, index = class id.'),
     ParamSpec('class_colors', _FLAT_PALETTE, 'Overlay colours, 3 values (R, G, B) per class.'),
     ParamSpec('drivable_classes', ['road'], 'Classes (names or ids) counted as drivable.'),
+    ParamSpec('void_channels', 0, 'Logits models: trailing output channels after the classes '
+              'that mean void/background (ESPNetv2 Cityscapes: 1); pixels they win are 255 '
+              '(unlabeled), never a class.', min_value=0, max_value=254),
     # --- outputs
     ParamSpec('upsample_mode', 'fast', 'Logits models: fast (argmax, then nearest upsample) or '
               'exact (bilinear logits upsample, then argmax).', choices=UPSAMPLE_MODES),
-    ParamSpec('output_resolution', 'input', 'Publish at the input image resolution or at the '
-              'model resolution.', choices=OUTPUT_RESOLUTIONS),
+    ParamSpec('output_resolution', 'input', 'Mask and confidence size: input (the camera '
+              'image\'s), model (the model geometry without padding), or WIDTHxHEIGHT, e.g. '
+              '640x480 (same field of view, scaled).', validator=output_resolution_problem),
+    ParamSpec('match_camera_info', '', 'sensor_msgs/CameraInfo topic (e.g. the depth camera\'s) '
+              'whose width x height the mask and confidence are published at, overriding '
+              'output_resolution; frames wait for its first message. Empty = off. One camera '
+              'only.'),
     ParamSpec('overlay_alpha', 0.5, 'Weight of the class colour in the overlay.',
               min_value=0.0, max_value=1.0, dynamic=True),
     ParamSpec('roi_polygon', _FLAT_ROI, 'Region of interest for the summary: x0, y0, x1, y1, '
@@ -117,6 +130,35 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'model allows; 1 = never batch).', min_value=0, max_value=64),
     ParamSpec('batch_window_ms', 5.0, 'How long the first frame waits for the other cameras\' '
               'frames to share one inference.', min_value=0.0, max_value=200.0),
+    # --- drivable occupancy grid (segmentation/drivable_grid; needs camera_info_topics)
+    ParamSpec('grid_frame', 'base_link', 'Frame of the drivable grid; its ground plane is z = 0.'),
+    ParamSpec('grid_resolution', 0.1, 'Grid cell size in metres.', min_value=0.005,
+              max_value=10.0),
+    ParamSpec('grid_width', 200, 'Grid cells along x of grid_frame.', min_value=1,
+              max_value=4096),
+    ParamSpec('grid_height', 200, 'Grid cells along y of grid_frame.', min_value=1,
+              max_value=4096),
+    ParamSpec('grid_origin_x', 0.0, 'x of the grid\'s corner (cell 0, 0) in grid_frame, metres.',
+              min_value=-1e4, max_value=1e4),
+    ParamSpec('grid_origin_y', -10.0, 'y of the grid\'s corner (cell 0, 0) in grid_frame, '
+              'metres.', min_value=-1e4, max_value=1e4),
+    ParamSpec('grid_max_range', 20.0, 'Cells farther than this from the point below the camera '
+              'stay unknown (metres).', min_value=0.1, max_value=1e4),
+    ParamSpec('grid_camera_x', 0.0, 'Camera optical centre in grid_frame, metres.',
+              min_value=-1e4, max_value=1e4),
+    ParamSpec('grid_camera_y', 0.0, 'Camera optical centre in grid_frame, metres.',
+              min_value=-1e4, max_value=1e4),
+    ParamSpec('grid_camera_z', 0.0, 'Camera height above the ground in grid_frame (metres); '
+              '> 0 uses the grid_camera_* pose, 0 reads it from TF (image frame_id to '
+              'grid_frame).', min_value=0.0, max_value=1e3),
+    ParamSpec('grid_camera_roll', 0.0, 'Camera roll (rad) of its REP-103 body frame (x forward, '
+              'y left, z up); the optical frame follows.', min_value=-7.0, max_value=7.0),
+    ParamSpec('grid_camera_pitch', 0.0, 'Camera pitch (rad); > 0 looks down.', min_value=-7.0,
+              max_value=7.0),
+    ParamSpec('grid_camera_yaw', 0.0, 'Camera yaw (rad); > 0 turns left.', min_value=-7.0,
+              max_value=7.0),
+    ParamSpec('grid_use_roi', False, 'Only pixels inside roi_polygon vote; outside ones neither '
+              'vote nor stop a column\'s free run.'),
     # --- node behaviour
     ParamSpec('autostart', False, 'Configure and activate on start (for bare ros2 run).',
               read_only=True),
@@ -146,6 +188,10 @@ def check_value(name: str, value: Any) -> Optional[str]:
     p = spec(name)
     if p.choices is not None and value not in p.choices:
         return f'{name} must be one of {list(p.choices)}, got {value!r}'
+    if p.validator is not None:
+        problem = p.validator(value)
+        if problem:
+            return problem
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if p.min_value is not None and value < p.min_value:
             return f'{name} must be >= {p.min_value}, got {value}'
@@ -197,7 +243,8 @@ def pipeline_config_from_params(params: Mapping[str, Any]) -> PipelineConfig:
         preprocess=PreprocessConfig(p['resize_policy'], p['channel_order'], norm),
         postprocess=PostprocessConfig(p['upsample_mode'], p['output_resolution'],
                                       float(p['overlay_alpha'])),
-        classes=ClassConfig(names, colors, drivable),  # type: ignore[arg-type]
+        classes=ClassConfig(names, colors, drivable,  # type: ignore[arg-type]
+                            void_channels=int(p['void_channels'])),
         summary=SummaryConfig(polygon, int(p['free_space_bins'])),
         input_size=input_size,
     )

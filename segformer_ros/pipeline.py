@@ -8,7 +8,7 @@ hands the arrays (or :class:`~segformer_ros.conversion.ImageView` objects) here.
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -61,12 +61,14 @@ class SegmentationPipeline:
         if int(h) <= 0 or int(w) <= 0:
             raise ConfigError(f'expected a positive model input size, got {h}x{w}')
         num_classes = config.classes.num_classes
+        void = config.classes.void_channels
         if (info.output_kind is OutputKind.LOGITS and info.num_classes is not None
-                and info.num_classes != num_classes):
+                and info.num_classes != num_classes + void):
             raise ConfigError(
                 f'model outputs {info.num_classes} logits channels but {num_classes} class '
-                f'names are configured; set class_names to the model\'s {info.num_classes} '
-                f'classes')
+                f'names are configured (plus {void} void_channels); set class_names to the '
+                f'model\'s classes and void_channels to its trailing void/background '
+                f'channels: together they must make {info.num_classes}')
         self._backend = backend
         self._config = config
         self._input_hw = (int(h), int(w))
@@ -97,6 +99,16 @@ class SegmentationPipeline:
     def has_logits(self) -> bool:
         """True when the model outputs logits (so a confidence map can be computed)."""
         return self._kind is OutputKind.LOGITS
+
+    def set_output_resolution(self, output_resolution: str) -> None:
+        """Publish at another size from the next frame on ('input', 'model' or 'WxH').
+
+        For ``match_camera_info``: the size is known only when the depth camera's
+        CameraInfo arrives. ConfigError (with the reason) for an invalid value.
+        """
+        if output_resolution != self._config.postprocess.output_resolution:
+            post = replace(self._config.postprocess, output_resolution=output_resolution)
+            self._config = replace(self._config, postprocess=post)
 
     def process(self, frame: Frame, channel_order: Optional[str] = None, *,
                 want_overlay: bool = True, want_summary: bool = True,

@@ -7,6 +7,7 @@ Published geometry (``PostprocessConfig.output_resolution``):
 * ``'model'``: the model-input geometry without the letterbox padding, i.e.
   ``content_height x content_width`` (for ``stretch`` that is the full model input size).
   Cheaper to publish when the camera is much larger than the model.
+* ``'WxH'``: an explicit size (a depth camera's), same field of view (:mod:`.output_size`).
 
 Sampling follows :meth:`ResizeGeometry.frame_to_map` (half-pixel centres):
 
@@ -39,17 +40,9 @@ from .config import PostprocessConfig
 from .errors import ModelError
 from .geometry import ResizeGeometry
 from .labels import UNLABELED
+from .output_size import published_geometry  # noqa: F401 - re-exported (public name)
 
 _F32_MAX = float(np.finfo(np.float32).max)
-
-
-def published_geometry(geometry: ResizeGeometry, output_resolution: str) -> ResizeGeometry:
-    """Return the geometry whose 'frame' is the published mask ('input' or 'model')."""
-    if output_resolution == 'input':
-        return geometry
-    g = geometry
-    return ResizeGeometry(g.content_height, g.content_width, g.input_height, g.input_width,
-                          g.content_top, g.content_left, g.content_height, g.content_width)
 
 
 def _content_span(offset: float, scale: float, frame_size: int,

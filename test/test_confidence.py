@@ -1,6 +1,5 @@
 """Confidence (max softmax probability) and the latched label_info: math, pipeline, node."""
 
-import json
 import math
 import time
 
@@ -65,7 +64,8 @@ def test_node_publishes_confidence_and_latched_label_info(tmp_path, rclpy_contex
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
     from sensor_msgs.msg import Image
-    from std_msgs.msg import String
+    LabelInfo = pytest.importorskip(
+        'vision_msgs.msg', reason='vision_msgs fixture not built (make setup)').LabelInfo
 
     from segformer_ros.node import SegformerNode
     from segformer_ros.tools.spin import BackgroundSpin
@@ -84,7 +84,7 @@ def test_node_publishes_confidence_and_latched_label_info(tmp_path, rclpy_contex
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         # A late joiner still gets the label set (transient local).
         labels = []
-        peer.create_subscription(String, 'segmentation/label_info', labels.append,
+        peer.create_subscription(LabelInfo, 'segmentation/label_info', labels.append,
                                  QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         confidences, masks = [], []
         peer.create_subscription(Image, 'segmentation/confidence', confidences.append, 10)
@@ -101,9 +101,11 @@ def test_node_publishes_confidence_and_latched_label_info(tmp_path, rclpy_contex
             camera.publish(msg)
             time.sleep(0.3)
         assert labels, 'no label_info for a late subscriber'
-        info = json.loads(labels[0].data)
-        assert info['class_map']['0'] == 'road' and len(info['class_map']) == 19
-        assert info['drivable_class_ids'] == [0, 1] and info['unlabeled_id'] == 255
+        info = labels[0]
+        assert [c.class_id for c in info.class_map] == list(range(19))
+        assert info.class_map[0].class_name == 'road' and info.threshold == 0.0
+        # Sent with the first frame's header: the camera's frame_id.
+        assert info.header.frame_id == 'cam' and info.header.stamp.sec == 7
         assert confidences, 'no confidence image'
         conf = confidences[-1]
         assert (conf.encoding, conf.width, conf.height) == ('mono8', 960, 540)

@@ -24,3 +24,6 @@ def test_demo_writes_video_summaries_and_report(tmp_path, deeplab_model, video_p
     first = json.loads(lines[0])
     assert first['frame_id'] == 'camera' and (first['width'], first['height']) == (960, 540)
     assert 0.0 < first['drivable_fraction'] < 1.0
+    # The drivable grid (assumed camera and pose) is published and drawn beside the overlay.
+    assert report['grids'] > 0
+    assert (tmp_path / 'grid_sample_1.jpg').stat().st_size > 10_000

@@ -11,7 +11,7 @@ from segformer_ros.presets import (available_presets, load_params_file, preset_p
                                    resolve_params_file, unknown_parameters)
 
 PRESETS = ('segformer', 'segformer_cityscapes', 'citysemsegformer_tao',
-           'deeplab_mobilenet_cityscapes')
+           'deeplab_mobilenet_cityscapes', 'espnetv2_cityscapes')
 CONFIG = Path(__file__).resolve().parents[1] / 'config'
 
 

@@ -1,29 +1,17 @@
-"""Flag and version lookup across TensorRT 10.3 and 11 (fake modules mimic their attributes)."""
+"""Flag and version lookup across TensorRT 10.3, 10.16 and 11 (the contract fake's poses)."""
 
-import enum
 import types
 
 import pytest
 
+from fakes.tensorrt import make_tensorrt
+
 from segformer_ros.backends import trt_compat
 from segformer_ros.errors import BackendError
 
-
-def fake_trt(version: str, fp16: bool) -> types.SimpleNamespace:
-    """Make a module-like object with the enum attributes a TensorRT version exposes."""
-    members = {'VERSION_COMPATIBLE': 5, 'EXCLUDE_LEAN_RUNTIME': 6}
-    if fp16:
-        members.update(FP16=0, INT8=1)
-    return types.SimpleNamespace(
-        __version__=version,
-        BuilderFlag=enum.IntEnum('BuilderFlag', members),
-        MemoryPoolType=enum.IntEnum('MemoryPoolType', {'WORKSPACE': 0}),
-        DataType=enum.IntEnum('DataType', {'FLOAT': 0, 'HALF': 1, 'INT32': 3, 'INT64': 4}),
-        IProgressMonitor=object)
-
-
-TRT_10_3 = fake_trt('10.3.0.30', fp16=True)
-TRT_11 = fake_trt('11.0.0.1', fp16=False)
+TRT_10_3 = make_tensorrt('10.3.0.30')
+TRT_10_16 = make_tensorrt('10.16.0.72')
+TRT_11 = make_tensorrt('11.1.0.5')
 
 
 def test_parse_version_forms():
@@ -69,3 +57,14 @@ def test_enum_member_and_dtypes():
         trt_compat.numpy_dtype_name(TRT_10_3, 99)
     assert trt_compat.has_progress_monitor(TRT_10_3)
     assert trt_compat.network_flags(TRT_11) == 0
+    assert trt_compat.network_flags(TRT_11, strongly_typed=True) == 0   # always, no flag
+    assert trt_compat.network_flags(TRT_10_3, strongly_typed=True) == 1 << 1
+
+
+def test_strong_typing_preferred_from_10_12():
+    assert not trt_compat.prefers_strong_typing(TRT_10_3)
+    assert trt_compat.prefers_strong_typing(TRT_10_16)     # FP16 flag deprecated there
+    assert trt_compat.prefers_strong_typing(TRT_11)
+    assert trt_compat.effective_precision(TRT_11, 'fp16', True, False) == 'fp32'
+    assert trt_compat.effective_precision(TRT_11, 'fp16', True, True) == 'fp16'
+    assert trt_compat.effective_precision(TRT_10_3, 'fp16', False, False) == 'fp16'

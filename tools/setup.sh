@@ -11,7 +11,8 @@
 #     exported CMake files at this venv's Python and numpy headers;
 #  3. colcon build (merge install) of this repo into $BUILD/colcon/install:
 #     proves the package builds with colcon, and produces the generated
-#     segformer_ros.msg Python module + typesupport libraries for the tests.
+#     segformer_ros.msg Python module + typesupport libraries for the tests;
+#     plus the test-only vision_msgs fixture (test/fixtures/vision_msgs).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -91,6 +92,13 @@ touch "$BUILD/COLCON_IGNORE"
 # prefixed in the source directory"). CMake keeps the symlink path as the
 # source dir, so the venv is no longer "inside" it.
 ln -sfn "$REPO" "$BUILD/src/segformer_ros"
+# Test fixture: vision_msgs' LabelInfo / VisionClass (no vision_msgs wheel exists), so the
+# node's real-type label_info path runs in the tests. Its source folder carries COLCON_IGNORE
+# (users' workspaces must never build a partial vision_msgs); link its files without it.
+mkdir -p "$BUILD/src/vision_msgs"
+for f in package.xml CMakeLists.txt msg; do
+  ln -sfn "$REPO/test/fixtures/vision_msgs/$f" "$BUILD/src/vision_msgs/$f"
+done
 log "colcon build -> $BUILD/colcon/install"
 rc=0
 (
@@ -102,7 +110,7 @@ rc=0
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
   cd "$BUILD"
   "$VENV/bin/colcon" --log-base "$BUILD/colcon/log" build \
-    --paths "$BUILD/src/segformer_ros" \
+    --paths "$BUILD/src/segformer_ros" "$BUILD/src/vision_msgs" \
     --build-base "$BUILD/colcon/build" \
     --install-base "$BUILD/colcon/install" \
     --merge-install \
@@ -113,7 +121,9 @@ rc=0
 ) || rc=$?
 if (( rc )); then
   log "colcon build FAILED (exit $rc); end of the build log:"
-  tail -n 60 "$BUILD/colcon/log/latest_build/segformer_ros/stdout_stderr.log" >&2 || true
+  for pkg in vision_msgs segformer_ros; do
+    tail -n 60 "$BUILD/colcon/log/latest_build/$pkg/stdout_stderr.log" >&2 2>/dev/null || true
+  done
   exit "$rc"
 fi
 log "done: install tree $BUILD/colcon/install"

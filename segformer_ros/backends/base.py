@@ -165,6 +165,13 @@ class Backend(abc.ABC):
                 finally:
                     self._info = None
 
+    def bind_thread(self) -> None:
+        """Prepare the calling thread to run this backend (call first in a worker thread).
+
+        The CUDA current device is per host thread: GPU backends make their ``device_id``
+        current here. CPU backends need nothing.
+        """
+
     def describe(self) -> str:
         """One line for logs and /diagnostics: backend, device/provider, precision."""
         return self.name

@@ -1,8 +1,9 @@
 """Where built TensorRT engines live, and when a cached one may be reused.
 
-An engine is only valid for the exact ONNX, TensorRT version, GPU (name and compute
-capability), precision and input shape profile it was built with, so the cache key hashes
-all five; a JSON sidecar records them so a mismatch can be explained ("built with
+An engine is only valid for the exact ONNX (and its external-data files), TensorRT
+version, GPU (name, compute capability, SM count and memory: Orin modules share a name and
+compute capability), precision and input shape profile it was built with, so the cache key
+hashes all of them; a JSON sidecar records them so a mismatch can be explained ("built with
 TensorRT 10.3.0 on Orin, this is 10.13.2 on Thor: rebuild"). The timing cache (tactic
 timings, reusable across builds of similar networks) is kept beside the engines, one per
 TensorRT version and GPU. The directory is created with mode 0o700: an engine may embed
@@ -14,7 +15,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BackendError
 
@@ -38,6 +39,56 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def onnx_sha256(path: str) -> str:
+    """SHA-256 of an ONNX model together with the external-data files it names.
+
+    Large models keep their weights beside the graph (``location`` entries of tensors stored
+    externally); a changed weight file must change the key, so each file named in the
+    protobuf that exists beside the model is folded into the hash in sorted order.
+    """
+    main = file_sha256(path)
+    extra = external_data_files(path)
+    if not extra:
+        return main
+    h = hashlib.sha256(main.encode())
+    for name in extra:
+        h.update(name.encode())
+        h.update(file_sha256(str(Path(path).parent / name)).encode())
+    return h.hexdigest()
+
+
+def external_data_files(path: str) -> List[str]:
+    """Names of the external-data files an ONNX model refers to (relative, sorted)."""
+    try:
+        import onnx
+    except ImportError:
+        return _external_data_files_raw(path)
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # noqa: BLE001 - not parseable here: TensorRT's parser will say why
+        return _external_data_files_raw(path)
+    names = set()
+    for tensor in model.graph.initializer:   # where exporters put external weights
+        for entry in tensor.external_data:
+            if entry.key == 'location':
+                names.add(entry.value)
+    return sorted(n for n in names if (Path(path).parent / n).is_file())
+
+
+def _external_data_files_raw(path: str) -> List[str]:
+    """Without the onnx package: files beside the model whose names occur in its bytes.
+
+    A location string is stored verbatim in the protobuf (after the key 'location'), so a
+    sibling file whose name occurs in a model that mentions 'location' is a candidate.
+    """
+    data = Path(path).read_bytes()
+    if b'location' not in data:
+        return []
+    here = Path(path)
+    return sorted(p.name for p in here.parent.iterdir()
+                  if p.is_file() and p != here and p.name.encode() in data)
+
+
 def profile_text(profile: ShapeProfile) -> str:
     """Canonical text of a shape profile, e.g. 'input:1x3x512x512/1x3x1024x1024/...'."""
     def dims(shape: Shape) -> str:
@@ -56,6 +107,8 @@ class EngineKey:
     compute_capability: Tuple[int, int]
     precision: str
     profile: str  # profile_text(...)
+    sm_count: int = 0        # multiprocessors: Orin NX 8 GB vs 16 GB share name and cc
+    total_memory: int = 0    # bytes of device memory
 
     def digest(self) -> str:
         """Short stable hash of all fields (the cache file name stem)."""
@@ -69,13 +122,23 @@ class EngineKey:
 
 
 def make_key(onnx_path: str, trt_version: str, gpu_name: str, compute_capability: Sequence[int],
-             precision: str, profile: ShapeProfile) -> EngineKey:
+             precision: str, profile: ShapeProfile, sm_count: int = 0,
+             total_memory: int = 0) -> EngineKey:
     """Build the key of an engine built from ``onnx_path`` with these settings."""
     cc = tuple(int(c) for c in compute_capability)
     if len(cc) != 2:
         raise BackendError(f'expected compute capability (major, minor), got {tuple(cc)}')
-    return EngineKey(file_sha256(onnx_path), str(trt_version), str(gpu_name).strip(),
-                     (cc[0], cc[1]), precision, profile_text(profile))
+    return EngineKey(onnx_sha256(onnx_path), str(trt_version), str(gpu_name).strip(),
+                     (cc[0], cc[1]), precision, profile_text(profile), int(sm_count),
+                     int(total_memory))
+
+
+def key_for_device(onnx_path: str, trt_version: str, device: Any, precision: str,
+                   profile: ShapeProfile) -> EngineKey:
+    """make_key with the GPU fields of a ``cuda.runtime.DeviceInfo``."""
+    return make_key(onnx_path, trt_version, device.name, device.compute_capability, precision,
+                    profile, int(getattr(device, 'sm_count', 0) or 0),
+                    int(getattr(device, 'total_memory', 0) or 0))
 
 
 class EngineCache:
@@ -122,19 +185,54 @@ class EngineCache:
             return path
         return None
 
-    def store(self, key: EngineKey, engine_bytes: bytes, stem: str = 'model') -> Path:
-        """Write an engine and its sidecar atomically (rename), mode 0o600."""
+    def discard(self, engine_path: Path) -> None:
+        """Remove a cached engine and its sidecar (e.g. one that failed its accuracy check)."""
+        for path in (Path(engine_path), self.sidecar(Path(engine_path))):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def store(self, key: EngineKey, engine_bytes: bytes, stem: str = 'model',
+              notes: Optional[Dict[str, Any]] = None) -> Path:
+        """Write an engine and its sidecar atomically (rename), mode 0o600.
+
+        ``notes`` (e.g. the effective precision) are recorded beside the key fields.
+        """
         self.ensure_dir()
         path = self.engine_path(key, stem)
-        _atomic_write(path, engine_bytes)
-        _atomic_write(self.sidecar(path), json.dumps(asdict(key), indent=1).encode())
+        write_engine(path, engine_bytes, key, notes)
         return path
+
+
+def write_engine(path: Path, engine_bytes: bytes, key: EngineKey,
+                 notes: Optional[Dict[str, Any]] = None) -> None:
+    """Write an engine file and its JSON sidecar (key fields + ``notes``) atomically."""
+    _atomic_write(path, engine_bytes)
+    write_sidecar(path, key, notes)
+
+
+def write_sidecar(path: Path, key: EngineKey, notes: Optional[Dict[str, Any]] = None) -> None:
+    """Write (or rewrite) the JSON sidecar of an engine: key fields + ``note_*`` fields."""
+    meta: Dict[str, Any] = dict(asdict(key))
+    meta.update({f'note_{k}': v for k, v in (notes or {}).items()})
+    _atomic_write(EngineCache.sidecar(path), json.dumps(meta, indent=1).encode())
+
+
+def read_notes(engine_path: Path) -> Dict[str, Any]:
+    """Return the ``notes`` recorded beside an engine (empty when absent/unreadable)."""
+    try:
+        data = json.loads(EngineCache.sidecar(Path(engine_path)).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k[5:]: v for k, v in data.items() if isinstance(k, str) and k.startswith('note_')}
 
 
 def read_sidecar(engine_path: Path) -> Optional[EngineKey]:
     """Return the EngineKey recorded beside ``engine_path`` (None if absent/unreadable)."""
     try:
         data = json.loads(EngineCache.sidecar(Path(engine_path)).read_text())
+        data = {k: v for k, v in data.items() if not str(k).startswith('note_')}
         data['compute_capability'] = tuple(data['compute_capability'])
         return EngineKey(**data)
     except (OSError, ValueError, TypeError, KeyError):

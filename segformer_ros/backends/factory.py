@@ -80,7 +80,7 @@ def create_backend(name: str, model_path: str, *,
     except ImportError as exc:
         raise BackendError(f'backend tensorrt is not available: the TensorRT backend cannot '
                            f'be imported ({exc}); {_INSTALL_HINT}') from None
-    ok, reason = tensorrt_available()
+    ok, reason = tensorrt_available(int(options.get('device_id', 0) or 0))
     if not ok:
         raise BackendError(f'backend tensorrt is not available: {reason}; {_INSTALL_HINT}')
     return TensorRTBackend(model_path, **options)

@@ -126,6 +126,20 @@ class OnnxRuntimeBackend(Backend):
         with self._lock:
             self.session.run_with_iobinding(binding)
 
+    def bind_thread(self) -> None:
+        """Make ``device_id`` current on the calling thread when a GPU provider is used.
+
+        The GPU pipeline's kernels run there; CUDA's current device is per host thread.
+        """
+        if self.provider != 'cpu':
+            from ..cuda import runtime as rt
+            try:
+                rt.set_device(self.device_id)
+            except BackendError:
+                # No cuda-python: ORT selects its device itself, and without cuda-python
+                # no GPU pipeline runs on this thread either.
+                pass
+
     def describe(self) -> str:
         """E.g. ``onnxruntime 1.31.1 CPUExecutionProvider``."""
         try:

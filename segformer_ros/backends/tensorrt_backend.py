@@ -3,7 +3,9 @@
 Options (keyword arguments; others are ignored, see :mod:`.factory`):
 
 * ``precision``: ``'fp16'`` (default), ``'fp32'``, or ``'int8'`` (only for explicitly
-  quantized ONNX with QuantizeLinear/DequantizeLinear nodes);
+  quantized ONNX with QuantizeLinear/DequantizeLinear nodes). On a strongly typed TensorRT
+  (11.x: no ``BuilderFlag.FP16``) the ONNX types decide; :attr:`effective_precision` says
+  what the engine really runs and a warning says when fp16 was asked but fp32 is built;
 * ``engine_cache_dir``: where built engines and the timing cache live (default
   ``~/.cache/segformer_ros``, created 0o700), see :mod:`.engine_cache`;
 * ``rebuild_stale_engine``: rebuild a cached engine TensorRT refuses (other version or
@@ -11,11 +13,19 @@ Options (keyword arguments; others are ignored, see :mod:`.factory`):
 * ``allow_engine_host_code``: load engines that embed host code (version-compatible /
   lean-runtime plans); off by default;
 * ``workspace_mb``: builder workspace limit; ``input_hw``: (H, W) for dynamic models;
-  ``device_id``; ``progress``: ``callable(phase: str, fraction: float)`` fed by
-  ``IProgressMonitor`` during a build; ``logger``: ``callable(str)``;
-* ``fp16_check_min_agreement``: after an fp16 build, the argmax agreement with an fp32
-  reference (ONNX Runtime on the CPU) on one synthetic frame below which a warning is
-  logged (SegFormer's LayerNorm can overflow in fp16, NVIDIA/TensorRT#4723); default 0.98.
+  ``device_id``: the GPU; every thread that touches CUDA or TensorRT makes it current
+  (the build thread here, the caller of :meth:`bind_thread` for inference);
+  ``progress``: ``callable(phase: str, fraction: float)`` fed by ``IProgressMonitor``
+  during a build (an exception in it is logged, never cancels the build);
+  ``logger``: ``callable(str)``;
+* ``reference_onnx``: for a prebuilt engine file, the ONNX it was built from: configure
+  then runs the accuracy check (segformer-ros-build-engine passes it);
+* ``fp16_check_min_agreement`` (default 0.98) / ``fp32_check_min_agreement`` (0.99): after
+  every fresh build the engine runs one distinct synthetic frame per batch item and each
+  item's argmax is compared with ONNX Runtime on the CPU. Below the threshold a batch-1
+  engine gets a warning (fp16 reductions such as LayerNorm can overflow); a batch > 1
+  engine is refused (TensorRT silently mis-computes SegFormer at batch > 1,
+  NVIDIA/TensorRT#4853). Engines the node builds from a dynamic-batch ONNX are batch 1.
 
 :meth:`configure` builds (or deserializes) in a worker thread: TensorRT releases the GIL
 while it builds, so the node's executor keeps serving callbacks. Host-memory
@@ -25,21 +35,26 @@ device pointers and :meth:`device_io_spec`.
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import BackendError, ModelError
-from .base import Backend, ModelInfo, OutputKind, classify_output
-from .engine_cache import (EngineCache, EngineKey, ShapeProfile, describe_mismatch, make_key,
-                           read_sidecar)
+from .base import Backend, ModelInfo, OutputKind, classify_output, normalize_output
+from .engine_cache import (EngineCache, EngineKey, ShapeProfile, describe_mismatch,
+                           key_for_device, read_notes, read_sidecar)
 from . import trt_compat
 
 ENGINE_SUFFIXES: Tuple[str, ...] = ('.engine', '.plan')
 PREFERRED_OUTPUTS: Tuple[str, ...] = ('logits', 'argmax', 'output', 'predictions')
 REBUILD_HINT = ('rebuild it on this machine with segformer-ros-build-engine, point model_path '
                 'at the ONNX file, or set rebuild_stale_engine: true')
+BATCH_ISSUE = 'NVIDIA/TensorRT#4853'
+FP16_CONVERT_HINT = ('convert the ONNX to fp16 first (onnxconverter-common: '
+                     'float16.convert_float_to_float16(model, keep_io_types=True)) or use '
+                     'precision fp32')
 
 Progress = Callable[[str, float], None]
 
@@ -78,8 +93,14 @@ def onnx_has_qdq(path: str) -> bool:
     return 'QuantizeLinear' in ops and 'DequantizeLinear' in ops
 
 
-def _make_monitor(trt: Any, progress: Progress) -> Any:
-    """Make an IProgressMonitor forwarding to ``progress(phase, fraction)``."""
+def _make_monitor(trt: Any, progress: Progress, log: Callable[[str], None]) -> Any:
+    """Make an IProgressMonitor forwarding to ``progress(phase, fraction)``.
+
+    TensorRT's binding (python/src/infer/pyCore.cpp, PyProgressMonitor::stepComplete) turns
+    an exception raised in ``step_complete`` into ``return false``: the build is cancelled
+    and build_serialized_network returns None. A failing progress callback must not cost
+    the build, so every call is guarded here and reported once.
+    """
     base = trt.IProgressMonitor
 
     class _Monitor(base):  # type: ignore[misc, valid-type]
@@ -87,56 +108,205 @@ def _make_monitor(trt: Any, progress: Progress) -> Any:
             base.__init__(self)
             self._steps: dict = {}
             self._lock = threading.Lock()
+            self._failed = False
+
+        def _call(self, phase: str, fraction: float) -> None:
+            try:
+                progress(phase, fraction)
+            except Exception as exc:  # noqa: BLE001 - any callback error; build goes on
+                if not self._failed:
+                    self._failed = True
+                    log(f'WARNING: progress callback raised {type(exc).__name__}: {exc}; '
+                        f'ignored (the build continues)')
 
         def phase_start(self, phase_name: str, parent_phase: Optional[str],
                         num_steps: int) -> None:
             with self._lock:
                 self._steps[phase_name] = max(1, int(num_steps))
-            progress(phase_name, 0.0)
+            self._call(phase_name, 0.0)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
-            progress(phase_name, min(1.0, (step + 1) / self._steps.get(phase_name, 1)))
+            self._call(phase_name, min(1.0, (step + 1) / self._steps.get(phase_name, 1)))
             return True  # False would cancel the build
 
         def phase_finish(self, phase_name: str) -> None:
-            progress(phase_name, 1.0)
+            self._call(phase_name, 1.0)
 
     return _Monitor()
 
 
-def build_serialized_engine(trt: Any, onnx_path: str, precision: str, workspace_mb: int,
-                            profile: ShapeProfile, timing_cache: Optional[Path] = None,
-                            progress: Optional[Progress] = None,
-                            log: Callable[[str], None] = lambda _m: None) -> bytes:
-    """Build an engine from ONNX and return its serialized bytes (timing cache updated)."""
+def _make_logger(trt: Any, log: Callable[[str], None]) -> Any:
+    """Make a TensorRT logger that keeps errors (for the exception) and forwards warnings.
+
+    build_serialized_network returns None on failure and only the logger hears why
+    (python/docstrings/infer/pyCoreDoc.h: it returns an IHostMemory "pointer"; Polygraphy's
+    backend/trt/loader.py checks ``if not engine_bytes``), so the reason is captured here.
+    """
+    base = getattr(trt, 'ILogger', None)
+    if base is None:
+        return trt.Logger(trt.Logger.WARNING)
+
+    class _Logger(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.errors: List[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            level = getattr(severity, 'name', str(severity)).upper()
+            if 'ERROR' in level:
+                self.errors.append(str(msg))
+                log(f'TensorRT error: {msg}')
+            elif 'WARNING' in level:
+                log(f'TensorRT warning: {msg}')
+
+    return _Logger()
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    """A serialized engine and what it really is."""
+
+    plan: bytes
+    precision: str          # effective: what the kernels run ('fp16', 'fp32', 'int8')
+    note: str               # how the precision came about, for the log
+    profile: ShapeProfile   # the optimization profile used (empty for fixed inputs)
+
+
+def network_profile(network: Any, input_hw: Optional[Sequence[int]]) -> ShapeProfile:
+    """Return the profile of the parsed network's image input (empty: all dims fixed).
+
+    Read from ``network.get_input(0).shape`` (-1 = dynamic), so it works without the onnx
+    package. Dynamic batch becomes 1 (node-built engines are batch 1: batch > 1 SegFormer
+    engines give wrong results, NVIDIA/TensorRT#4853), dynamic channels 3, dynamic H/W
+    ``input_hw``.
+    """
+    if int(network.num_inputs) != 1:
+        names = [network.get_input(i).name for i in range(int(network.num_inputs))]
+        raise ModelError(f'expected one image input, got {names}')
+    tensor = network.get_input(0)
+    return profile_from_dims(str(tensor.name), [int(d) for d in tensor.shape], input_hw)
+
+
+def profile_from_dims(name: str, dims: Sequence[int],
+                      input_hw: Optional[Sequence[int]]) -> ShapeProfile:
+    """Return the profile of an input with these dims (-1 = dynamic): network_profile."""
+    if all(d >= 0 for d in dims):
+        return ()
+    if len(dims) != 4:
+        raise ModelError(f'expected an NCHW input, got {name} with {len(dims)} dims')
+    n, c, h, w = dims
+    if h < 0 or w < 0:
+        if not input_hw:
+            raise BackendError(f'the ONNX input {name} {tuple(dims)} has dynamic H/W; '
+                               f'set input_height and input_width (CLI: --shapes '
+                               f'{name}:1x3xHxW)')
+        h, w = int(input_hw[0]), int(input_hw[1])
+    shape = (n if n > 0 else 1, c if c > 0 else 3, h, w)
+    return ((name, shape, shape, shape),)
+
+
+def onnx_profile(path: str, input_hw: Optional[Sequence[int]]) -> Optional[ShapeProfile]:
+    """Return the same profile from the ONNX header with the onnx package; None without it.
+
+    Cheap (no TensorRT builder), so a cached engine's key costs no parse; without onnx
+    (a robot usually lacks it) :func:`inspect_onnx` asks TensorRT's parser instead.
+    """
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(path, load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        return None   # TensorRT's parser says what is wrong
+    dims = [d.dim_value if d.dim_value > 0 else -1
+            for d in inputs[0].type.tensor_type.shape.dim]
+    return profile_from_dims(inputs[0].name, dims, input_hw)
+
+
+def _parse(trt: Any, builder: Any, logger: Any, onnx_path: str,
+           strongly_typed: bool) -> Tuple[Any, Any]:
+    network = builder.create_network(trt_compat.network_flags(trt, strongly_typed))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ModelError(f"TensorRT could not parse '{onnx_path}': {errors or 'no details'}")
+    return network, parser
+
+
+def inspect_onnx(trt: Any, onnx_path: str,
+                 input_hw: Optional[Sequence[int]]) -> Tuple[ShapeProfile, bool]:
+    """(profile, has fp16 tensors) of an ONNX model as TensorRT's parser sees it."""
+    logger = _make_logger(trt, lambda _m: None)
+    builder = trt.Builder(logger)
+    network, _parser = _parse(trt, builder, logger, onnx_path, False)
+    return network_profile(network, input_hw), trt_compat.network_has_half(trt, network)
+
+
+def build_engine(trt: Any, onnx_path: str, precision: str, workspace_mb: int,
+                 profile: Optional[ShapeProfile] = None, timing_cache: Optional[Path] = None,
+                 progress: Optional[Progress] = None,
+                 log: Callable[[str], None] = lambda _m: None,
+                 input_hw: Optional[Sequence[int]] = None) -> BuiltEngine:
+    """Build an engine from ONNX; ``profile`` None derives it from the network + input_hw.
+
+    The timing cache is written after the plan exists, and a failure to write it is only
+    logged: minutes of building are never lost to a later write error.
+    """
     if precision == 'int8' and not onnx_has_qdq(onnx_path):
         raise BackendError(
             f"precision int8 needs an explicitly quantized ONNX (QuantizeLinear/"
             f"DequantizeLinear nodes), got '{onnx_path}' without them; quantize it (e.g. "
             f"NVIDIA ModelOpt) or use precision fp16")
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = _make_logger(trt, log)
     builder = trt.Builder(logger)
-    network = builder.create_network(trt_compat.network_flags(trt))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ModelError(f"TensorRT could not parse '{onnx_path}': {errors or 'no details'}")
+    strongly = trt_compat.is_strongly_typed_only(trt)
+    network, parser = _parse(trt, builder, logger, onnx_path, False)
+    has_half = trt_compat.network_has_half(trt, network)
+    if (not strongly and precision == 'fp16' and has_half
+            and trt_compat.prefers_strong_typing(trt)
+            and trt_compat.network_flags(trt, True)):
+        # An fp16 ONNX on TensorRT >= 10.12: the strongly typed route (BuilderFlag.FP16 is
+        # deprecated there) gives the same fp16 kernels from the ONNX's own types.
+        strongly = True
+        network, parser = _parse(trt, builder, logger, onnx_path, True)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt_compat.workspace_pool(trt), int(workspace_mb) << 20)
-    flags, note = trt_compat.precision_flags(trt, precision)
+    if strongly:
+        flags: Tuple[Any, ...] = ()
+        if precision == 'int8':
+            note = 'int8 from Q/DQ types (strongly typed)'
+        else:
+            note = 'strongly typed: precision from the ONNX types'
+    else:
+        flags, note = trt_compat.precision_flags(trt, precision)
     for flag in flags:
         config.set_flag(flag)
-    log(f'building TensorRT engine ({note}, workspace {workspace_mb} MiB)')
+    effective = trt_compat.effective_precision(trt, precision, strongly, has_half)
+    if precision == 'fp16' and effective != 'fp16':
+        log(f"WARNING: precision fp16 requested, but TensorRT {trt.__version__} builds strongly "
+            f"typed networks and '{onnx_path}' has no float16 tensors: this engine runs "
+            f'{effective}; {FP16_CONVERT_HINT}')
+    if profile is None:
+        profile = network_profile(network, input_hw)
+    log(f'building TensorRT engine ({note}; effective {effective}, workspace '
+        f'{workspace_mb} MiB)')
     if progress is not None and trt_compat.has_progress_monitor(trt):
-        config.progress_monitor = _make_monitor(trt, progress)
+        config.progress_monitor = _make_monitor(trt, progress, log)
     cache = None
     if timing_cache is not None:
-        blob = timing_cache.read_bytes() if timing_cache.is_file() else b''
+        try:
+            blob = timing_cache.read_bytes() if timing_cache.is_file() else b''
+        except OSError as exc:
+            log(f'WARNING: cannot read timing cache {timing_cache} ({exc}); starting empty')
+            blob = b''
         cache = config.create_timing_cache(blob)
-        if not config.set_timing_cache(cache, False):
+        if cache is None or not config.set_timing_cache(cache, False):
             log('existing timing cache rejected; starting an empty one')
             cache = config.create_timing_cache(b'')
-            config.set_timing_cache(cache, False)
+            if cache is not None:
+                config.set_timing_cache(cache, False)
     if profile:
         opt = builder.create_optimization_profile()
         for name, lo, mid, hi in profile:
@@ -144,14 +314,59 @@ def build_serialized_engine(trt: Any, onnx_path: str, precision: str, workspace_
         if config.add_optimization_profile(opt) < 0:
             raise BackendError(f'TensorRT refused the optimization profile {profile}')
     plan = builder.build_serialized_network(network, config)
-    if plan is None:
+    data = bytes(plan) if plan is not None else b''   # IHostMemory: buffer protocol
+    if not data:
+        reason = '; '.join(getattr(logger, 'errors', [])) or 'see the TensorRT log above'
         raise BackendError(f"TensorRT failed to build an engine from '{onnx_path}' "
-                           f'({precision}); see the TensorRT log above; try a larger '
-                           f'workspace_mb or precision fp32')
+                           f'({precision}): {reason}; {_build_hint(reason)}')
     if cache is not None and timing_cache is not None:
-        from .engine_cache import _atomic_write
-        _atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
-    return bytes(plan)
+        _save_timing_cache(config, timing_cache, log)
+    return BuiltEngine(data, effective, note, tuple(profile))
+
+
+def _build_hint(reason: str) -> str:
+    text = reason.lower()
+    if 'optimization profile' in text or 'dynamic' in text:
+        return ('the ONNX input is dynamic and no shape was given: set input_height/'
+                'input_width (CLI: --shapes input:1x3xHxW)')
+    if 'cancel' in text or 'interrupt' in text:
+        return 'the build was cancelled; run it again'
+    return 'try a larger workspace_mb or precision fp32'
+
+
+def _save_timing_cache(config: Any, path: Path, log: Callable[[str], None]) -> None:
+    """Write the builder's timing cache; log (never raise) when it cannot be written."""
+    from .engine_cache import _atomic_write
+    try:
+        cache = config.get_timing_cache()   # None if no timing cache is set (pyCoreDoc.h)
+        if cache is None:
+            return
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _atomic_write(path, bytes(cache.serialize()))
+    except OSError as exc:
+        log(f'WARNING: could not write the timing cache {path} ({exc}); the engine is fine, '
+            f'the next build just starts without cached timings')
+
+
+def build_serialized_engine(trt: Any, onnx_path: str, precision: str, workspace_mb: int,
+                            profile: Optional[ShapeProfile], timing_cache: Optional[Path] = None,
+                            progress: Optional[Progress] = None,
+                            log: Callable[[str], None] = lambda _m: None) -> bytes:
+    """Build an engine from ONNX and return its serialized bytes (see :func:`build_engine`)."""
+    return build_engine(trt, onnx_path, precision, workspace_mb, profile, timing_cache,
+                        progress, log).plan
+
+
+def check_frames(shape: Sequence[int], dtype: str = 'float32') -> np.ndarray:
+    """Make a batch of smooth synthetic frames, a different one per item (normalized range)."""
+    import cv2
+    n, c, h, w = (int(d) for d in shape)
+    items = []
+    for item in range(n):
+        rng = np.random.default_rng(1000 + item)
+        small = rng.uniform(-2.0, 2.0, (c, max(1, h // 32), max(1, w // 32))).astype(np.float32)
+        items.append(np.stack([cv2.resize(small[ch], (w, h)) for ch in range(c)]))
+    return np.stack(items).astype(dtype)
 
 
 class TensorRTBackend(Backend):
@@ -170,51 +385,47 @@ class TensorRTBackend(Backend):
         self.rebuild_stale = bool(options.get('rebuild_stale_engine', False))
         self.allow_host_code = bool(options.get('allow_engine_host_code', False))
         self.input_hw = options.get('input_hw')
+        self.reference_onnx: str = str(options.get('reference_onnx', '') or '')
         self.progress: Optional[Progress] = options.get('progress')
         self._log: Callable[[str], None] = options.get('logger') or (lambda _m: None)
         self.fp16_min_agreement = float(options.get('fp16_check_min_agreement', 0.98))
-        self.engine_path: Optional[Path] = None
-        self.built_now = False
-        self.fp16_agreement: Optional[float] = None
+        self.fp32_min_agreement = float(options.get('fp32_check_min_agreement', 0.99))
+        self._reset_outcome()
         self._trt: Any = None
         self._runtime: Any = None
+        self._trt_logger: Any = None
         self._engine: Any = None
         self._context: Any = None
         self._stream: Any = None
         self._buffers: List[Any] = []
+        self._host: List[Any] = []
         self._in_dtype = 'float32'
         self._out_dtype = 'float32'
         self._out_shape: Tuple[int, ...] = ()
+
+    def _reset_outcome(self) -> None:
+        """Forget what the previous configure found (each configure decides anew)."""
+        self.engine_path: Optional[Path] = None
+        self.built_now = False
+        self.effective_precision: Optional[str] = None
+        self.fp16_agreement: Optional[float] = None
+        self.item_agreement: List[float] = []
+
+    # ----------------------------------------------------------------- threads
+    def bind_thread(self) -> None:
+        """Make this backend's GPU current on the calling thread (CUDA: per host thread)."""
+        from ..cuda import runtime as rt
+        rt.set_device(self.device_id)
 
     # ----------------------------------------------------------------- configure
     def _is_engine_file(self) -> bool:
         return Path(self.model_path).suffix.lower() in ENGINE_SUFFIXES
 
-    def _profile(self, trt: Any) -> ShapeProfile:
-        """Shape profile of the ONNX input: fixed dims as is, dynamic H/W from input_hw."""
-        try:
-            import onnx
-        except ImportError:
-            return ()
-        model = onnx.load(self.model_path, load_external_data=False)
-        inits = {i.name for i in model.graph.initializer}
-        inputs = [i for i in model.graph.input if i.name not in inits]
-        if len(inputs) != 1:
-            raise ModelError(f'expected one image input, got {[i.name for i in inputs]}')
-        dims = [d.dim_value if d.dim_value > 0 else None
-                for d in inputs[0].type.tensor_type.shape.dim]
-        if all(d is not None for d in dims):
-            return ()
-        if len(dims) != 4:
-            raise ModelError(f'expected an NCHW input, got {len(dims)} dims')
-        h, w = dims[2], dims[3]
-        if h is None or w is None:
-            if not self.input_hw:
-                raise BackendError('the ONNX input has dynamic H/W; set input_height and '
-                                   'input_width')
-            h, w = int(self.input_hw[0]), int(self.input_hw[1])
-        shape = (1, int(dims[1] or 3), h, w)
-        return ((inputs[0].name, shape, shape, shape),)
+    def _key(self, trt: Any, info: Any) -> EngineKey:
+        profile = onnx_profile(self.model_path, self.input_hw)
+        if profile is None:
+            profile, _ = inspect_onnx(trt, self.model_path, self.input_hw)
+        return key_for_device(self.model_path, trt.__version__, info, self.precision, profile)
 
     def _engine_bytes(self, trt: Any, info: Any) -> bytes:
         """Read the engine file, the cached engine, or build (in a worker thread)."""
@@ -230,12 +441,14 @@ class TensorRTBackend(Backend):
                 raise BackendError(f"engine '{path}' was built elsewhere "
                                    f'({describe_mismatch(meta, here)}); {REBUILD_HINT}')
             self.engine_path = path
+            self.effective_precision = str(read_notes(path).get(
+                'precision', meta.precision if meta is not None else self.precision))
             return path.read_bytes()
-        key = make_key(self.model_path, trt.__version__, info.name, info.compute_capability,
-                       self.precision, self._profile(trt))
+        key = self._key(trt, info)
         found = self.cache.lookup(key, Path(self.model_path).stem)
         if found is not None:
             self.engine_path = found
+            self.effective_precision = str(read_notes(found).get('precision', self.precision))
             return found.read_bytes()
         return self._build(trt, info, key)
 
@@ -247,9 +460,10 @@ class TensorRTBackend(Backend):
 
         def work() -> None:
             try:
-                result['plan'] = build_serialized_engine(
-                    trt, self.model_path, self.precision, self.workspace_mb,
-                    self._profile(trt), timing, self.progress, self._log)
+                self.bind_thread()   # the build thread's own current device (per thread)
+                result['built'] = build_engine(
+                    trt, self.model_path, self.precision, self.workspace_mb, None, timing,
+                    self.progress, self._log, self.input_hw)
             except BaseException as exc:  # re-raised in the caller's thread
                 result['error'] = exc
 
@@ -260,19 +474,29 @@ class TensorRTBackend(Backend):
             worker.join(timeout=1.0)
         if 'error' in result:
             raise result['error']
+        built: BuiltEngine = result['built']
         self._log(f'TensorRT engine built in {time.monotonic() - start:.0f} s')
-        self.engine_path = self.cache.store(key, result['plan'], Path(self.model_path).stem)
+        self.engine_path = self.cache.store(key, built.plan, Path(self.model_path).stem,
+                                            {'precision': built.precision})
         self.built_now = True
-        return result['plan']
+        self.effective_precision = built.precision
+        return built.plan
 
     def _deserialize(self, trt: Any, plan: bytes) -> Any:
         if self._runtime is None:
-            self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            self._trt_logger = trt.Logger(trt.Logger.WARNING)
+            init_plugins = getattr(trt, 'init_libnvinfer_plugins', None)
+            if init_plugins is not None:
+                # Engines with plugin layers need the registry filled before deserializing
+                # (Polygraphy's EngineFromBytes does the same).
+                init_plugins(self._trt_logger, '')
+            self._runtime = trt.Runtime(self._trt_logger)
             if hasattr(self._runtime, 'engine_host_code_allowed'):
                 self._runtime.engine_host_code_allowed = self.allow_host_code
         return self._runtime.deserialize_cuda_engine(plan)
 
     def _configure_impl(self) -> ModelInfo:
+        self._reset_outcome()
         try:
             import tensorrt as trt
         except ImportError as exc:
@@ -292,9 +516,8 @@ class TensorRTBackend(Backend):
                 raise BackendError(f"cached engine '{self.engine_path}' could not be "
                                    f'deserialized (stale or foreign: version tag or device '
                                    f'mismatch); {REBUILD_HINT}')
-            key = make_key(self.model_path, trt.__version__, info.name,
-                           info.compute_capability, self.precision, self._profile(trt))
-            engine = self._deserialize(trt, self._build(trt, info, key))
+            self._log(f"cached engine '{self.engine_path}' is stale; rebuilding")
+            engine = self._deserialize(trt, self._build(trt, info, self._key(trt, info)))
         if engine is None:
             what = ('engine file' if self._is_engine_file() else 'freshly built engine')
             extra = ('' if self.allow_host_code else
@@ -309,8 +532,15 @@ class TensorRTBackend(Backend):
             raise BackendError('TensorRT could not create an execution context (GPU memory?)')
         self._stream = rt.Stream()
         model_info = self._bind_io(trt)
-        if self.built_now and self.precision == 'fp16':
-            self._check_fp16()
+        if self.built_now:
+            self._check_accuracy(self.model_path)
+        elif self._is_engine_file() and self.reference_onnx:
+            self._check_accuracy(self.reference_onnx)
+        elif self._in_shape[0] > 1 and not read_notes(self.engine_path or Path()).get('checked'):
+            self._log(f'WARNING: engine batch is {self._in_shape[0]} and its results were not '
+                      f'checked here; TensorRT can silently mis-compute SegFormer at batch > 1 '
+                      f'({BATCH_ISSUE}): prefer batch-1 engines or build with '
+                      f'segformer-ros-build-engine, which checks them')
         return model_info
 
     def _bind_io(self, trt: Any) -> ModelInfo:
@@ -354,10 +584,16 @@ class TensorRTBackend(Backend):
                 self._buffers.append(buf)
                 self._set_address(extra, buf.ptr)
         kind, classes = classify_output(self._out_shape, self._out_dtype)
-        self._in_buf = rt.DeviceBuffer(int(np.prod(shape)) * np.dtype(self._in_dtype).itemsize)
-        self._out_buf = rt.DeviceBuffer(int(np.prod(self._out_shape))
-                                        * np.dtype(self._out_dtype).itemsize)
+        in_bytes = int(np.prod(shape)) * np.dtype(self._in_dtype).itemsize
+        out_bytes = int(np.prod(self._out_shape)) * np.dtype(self._out_dtype).itemsize
+        self._in_buf = rt.DeviceBuffer(in_bytes)
+        self._out_buf = rt.DeviceBuffer(out_bytes)
         self._buffers += [self._in_buf, self._out_buf]
+        # Pinned staging for infer(): async copies from pageable memory are synchronous
+        # and staged through a driver bounce buffer.
+        self._host_in = rt.MappedHostBuffer(in_bytes)
+        self._host_out = rt.MappedHostBuffer(out_bytes)
+        self._host = [self._host_in, self._host_out]
         return ModelInfo(inp, tuple(shape), self._in_dtype, out, self._out_shape,  # type: ignore
                          kind, classes)
 
@@ -365,35 +601,60 @@ class TensorRTBackend(Backend):
         if not self._context.set_tensor_address(name, int(ptr)):
             raise BackendError(f'TensorRT refused the address of tensor {name}')
 
-    def _check_fp16(self) -> None:
-        """Compare the fp16 engine with fp32 ONNX Runtime (CPU) on one synthetic frame."""
+    def _check_accuracy(self, onnx_path: str) -> None:
+        """Compare every batch item of the engine with ONNX Runtime (CPU) on distinct frames.
+
+        A batch > 1 engine whose items disagree is refused (and dropped from the cache);
+        a batch-1 disagreement is a warning (fp16 overflow, or a TensorRT regression).
+        """
         try:
             import onnxruntime as ort
         except ImportError:
-            self._log('fp16 check skipped: onnxruntime is not installed')
+            self._log('accuracy check skipped: onnxruntime is not installed')
             return
-        rng = np.random.default_rng(0)
-        # Smooth random image: a realistic-ish input (noise alone is not a scene).
-        small = rng.uniform(-2.0, 2.0, (1, 3) + tuple(max(1, d // 32) for d in self._in_shape[2:]))
-        import cv2
-        x = np.stack([cv2.resize(small[0, c].astype(np.float32), self._in_shape[:1:-1])
-                      for c in range(3)])[None].astype(np.float32)
-        ref = ort.InferenceSession(self.model_path, providers=['CPUExecutionProvider']).run(
-            None, {self._in_name: x})[0]
+        session = ort.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
+        ort_input = session.get_inputs()[0]
+        ort_dtype = 'float16' if 'float16' in str(ort_input.type) else 'float32'
+        x = check_frames(self._in_shape)
+        names = [o.name for o in session.get_outputs()]
+        wanted = self._out_name if self._out_name in names else names[0]
+        ref = session.run([wanted], {ort_input.name: x.astype(ort_dtype)})[0]
         got = self._infer_impl(x)
-        if self.model_info_kind() is OutputKind.LOGITS:
-            ref_ids, got_ids = ref.argmax(1), got.argmax(1)
+        kind = self.model_info_kind()
+        ref_ids, got_ids = self._ids(ref, kind), self._ids(got, kind)
+        self.item_agreement = [float((r.reshape(-1) == g.reshape(-1)).mean())
+                               for r, g in zip(ref_ids, got_ids)]
+        finite = bool(np.isfinite(got.astype(np.float64)).all())
+        precision = self.effective_precision or self.precision
+        threshold = self.fp16_min_agreement if precision == 'fp16' else self.fp32_min_agreement
+        worst = min(self.item_agreement)
+        if precision == 'fp16':
+            self.fp16_agreement = worst
+        text = ', '.join(f'{a * 100:.1f}%' for a in self.item_agreement)
+        batch = self._in_shape[0]
+        if batch > 1 and (worst < threshold or not finite):
+            if self.built_now and self.engine_path is not None:
+                self.cache.discard(self.engine_path)
+            raise BackendError(
+                f'TensorRT engine of batch {batch} gives wrong results: per-item argmax '
+                f'agreement with ONNX Runtime {text} (expected >= {threshold * 100:.0f}% each); '
+                f'TensorRT silently mis-computes SegFormer at batch > 1 ({BATCH_ISSUE}): '
+                f'export the ONNX with batch 1 or a dynamic batch (the node builds batch-1 '
+                f'engines), or build with --shapes input:1x3xHxW')
+        if worst < threshold or not finite:
+            cause = ('fp16 reductions (LayerNorm, softmax) can overflow: use precision fp32'
+                     if precision == 'fp16' else 'check the TensorRT version and the model')
+            self._log(f'WARNING: {precision} engine agrees with ONNX Runtime fp32 on only '
+                      f'{text} of pixels (non-finite outputs: {not finite}); {cause}')
         else:
-            ref_ids, got_ids = ref, got
-        self.fp16_agreement = float((ref_ids.reshape(-1) == got_ids.reshape(-1)).mean())
-        if not np.isfinite(got).all() or self.fp16_agreement < self.fp16_min_agreement:
-            self._log(f'WARNING: fp16 engine agrees with fp32 on only '
-                      f'{self.fp16_agreement * 100:.1f}% of pixels (non-finite outputs: '
-                      f'{not np.isfinite(got).all()}); SegFormer LayerNorm can overflow in '
-                      f'fp16 (NVIDIA/TensorRT#4723): use precision fp32 or a TensorRT with '
-                      f'the fix')
-        else:
-            self._log(f'fp16 check: {self.fp16_agreement * 100:.2f}% argmax agreement with fp32')
+            self._log(f'accuracy check ({precision}, batch {batch}): {text} argmax '
+                      f'agreement with ONNX Runtime')
+
+    @staticmethod
+    def _ids(raw: np.ndarray, kind: OutputKind) -> np.ndarray:
+        if kind is OutputKind.LOGITS:
+            return np.asarray(raw).astype(np.float32).argmax(1)
+        return normalize_output(np.asarray(raw), kind)
 
     def model_info_kind(self) -> OutputKind:
         """Output kind from the engine's output dtype (usable during configure)."""
@@ -402,21 +663,18 @@ class TensorRTBackend(Backend):
     # ----------------------------------------------------------------- inference
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         from ..cuda import runtime as rt
-        x = np.ascontiguousarray(batch, dtype=self._in_dtype)
-        if x.shape != self._in_shape:
-            raise ValueError(f'tensorrt backend: expected input {self._in_shape}, got {x.shape}')
-        out = np.empty(self._out_shape, dtype=self._out_dtype)
-        rt.check(rt.bindings()[0].cudaMemcpyAsync(
-            self._in_buf.ptr, x.ctypes.data, x.nbytes,
-            rt.bindings()[0].cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream.handle),
-            'cudaMemcpyAsync(H2D)')
+        if tuple(batch.shape) != self._in_shape:
+            raise ValueError(f'tensorrt backend: expected input {self._in_shape}, got '
+                             f'{tuple(batch.shape)}')
+        staged = self._host_in.view(self._in_dtype, self._in_shape)
+        np.copyto(staged, batch, casting='unsafe')
+        rt.memcpy_async(self._in_buf.ptr, self._host_in.host_ptr, self._host_in.nbytes,
+                        self._stream)
         self.infer_device(self._in_buf.ptr, self._out_buf.ptr, self._stream.ptr)
-        rt.check(rt.bindings()[0].cudaMemcpyAsync(
-            out.ctypes.data, self._out_buf.ptr, out.nbytes,
-            rt.bindings()[0].cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream.handle),
-            'cudaMemcpyAsync(D2H)')
+        rt.memcpy_async(self._host_out.host_ptr, self._out_buf.ptr, self._host_out.nbytes,
+                        self._stream)
         self._stream.synchronize()
-        return out
+        return self._host_out.view(self._out_dtype, self._out_shape).copy()
 
     def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int) -> None:
         """Queue one inference on device pointers (GPU pipeline); no synchronization."""
@@ -434,19 +692,24 @@ class TensorRTBackend(Backend):
                             graph_capturable=True)
 
     def describe(self) -> str:
-        """Backend, precision and engine file for logs and /diagnostics."""
-        return f'tensorrt {self.precision} ({self.engine_path})'
+        """Backend, effective precision, device and engine file for logs and /diagnostics."""
+        effective = self.effective_precision or self.precision
+        asked = '' if effective == self.precision else f' (requested {self.precision})'
+        return f'tensorrt {effective}{asked} on GPU {self.device_id} ({self.engine_path})'
 
     def _has_resources(self) -> bool:
-        return self._engine is not None or bool(self._buffers)
+        return self._engine is not None or bool(self._buffers) or bool(self._host)
 
     def _release_impl(self) -> None:
+        if self._stream is not None or self._buffers or self._host:
+            self.bind_thread()   # free on the engine's device, whatever thread releases
         self._context = None
         self._engine = None
         self._runtime = None
-        for buf in self._buffers:
+        for buf in self._buffers + self._host:
             buf.free()
         self._buffers = []
+        self._host = []
         if self._stream is not None:
             self._stream.destroy()
             self._stream = None

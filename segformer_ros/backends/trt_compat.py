@@ -60,6 +60,49 @@ def is_strongly_typed_only(trt: Any) -> bool:
     return enum_member(trt, 'BuilderFlag', 'FP16') is None
 
 
+def prefers_strong_typing(trt: Any) -> bool:
+    """Tell whether precision flags are gone or deprecated here (TensorRT >= 10.12).
+
+    ``BuilderFlag.FP16``/``INT8`` are documented "[DEPRECATED] Deprecated in TensorRT 10.12.
+    Superseded by strong typing." (release/10.16 python/docstrings/infer/pyCoreDoc.h,
+    BuilderFlagDoc) and absent from release/11.1 python/src/infer/pyCore.cpp.
+    """
+    if is_strongly_typed_only(trt):
+        return True
+    try:
+        return parse_version(getattr(trt, '__version__', '')).at_least(10, 12)
+    except BackendError:
+        return False
+
+
+def network_has_half(trt: Any, network: Any) -> bool:
+    """Tell whether a parsed network carries fp16 tensors (inputs, outputs or layer outputs).
+
+    On a strongly typed network the tensor types are the kernels' types, so this decides
+    whether an engine built from it runs fp16 at all.
+    """
+    half = enum_member(trt, 'DataType', 'HALF')
+    if half is None:
+        return False
+    tensors = [network.get_input(i) for i in range(int(network.num_inputs))]
+    tensors += [network.get_output(i) for i in range(int(network.num_outputs))]
+    for i in range(int(getattr(network, 'num_layers', 0) or 0)):
+        layer = network.get_layer(i)
+        tensors += [layer.get_output(j) for j in range(int(layer.num_outputs))]
+    return any(t is not None and t.dtype == half for t in tensors)
+
+
+def effective_precision(trt: Any, requested: str, strongly_typed: bool, has_half: bool) -> str:
+    """Return the precision an engine really runs.
+
+    The request on a weakly typed network; the ONNX types on a strongly typed one (fp16
+    when it carries half tensors, else fp32).
+    """
+    if requested == 'int8' or not strongly_typed:
+        return requested
+    return 'fp16' if has_half else 'fp32'
+
+
 def precision_flags(trt: Any, precision: str) -> Tuple[Tuple[Any, ...], str]:
     """Builder flags for ``precision`` and a note for the log.
 
@@ -85,13 +128,18 @@ def precision_flags(trt: Any, precision: str) -> Tuple[Tuple[Any, ...], str]:
     return flags, note
 
 
-def network_flags(trt: Any) -> int:
-    """Creation flags of the network definition: none.
+def network_flags(trt: Any, strongly_typed: bool = False) -> int:
+    """Creation flags of the network definition.
 
     TensorRT 10 is always explicit-batch (``EXPLICIT_BATCH`` only warns) and weakly typed by
-    default (so the FP16 flag works); TensorRT 11 is strongly typed by default.
+    default (so the FP16 flag works); ``strongly_typed`` sets
+    ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (release/10.3 pyCore.cpp; "Deprecated:
+    always enabled" in release/11.1, where no flag is needed).
     """
-    return 0
+    if not strongly_typed or is_strongly_typed_only(trt):
+        return 0
+    flag = enum_member(trt, 'NetworkDefinitionCreationFlag', 'STRONGLY_TYPED')
+    return 0 if flag is None else 1 << int(flag)
 
 
 def workspace_pool(trt: Any) -> Any:
@@ -111,7 +159,13 @@ def has_progress_monitor(trt: Any) -> bool:
 def numpy_dtype_name(trt: Any, dtype: Any) -> str:
     """Return the numpy dtype name of a ``tensorrt.DataType`` (BackendError if unsupported)."""
     table = {'FLOAT': 'float32', 'HALF': 'float16', 'INT32': 'int32', 'INT64': 'int64',
-             'INT8': 'int8', 'UINT8': 'uint8', 'BOOL': 'bool', 'BF16': 'bfloat16'}
+             'INT8': 'int8', 'UINT8': 'uint8', 'BOOL': 'bool'}
+    bf16 = enum_member(trt, 'DataType', 'BF16')
+    if bf16 is not None and dtype == bf16:
+        # numpy has no bfloat16: a 'bfloat16' name would fail later in np.dtype().
+        raise BackendError('engine tensor type BF16 is not supported (numpy has no bfloat16); '
+                           'expected float32/float16 input and float or int32/int64 output: '
+                           'export the ONNX with float32 or float16 I/O')
     for name, np_name in table.items():
         member = enum_member(trt, 'DataType', name)
         if member is not None and dtype == member:

@@ -39,6 +39,7 @@ from ..config import PipelineConfig
 from ..errors import BackendError, ImageFormatError
 from ..geometry import ResizeGeometry, compute_geometry
 from ..labels import palette_lut
+from ..output_size import published_geometry
 from . import kernels as K
 from . import runtime as rt
 from .frame_ring import FrameRing, GpuTicket
@@ -110,9 +111,10 @@ class OrtCudaInference(DeviceInference):
 
     def __init__(self, session: Any, input_hw: Optional[Tuple[int, int]] = None,
                  same_stream: bool = False, output_name: Optional[str] = None,
-                 batch: int = 1) -> None:
+                 batch: int = 1, device: int = 0) -> None:
         self.session = session
         self.same_stream = same_stream
+        self.device = int(device)   # the pointers' GPU: IOBinding must name it (device_id)
         inp = session.get_inputs()[0]
         outs = session.get_outputs()
         out = outs[0] if output_name is None else next(o for o in outs if o.name == output_name)
@@ -153,9 +155,9 @@ class OrtCudaInference(DeviceInference):
         s = self._spec
         if self._binding is None or self._bound != (input_ptr, output_ptr):
             b = self.session.io_binding()
-            b.bind_input(s.input_name, 'cuda', 0, np.dtype(s.input_dtype), list(s.input_shape),
-                         input_ptr)
-            b.bind_output(s.output_name, 'cuda', 0, np.dtype(s.output_dtype),
+            b.bind_input(s.input_name, 'cuda', self.device, np.dtype(s.input_dtype),
+                         list(s.input_shape), input_ptr)
+            b.bind_output(s.output_name, 'cuda', self.device, np.dtype(s.output_dtype),
                           list(s.output_shape), output_ptr)
             self._binding, self._bound = b, (input_ptr, output_ptr)
         if not self.same_stream:
@@ -231,10 +233,9 @@ class _Image:
         self.buffers: List[Any] = []
         in_h, in_w = int(s.input_shape[2]), int(s.input_shape[3])
         geo = compute_geometry(frame_h, frame_w, in_h, in_w, cfg.preprocess.resize_policy)
-        if cfg.postprocess.output_resolution == 'input':
-            out_h, out_w = frame_h, frame_w
-        else:
-            out_h, out_w = geo.content_height, geo.content_width
+        # The published mask's geometry ('input', 'model' or 'WxH'): the CPU path's own.
+        target = published_geometry(geo, cfg.postprocess.output_resolution)
+        out_h, out_w = target.frame_height, target.frame_width
         self.geometry, self.out_hw = geo, (out_h, out_w)
         step = frame_w * cn
         frame_bytes = frame_h * step
@@ -274,9 +275,6 @@ class _Image:
         self.roi_pixel_count = int(roi.sum())
         xtab, ytab = resize_tables(frame_w, frame_h, geo.content_width, geo.content_height)
         mh, mw = s.map_hw
-        target = geo if cfg.postprocess.output_resolution == 'input' else ResizeGeometry(
-            geo.content_height, geo.content_width, in_h, in_w, geo.content_top,
-            geo.content_left, geo.content_height, geo.content_width)
         # Sampling tables from the CPU path's own functions: identical indices and weights.
         sx, ox, sy, oy = target.frame_to_map(mh, mw)
         rows_n, cols_n = nearest_indices(target, mh, mw)

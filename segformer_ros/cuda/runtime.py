@@ -85,6 +85,7 @@ class DeviceInfo:
     integrated: bool           # Jetson: CPU and GPU share DRAM (kernels read host memory)
     can_map_host_memory: bool
     total_memory: int
+    sm_count: int = 0          # multiprocessors: tells apart Orin modules of one name and cc
 
     @property
     def sm(self) -> str:
@@ -117,7 +118,14 @@ def device_info(device: int = 0) -> DeviceInfo:
                             get(attr.cudaDevAttrComputeCapabilityMinor)),
         integrated=bool(get(attr.cudaDevAttrIntegrated)),
         can_map_host_memory=bool(get(attr.cudaDevAttrCanMapHostMemory)),
-        total_memory=int(prop.totalGlobalMem))
+        total_memory=int(prop.totalGlobalMem),
+        sm_count=get(attr.cudaDevAttrMultiProcessorCount))
+
+
+def current_device() -> int:
+    """Return the calling thread's current CUDA device (cudaGetDevice; per host thread)."""
+    rt, _, _ = bindings()
+    return int(check(rt.cudaGetDevice(), 'cudaGetDevice'))
 
 
 class Stream:

@@ -4,6 +4,7 @@ Usage (``make bench`` runs the first form)::
 
     python -m segformer_ros.tools.bench [--frames 30] [--json out/bench.json]
     python -m segformer_ros.tools.bench --quick --no-write-docs   # smoke test
+    python -m segformer_ros.tools.bench --grid-only   # the drivable grid alone (issue 13)
 
 Frames of the shared driving clip are upscaled to 1920x1080 rgb8 and held as
 ``array.array('B')`` buffers, as rclpy delivers ``sensor_msgs/Image.data``. Each frame goes
@@ -44,7 +45,7 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 def _stats(values: Sequence[float]) -> Dict[str, float]:
     ms = np.asarray(values, dtype=np.float64) * 1e3
     return {'median_ms': float(np.median(ms)), 'p95_ms': float(np.percentile(ms, 95)),
-            'n': int(ms.size)}
+            'n': int(ms.size), 'min_ms': float(ms.min()) if ms.size else 0.0}
 
 
 def _load_frames(video: Path, count: int) -> List['array.array']:
@@ -279,6 +280,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                     msg.encoding = enc
             timed(nav['message'], build_naive)
     backend.release()
+    grid_result = _grid_bench(ours_masks or [mask], classes.drivable_ids,
+                              reps=20 if args.quick else 200)
 
     # Exact vs fast logits upsampling at 1080p.
     reps_fast, reps_exact = (2, 1) if args.quick else (10, 5)
@@ -332,6 +335,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                          'overlay_in_separate_pass': _stats(ours['overlay'])},
         'message_build_field_checks_on': {k: _stats(v) if v else None
                                           for k, v in checked.items()},
+        'drivable_grid': grid_result,
     }
     ours_t = result['totals']['ours_non_inference_logits_model']['median_ms']
     naive_t = result['totals']['naive_non_inference_logits_model']['median_ms']
@@ -445,7 +449,151 @@ def markdown(result: Dict[str, Any]) -> str:
         f'{100 * ev["agreement_exact_vs_full_res_reference"]:.3f}%; fast vs that reference '
         f'{100 * ev["agreement_fast_vs_full_res_reference"]:.2f}%. (Random-weight logits '
         f'have many near-ties and small regions, so fast/exact disagree more than on a '
-        f'trained model.)', ''])
+        f'trained model.)', '', _grid_markdown(result['drivable_grid'])])
+
+
+def _grid_bench(masks: Sequence[np.ndarray], drivable_ids: Sequence[int],
+                reps: int) -> Dict[str, Any]:
+    """Time segmentation/drivable_grid's per-frame work on real 1080p masks (issue 13).
+
+    The pose is the demo's assumed dashcam mounting (1.3 m, horizon at the clip's vanishing
+    point), intrinsics a 60-degree horizontal field of view at 1920x1080, the grid the
+    node's default (200x200 cells of 0.1 m, 20 m range). The lookup table is built once
+    (timed apart); a frame is boundary + gather + scatter, as in the node, plus the
+    nav_msgs/OccupancyGrid build when nav_msgs is importable.
+    """
+    from ..ground_grid import (CameraModel, GridSpec, GroundProjection, MountingPose,
+                               drivable_lut)
+    fx = (WIDTH / 2) / np.tan(np.radians(30.0))
+    camera = CameraModel(WIDTH, HEIGHT, (fx, 0.0, (WIDTH - 1) / 2, 0.0, fx,
+                                         (HEIGHT - 1) / 2, 0.0, 0.0, 1.0))
+    pose = MountingPose(z=1.3, pitch=float(-np.arctan(35.5 / 831.0))).camera_pose()
+    grid = GridSpec()
+    t = time.perf_counter()
+    projection = GroundProjection(camera, pose, grid)
+    build_s = time.perf_counter() - t
+    lut = drivable_lut(drivable_ids)
+    per_frame: List[float] = []
+    grids = []
+    for k in range(reps + 1):
+        m = masks[k % len(masks)]
+        t = time.perf_counter()
+        out = projection.occupancy(m, lut)
+        if k:   # the first is a warm-up
+            per_frame.append(time.perf_counter() - t)
+            grids.append(out)
+    message: List[float] = []
+    try:
+        from nav_msgs.msg import OccupancyGrid  # noqa: F401
+        from std_msgs.msg import Header
+
+        from ..grid_output import occupancy_grid_message
+        from ..ground_grid import GridSettings
+        settings = GridSettings('base_link', grid, None, False)
+        for g in grids[:50]:
+            t = time.perf_counter()
+            occupancy_grid_message(g, settings, Header())
+            message.append(time.perf_counter() - t)
+    except ImportError:
+        pass
+    last = grids[-1]
+    return {'mask': f'{WIDTH}x{HEIGHT}', 'grid': f'{grid.width}x{grid.height} cells of '
+            f'{grid.resolution} m', 'table_entries': int(projection.entry_cell.size),
+            'table_build_ms': build_s * 1e3, 'rows_read': HEIGHT - projection.row0,
+            'masks': len(masks), 'per_frame': _stats(per_frame),
+            'message': _stats(message) if message else None,
+            'cells_free_occupied_unknown': [int((last == v).sum()) for v in (0, 100, -1)],
+            'target_le_2ms': float(np.median(per_frame)) * 1e3 <= 2.0}
+
+
+GRID_SECTION = '### Drivable occupancy grid (segmentation/drivable_grid, issue 13)'
+
+
+def _grid_markdown(g: Dict[str, Any], measured: str = 'Same run, same machine.') -> str:
+    """Render the drivable-grid subsection of the CPU section."""
+    msg = g['message']
+    return '\n'.join([
+        GRID_SECTION, '',
+        f'{measured} Per frame: {g["mask"]} class masks of the clip ({g["masks"]} DeepLab '
+        f'masks, in turn) -> {g["grid"]}, with the demo\'s assumed '
+        f'dashcam pose (1.3 m high, horizon at the clip\'s vanishing point; '
+        f'`_grid_bench` in segformer_ros/tools/bench.py). The lookup table '
+        f'({g["table_entries"]} column/cell entries; {g["rows_read"]} mask rows read per '
+        f'frame) is built once per camera info / pose / size / grid: '
+        f'{g["table_build_ms"]:.0f} ms.', '',
+        '| step | median ms | p95 ms | min ms | n |', '|---|---:|---:|---:|---:|',
+        f'| grid from mask (drivable LUT, boundary, gather + scatter) | '
+        f'{g["per_frame"]["median_ms"]:.3f} | {g["per_frame"]["p95_ms"]:.3f} | '
+        f'{g["per_frame"]["min_ms"]:.3f} | {g["per_frame"]["n"]} |',
+        (f'| nav_msgs/OccupancyGrid build | {msg["median_ms"]:.3f} | {msg["p95_ms"]:.3f} | '
+         f'{msg["min_ms"]:.3f} | {msg["n"]} |' if msg else
+         '| nav_msgs/OccupancyGrid build | skipped (no nav_msgs) | | | |'), '',
+        f'Target <= 2 ms per frame (median): {"met" if g["target_le_2ms"] else "NOT met"}. '
+        f'Last grid: {g["cells_free_occupied_unknown"][0]} free, '
+        f'{g["cells_free_occupied_unknown"][1]} occupied, '
+        f'{g["cells_free_occupied_unknown"][2]} unknown cells.', ''])
+
+
+def run_grid_only(args: argparse.Namespace) -> Dict[str, Any]:
+    """Time the drivable grid alone (``--grid-only``) on DeepLab masks of the clip."""
+    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
+    from ..config import ClassConfig, PostprocessConfig, PreprocessConfig
+    from ..conversion import image_fields_to_array
+    from ..postprocessing import ids_from_output
+    from ..preprocessing import preprocess
+
+    machine = _machine()
+    for p in (args.model, args.video):
+        if not Path(p).exists():
+            raise SystemExit(f'missing input {p}; pass --model/--video (see docs/benchmarks.md)')
+    frames = _load_frames(Path(args.video), 3 if args.quick else 10)
+    backend = OnnxRuntimeBackend(str(args.model), num_threads=args.threads)
+    info = backend.configure()
+    input_hw = (info.input_shape[2], info.input_shape[3])
+    classes = ClassConfig()
+    masks = []
+    for buf in frames:
+        view = image_fields_to_array('rgb8', HEIGHT, WIDTH, WIDTH * 3, buf)
+        batch, geo = preprocess(view, None, PreprocessConfig(), input_hw)
+        masks.append(ids_from_output(backend.infer(batch)[0], info.output_kind, geo,
+                                     PostprocessConfig(upsample_mode='fast'),
+                                     classes.num_classes))
+    backend.release()
+    time.sleep(0.5)   # let ONNX Runtime's threads stop spinning
+    return {'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+            'command': 'python -m segformer_ros.tools.bench ' + ' '.join(args.argv),
+            'machine': machine,
+            'drivable_grid': _grid_bench(masks, classes.drivable_ids,
+                                         reps=20 if args.quick else 300)}
+
+
+def grid_only_markdown(result: Dict[str, Any]) -> str:
+    """Render the grid subsection of a ``--grid-only`` run (its own command and machine)."""
+    m = result['machine']
+    measured = (f'Measured {result["date"]} with `{result["command"].strip()}`, alone (the '
+                f'rest of this section is from the full run above); {m["nproc"]} CPUs, '
+                f'{m["cpu"]}, load average before the run {m["loadavg_1_5_15"]} (1/5/15 '
+                f'min; other work shares this machine, so the min is the closest to an idle '
+                f'CPU).')
+    return _grid_markdown(result['drivable_grid'], measured)
+
+
+def write_grid_docs(path: Path, subsection: str) -> None:
+    """Replace (or add at the end of the CPU section) the drivable-grid subsection."""
+    text = path.read_text()
+    start = text.find(GRID_SECTION)
+    if start < 0:
+        cpu = text.find(SECTION)
+        start = text.find('\n## ', cpu + len(SECTION)) + 1 if cpu >= 0 else len(text)
+        if start == 0:
+            start = len(text)
+        end = start
+    else:
+        ends = [i for i in (text.find('\n## ', start), text.find('\n### ', start + 1))
+                if i >= 0]
+        end = min(ends) + 1 if ends else len(text)
+    text = text[:start] + subsection.rstrip('\n') + '\n\n' + text[end:]
+    path.write_text(text.rstrip('\n') + '\n')
 
 
 def write_docs(path: Path, section: str) -> None:
@@ -478,10 +626,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--segformer', type=Path, default=DEFAULT_SEGFORMER)
     parser.add_argument('--video', type=Path, default=DEFAULT_VIDEO)
     parser.add_argument('--threads', type=int, default=2, help='ORT intra-op threads')
+    parser.add_argument('--grid-only', action='store_true',
+                        help='time only the drivable occupancy grid (updates its subsection)')
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.frames < 1:
         parser.error(f'--frames must be >= 1, got {args.frames}')
+    if args.grid_only:
+        result = run_grid_only(args)
+        g = result['drivable_grid']
+        print(f'drivable grid {g["mask"]} -> {g["grid"]}: median '
+              f'{g["per_frame"]["median_ms"]:.3f} ms, p95 {g["per_frame"]["p95_ms"]:.3f} ms, '
+              f'min {g["per_frame"]["min_ms"]:.3f} ms per frame (table built once in '
+              f'{g["table_build_ms"]:.0f} ms); load {result["machine"]["loadavg_1_5_15"]}')
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2) + '\n')
+        if not args.no_write_docs:
+            write_grid_docs(args.docs, grid_only_markdown(result))
+            print(f'updated {args.docs}')
+        return 0
     result = run(args)
     print(f'CPU pipeline benchmark, {result["frame"]}, {result["machine"]["nproc"]} CPUs '
           f'({result["machine"]["cpu"]})')
@@ -492,6 +656,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f'{result["targets"]}')
     print(f'fast {ev["fast"]["median_ms"]:.2f} ms vs exact {ev["exact"]["median_ms"]:.2f} ms;'
           f' agreement {100 * ev["agreement_fast_vs_exact"]:.2f}%')
+    grid = result['drivable_grid']
+    print(f'drivable grid {grid["mask"]} -> {grid["grid"]}: median '
+          f'{grid["per_frame"]["median_ms"]:.3f} ms, p95 {grid["per_frame"]["p95_ms"]:.3f} ms '
+          f'per frame (table built once in {grid["table_build_ms"]:.0f} ms)')
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + '\n')

@@ -7,14 +7,19 @@ Example (on the robot, once per TensorRT version / GPU)::
         --shapes input:1x3x512x1024
 
 The engine gets a JSON sidecar (TensorRT version, GPU, precision, profile) so the node can
-say why an engine does not fit instead of failing obscurely.
+say why an engine does not fit instead of failing obscurely. Parent directories of
+``--output`` and ``--timing-cache`` are created before the build, and a built plan is never
+lost to a later write error. After the build the engine is compared with ONNX Runtime on one
+distinct frame per batch item; a batch > 1 engine whose items disagree is removed
+(NVIDIA/TensorRT#4853).
 """
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ..errors import SegformerRosError
 
@@ -36,6 +41,34 @@ def parse_shapes(text: str) -> Tuple[Tuple[str, Tuple[int, ...]], ...]:
     return tuple(out)
 
 
+def _prepare_dirs(*paths: Optional[Path]) -> None:
+    """Create the parent directories of the output files before minutes of building."""
+    for path in paths:
+        if path is not None:
+            path.expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _write_plan(out: Path, plan: bytes, key: Any, notes: dict) -> Path:
+    """Write the engine + sidecar; never lose the plan to a write error.
+
+    If ``out`` cannot be written, the plan goes to the current directory, then the temp
+    directory, and a warning says where.
+    """
+    from ..backends.engine_cache import write_engine
+    candidates = [out, Path.cwd() / out.name, Path(tempfile.gettempdir()) / out.name]
+    errors = []
+    for path in candidates:
+        try:
+            write_engine(path, plan, key, notes)
+            if path != out:
+                print(f'warning: could not write {out} ({"; ".join(errors)}); the built engine '
+                      f'was saved as {path} instead', file=sys.stderr)
+            return path
+        except OSError as exc:
+            errors.append(f'{path}: {exc}')
+    raise OSError(f'could not write the engine anywhere: {"; ".join(errors)}')
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(prog='segformer-ros-build-engine', description=__doc__.split(
@@ -49,20 +82,28 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help='only for explicitly quantized (Q/DQ) ONNX')
     ap.add_argument('--workspace', type=int, default=1024, help='workspace limit in MiB')
     ap.add_argument('--timing-cache', default='', help='timing cache file (read and updated)')
-    ap.add_argument('--shapes', default='', help='input shapes, e.g. input:1x3x512x1024')
+    ap.add_argument('--shapes', default='', help='input shapes, e.g. input:1x3x512x1024 '
+                    '(needed for a dynamic-size ONNX)')
+    ap.add_argument('--device', type=int, default=0, help='CUDA device index (device_id)')
+    ap.add_argument('--no-check', action='store_true',
+                    help='skip the accuracy check against ONNX Runtime after the build (it '
+                    'refuses batch > 1 engines that give wrong results, NVIDIA/TensorRT#4853)')
     args = ap.parse_args(argv)
     precision = args.precision or 'fp16'
+    out = Path(args.output).expanduser()
+    timing = Path(args.timing_cache).expanduser() if args.timing_cache else None
     try:
         import tensorrt as trt
         from ..backends import trt_compat
-        from ..backends.engine_cache import _atomic_write, make_key
-        from ..backends.tensorrt_backend import build_serialized_engine
+        from ..backends.engine_cache import key_for_device
+        from ..backends.tensorrt_backend import build_engine
         from ..cuda import runtime as rt
         trt_compat.check_version(trt)
         shapes = parse_shapes(args.shapes)
         profile = tuple((n, s, s, s) for n, s in shapes)
-        rt.set_device(0)
-        info = rt.device_info(0)
+        _prepare_dirs(out, timing)
+        rt.set_device(args.device)
+        info = rt.device_info(args.device)
         last = {'phase': ''}
 
         def progress(phase: str, fraction: float) -> None:
@@ -71,27 +112,42 @@ def main(argv: Optional[List[str]] = None) -> int:
                 last['phase'] = phase
 
         start = time.monotonic()
-        plan = build_serialized_engine(
-            trt, args.onnx, precision, args.workspace, profile,
-            Path(args.timing_cache).expanduser() if args.timing_cache else None,
-            progress, lambda m: print(m, flush=True))
-        out = Path(args.output)
-        _atomic_write(out, plan)
-        key = make_key(args.onnx, trt.__version__, info.name, info.compute_capability,
-                       precision, profile)
-        import json
-        from dataclasses import asdict
-        _atomic_write(out.with_suffix('.json'), json.dumps(asdict(key), indent=1).encode())
-        print(f'wrote {out} ({len(plan) / 1e6:.1f} MB, {precision}, TensorRT {trt.__version__}, '
-              f'{info.name}) in {time.monotonic() - start:.0f} s')
+        built = build_engine(trt, args.onnx, precision, args.workspace, profile or None,
+                             timing, progress, lambda m: print(m, flush=True))
+        key = key_for_device(args.onnx, trt.__version__, info, precision, built.profile)
+        notes = {'precision': built.precision, 'checked': False}
+        written = _write_plan(out, built.plan, key, notes)
+        print(f'wrote {written} ({len(built.plan) / 1e6:.1f} MB, {built.precision}, TensorRT '
+              f'{trt.__version__}, {info.name}) in {time.monotonic() - start:.0f} s')
+        if not args.no_check:
+            return _check(written, args.onnx, args.device, key, built.precision)
         return 0
     except ImportError as exc:
         print(f'error: TensorRT is not importable ({exc}); run this on the robot (JetPack '
               f'ships TensorRT) or install TensorRT >= 10', file=sys.stderr)
         return 2
-    except (SegformerRosError, ValueError) as exc:
+    except (SegformerRosError, ValueError, OSError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
+
+
+def _check(engine: Path, onnx_path: str, device: int, key: Any, precision: str) -> int:
+    """Load the written engine and compare it with ONNX Runtime; refuse a wrong batch engine."""
+    from ..backends.engine_cache import EngineCache, write_sidecar
+    from ..backends.tensorrt_backend import TensorRTBackend
+    backend = TensorRTBackend(str(engine), reference_onnx=onnx_path, device_id=device,
+                              logger=lambda m: print(m, flush=True))
+    try:
+        backend.configure()
+    except SegformerRosError as exc:
+        EngineCache(str(engine.parent)).discard(engine)
+        print(f'error: {exc}; removed {engine}', file=sys.stderr)
+        return 1
+    finally:
+        backend.release()
+    write_sidecar(engine, key, {'precision': precision, 'checked': True,
+                                'item_agreement': backend.item_agreement})
+    return 0
 
 
 if __name__ == '__main__':

@@ -4,6 +4,15 @@ Starts the segformer node (DeepLab Cityscapes preset, model from ../shared/model
 plays ../shared/data/solidWhiteRight.mp4 as a camera through the image_source node,
 records the overlays to an mp4 and the summaries to JSON lines, shows progress, and
 ends by itself with a short report (frames in/out, drops, fps, latency).
+
+The drivable occupancy grid (segmentation/drivable_grid) needs intrinsics and a mounting
+pose, which the clip does not come with. The demo ASSUMES them (:data:`DEMO_CAMERA_K`,
+:data:`DEMO_GRID`): a 60-degree horizontal field of view with the principal point at the
+image centre, the camera 1.3 m above the road (the lane then measures about 3.7 m wide,
+as a US highway lane does), pitched so that the horizon falls on the road's vanishing
+point in the clip (row ~305 of 540). It publishes that CameraInfo beside the images and
+writes bird's-eye pictures of the grid beside the overlay of the same frame
+(grid_sample*.jpg).
 """
 
 import argparse
@@ -23,6 +32,15 @@ SHARED = REPO_ROOT.parent / 'shared'
 DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
 DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
 DEFAULT_PRESET = REPO_ROOT / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
+
+# Assumed camera of the clip (960x540): see the module docstring.
+DEMO_FX = 480.0 / 0.5773502691896257          # 60-degree horizontal field of view
+DEMO_CAMERA_K = [DEMO_FX, 0.0, 479.5, 0.0, DEMO_FX, 269.5, 0.0, 0.0, 1.0]
+DEMO_GRID = {'grid_frame': 'base_link', 'grid_resolution': 0.2, 'grid_width': 200,
+             'grid_height': 150, 'grid_origin_x': 0.0, 'grid_origin_y': -15.0,
+             'grid_max_range': 40.0, 'grid_camera_z': 1.3,
+             'grid_camera_pitch': -0.0427}    # -atan((305 - 269.5) / fx): horizon at row 305
+GRID_SAMPLES = (1, 20, 40, 80)                # grids written as pictures (by arrival order)
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -49,6 +67,11 @@ class _Writers:
         self.summaries = open(out / 'summaries.jsonl', 'w')
         self.overlays = 0
         self.sample_written = False
+        self.grids = 0
+        self.grid_samples: List[str] = []
+        # The node publishes a frame's grid before its overlay: pair them by stamp.
+        self._recent: Dict[tuple, np.ndarray] = {}   # overlays by stamp
+        self._pending: Dict[tuple, Any] = {}         # sampled grids waiting for their overlay
 
     def overlay(self, msg: Any) -> None:
         import cv2
@@ -62,10 +85,39 @@ class _Writers:
                                          (msg.width, msg.height))
         self.video.write(bgr)
         self.overlays += 1
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self._recent[stamp] = bgr
+        while len(self._recent) > 30:
+            self._recent.pop(next(iter(self._recent)))
+        if stamp in self._pending:
+            self._write_grid(self._pending.pop(stamp), bgr)
         if self.overlays == 60 or (not self.sample_written and self.overlays == 1):
             cv2.imwrite(str(self.out / 'overlay_sample.jpg'), bgr,
                         [cv2.IMWRITE_JPEG_QUALITY, 85])
             self.sample_written = True
+
+    def grid(self, msg: Any) -> None:
+        self.grids += 1
+        if self.grids not in GRID_SAMPLES:
+            return
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if stamp in self._recent:
+            self._write_grid(msg, self._recent[stamp])
+        else:
+            self._pending[stamp] = msg
+
+    def _write_grid(self, msg: Any, overlay: np.ndarray) -> None:
+        import cv2
+
+        from .grid_view import birdseye, side_by_side
+
+        grid = np.array(msg.data, dtype=np.int8).reshape(msg.info.height, msg.info.width)
+        picture = birdseye(grid, msg.info.resolution, (msg.info.origin.position.x,
+                                                       msg.info.origin.position.y),
+                           overlay.shape[0], camera_xy=(0.0, 0.0))
+        path = self.out / f'grid_sample_{len(self.grid_samples) + 1}.jpg'
+        cv2.imwrite(str(path), side_by_side(overlay, picture), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        self.grid_samples.append(str(path))
 
     def summary(self, msg: Any) -> None:
         record = {
@@ -88,7 +140,10 @@ class _Writers:
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the demo; return the report."""
     import rclpy
+    from nav_msgs.msg import OccupancyGrid
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo
 
     from .recorder import OutputRecorder
 
@@ -101,13 +156,24 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     confine_this_process(domain)
     env = loopback_env(domain)
     overrides = params_file({'model_path': str(Path(args.model).resolve()),
-                             'backend': args.backend, 'autostart': True}, str(out))
+                             'backend': args.backend, 'autostart': True,
+                             'camera_info_topics': ['/camera/camera_info'], **DEMO_GRID},
+                            str(out))
     node = RosProcess(node_command([args.params, overrides], {'image': '/camera/image_raw'}),
                       env, out / 'node.log')
     rclpy.init()
     writers = _Writers(out, args.rate)
     recorder = OutputRecorder(camera_topic='/camera/image_raw', on_overlay=writers.overlay,
                               on_summary=writers.summary)
+    recorder.create_subscription(OccupancyGrid, '/segmentation/drivable_grid', writers.grid,
+                                 10)
+    info_pub = recorder.create_publisher(CameraInfo, '/camera/camera_info',
+                                         qos_profile_sensor_data)
+    info = CameraInfo(width=960, height=540, distortion_model='plumb_bob', k=DEMO_CAMERA_K,
+                      p=DEMO_CAMERA_K[:3] + [0.0] + DEMO_CAMERA_K[3:6] + [0.0]
+                      + DEMO_CAMERA_K[6:] + [0.0])
+    info.header.frame_id = 'camera'
+    recorder.create_timer(1.0 / max(args.rate, 1.0), lambda: info_pub.publish(info))
     executor = SingleThreadedExecutor()
     executor.add_node(recorder)
     source: Optional[RosProcess] = None
@@ -150,7 +216,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     report = {
         'frames_published': recorder.counts['camera'],
         'masks': recorder.counts['mask'], 'overlays': recorder.counts['overlay'],
-        'summaries': recorder.counts['summary'],
+        'summaries': recorder.counts['summary'], 'grids': writers.grids,
         'frames_dropped': recorder.counts['camera'] - recorder.counts['mask'],
         'node_dropped': recorder.diagnostics.get('frames_dropped'),
         'output_fps': round(recorder.output_fps(), 2),
@@ -161,7 +227,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         'backend': recorder.diagnostics.get('backend'),
         'node_exit_code': node_code, 'seconds': round(time.monotonic() - t_start, 1),
         'outputs': {'video': str(out / 'overlay.mp4'), 'summaries': str(out / 'summaries.jsonl'),
-                    'sample': str(out / 'overlay_sample.jpg')},
+                    'sample': str(out / 'overlay_sample.jpg'),
+                    'grid_samples': writers.grid_samples},
     }
     (out / 'report.json').write_text(json.dumps(report, indent=2))
     return report
