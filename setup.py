@@ -4,7 +4,24 @@
 not the generated SegmentationSummary message: that needs the colcon build
 (see `make setup`). See setup.cfg for why both exist.
 """
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+
+def _share_files(*folders: str) -> list:
+    """(share/segformer_ros/<dir>, [files]) for data_files: the colcon install's layout.
+
+    segformer_ros.assets finds them under <prefix>/share/segformer_ros (presets in config/,
+    the bundled demo model and clip in assets/), so package:// paths work after pip install.
+    """
+    entries = [('share/segformer_ros', ['package.xml'])]
+    for folder in folders:
+        for directory in sorted({p.parent for p in Path(folder).rglob('*') if p.is_file()}):
+            files = sorted(str(p) for p in directory.iterdir() if p.is_file())
+            entries.append((f'share/segformer_ros/{directory}', files))
+    return entries
+
 
 setup(
     name='segformer_ros',
@@ -13,6 +30,7 @@ setup(
     license='Apache-2.0',
     maintainer='segformer_ros maintainers',
     packages=find_packages(include=['segformer_ros', 'segformer_ros.*']),
+    data_files=_share_files('config', 'launch', 'assets'),
     python_requires='>=3.10',
     install_requires=[
         'numpy',

@@ -118,9 +118,17 @@ class NodeExecutors:
     """
 
     def __init__(self, node: Any, context: Optional[Context] = None) -> None:
+        from .ros_compat import harden_executor
+
         self.frames, self.control = node_executors(node, context)
+        for executor in (self.frames, self.control):
+            harden_executor(executor)
         self._thread: Optional[threading.Thread] = None
         self._failure: Optional[BaseException] = None
+
+    def create_task(self, callback: Any, *args: Any) -> Any:
+        """Run ``callback(*args)`` on a control thread (e.g. autostart: services answer)."""
+        return self.control.create_task(callback, *args)
 
     def start_control(self) -> None:
         """Start answering services and timers in the background (idempotent)."""
@@ -146,11 +154,18 @@ class NodeExecutors:
             raise self._failure
 
     def shutdown(self, timeout_sec: Optional[float] = None) -> bool:
-        """Shut both executors down and join the control thread; False if it lingers."""
-        done = self.frames.shutdown(timeout_sec=timeout_sec)
-        done = self.control.shutdown(timeout_sec=timeout_sec) and done
+        """Shut both executors down, bounded; False if a callback is still running.
+
+        The control executor's pool is not joined past ``timeout_sec`` (a configure
+        building an engine may still run: ros_compat.shutdown_executor).
+        """
+        from .ros_compat import shutdown_executor
+
+        limit = 10.0 if timeout_sec is None else timeout_sec
+        done = self.frames.shutdown(timeout_sec=limit) is not False
+        done = shutdown_executor(self.control, limit) and done
         if self._thread is not None:
-            self._thread.join(timeout=10.0 if timeout_sec is None else timeout_sec)
+            self._thread.join(timeout=limit)
             done = done and not self._thread.is_alive()
         return done
 
@@ -172,7 +187,14 @@ class SingleExecutorSpin:
         else:
             from rclpy.experimental import EventsExecutor
             self.executor = EventsExecutor()
+        if design != 'events':
+            from .ros_compat import harden_executor
+            harden_executor(self.executor)
         self.executor.add_node(node)
+
+    def create_task(self, callback: Any, *args: Any) -> Any:
+        """Run ``callback(*args)`` as an executor task."""
+        return self.executor.create_task(callback, *args)
 
     def start_control(self) -> None:
         """Nothing to start: services wait for spin()."""
@@ -182,9 +204,10 @@ class SingleExecutorSpin:
         self.executor.spin()
 
     def shutdown(self, timeout_sec: Optional[float] = None) -> bool:
-        """Shut the executor down."""
-        return bool(self.executor.shutdown(timeout_sec=timeout_sec)) \
-            if timeout_sec is not None else bool(self.executor.shutdown() in (None, True))
+        """Shut the executor down, bounded (ros_compat.shutdown_executor)."""
+        from .ros_compat import shutdown_executor
+
+        return shutdown_executor(self.executor, 10.0 if timeout_sec is None else timeout_sec)
 
 
 def make_node_executors(node: Any, design: Optional[str] = None) -> Any:

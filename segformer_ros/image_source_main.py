@@ -3,16 +3,51 @@
 import sys
 from typing import List, Optional
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+USAGE = """usage: image_source --ros-args -p source:=<video file or image folder> [-p name:=value]
 
-from .image_source import ImageSourceNode, wait_for
+Publishes a video file (mp4, avi, ...) or a folder of png/jpg images as sensor_msgs/Image on
+the topic `image` (remap it: -r image:=/camera/image_raw), with sensor-data QoS, like a camera.
+Also `ros2 run segformer_ros image_source --ros-args ...`.
+
+parameters (-p name:=value):
+  source                video file or image folder (required)
+  rate_hz               publish rate in frames per second (default 30.0)
+  frame_id              frame_id stamped on every image (default camera)
+  encoding              rgb8, bgr8, mono8, rgba8 or bgra8 (default rgb8)
+  width, height         resize to this size (0 = native; height follows aspect unless set)
+  loop                  start over at the end instead of stopping (default false)
+  max_frames            stop after this many frames (0 = no limit)
+  wait_for_subscribers  wait until this many subscribers match before publishing (<= 30 s)
+
+example:
+  image_source --ros-args -p source:=assets/data/solidWhiteRight.mp4 -p rate_hz:=10 \\
+      -r image:=/camera/image_raw
+
+exit status: 0 when the source ended (or Ctrl-C), 1 when it could not be read, 2 on bad usage.
+"""
 
 
 def main(args: Optional[List[str]] = None) -> int:
     """Publish the configured source until it ends (or forever with loop:=true)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    from .image_source import ImageSourceNode, wait_for
+
+    argv = sys.argv[1:] if args is None else list(args)
+    user_args = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    if '-h' in user_args or '--help' in user_args:
+        print(USAGE, end='')
+        return 0
     rclpy.init(args=args)
     node = ImageSourceNode()
+    if not node.get_parameter('source').value:
+        node.get_logger().error(
+            "parameter 'source' is not set: expected a video file or an image folder, e.g. "
+            'image_source --ros-args -p source:=/path/to/video.mp4 (see image_source --help)')
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 2
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0

@@ -37,6 +37,7 @@ from .grid_output import drivable_grid_output
 from .memory import HeapTrimmer
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params
+from .ros_compat import wrap_change_state_service
 from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_message,
                            image_message, summary_message)
 from .output_size import MAX_SIDE, size_text
@@ -100,6 +101,8 @@ class SegformerNode(LifecycleNode):
         # engine build) is still running on another executor thread.
         Node.__init__(self, node_name, **kwargs)
         LifecycleNodeMixin.__init__(self, callback_group=ReentrantCallbackGroup())
+        # Humble/Jazzy: an invalid change_state request must not end spin (ros_compat).
+        wrap_change_state_service(self)
         self._backend: Optional[Backend] = None
         self._pipeline: Optional[Any] = None          # SegmentationPipeline
         self._params: Dict[str, Any] = {}
@@ -148,6 +151,9 @@ class SegformerNode(LifecycleNode):
             self.get_logger().error(f'activate failed: {type(exc).__name__}: {exc}')
             self._stop_processing()
             return TransitionCallbackReturn.FAILURE
+        routes = [f'{c.subscription.topic_name} -> {c.mask_pub.topic_name}'
+                  for c in self._channels]  # resolved names: remaps and namespace applied
+        self.get_logger().info(f'active: segmenting {", ".join(routes)}')
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -177,9 +183,12 @@ class SegformerNode(LifecycleNode):
     # --------------------------------------------------------------- configure
     def _configure_resources(self) -> None:
         from .backends.factory import create_backend
+        from .default_model import with_default_model
         from .gpu_segmentation import select_pipeline
 
-        params = read_all(self)
+        params, default_model_warning = with_default_model(read_all(self))
+        if default_model_warning:
+            self.get_logger().warn(default_model_warning)
         config = pipeline_config_from_params(params)
         specs = channels_from_lists(params['cameras'], params['camera_topics'],
                                     params['camera_namespaces'], params['camera_transports'],
@@ -188,10 +197,6 @@ class SegformerNode(LifecycleNode):
             raise SegformerRosError(
                 f'match_camera_info sizes one camera\'s mask, got {len(specs)} cameras; leave '
                 f'it empty and set output_resolution: WIDTHxHEIGHT instead')
-        if not params['model_path']:
-            raise SegformerRosError(
-                'model_path is empty: set it to an ONNX model (or a TensorRT .engine), e.g. '
-                '-p model_path:=/path/to/segformer.onnx or model_path in the params file')
         self._params = params
         # /diagnostics first: a TensorRT engine build can take minutes, and the timer (its
         # own callback group, another executor thread) reports its progress meanwhile.

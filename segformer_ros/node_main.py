@@ -10,6 +10,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from .executors import make_node_executors
 from .memory import keep_image_buffers
 from .node import SegformerNode
+from .ros_compat import close_executor_and_node
 
 
 def autostart(node: SegformerNode) -> bool:
@@ -24,20 +25,37 @@ def autostart(node: SegformerNode) -> bool:
     return True
 
 
+USAGE = """usage: segformer_node [--ros-args -p name:=value ... --params-file FILE -r from:=to]
+
+The segformer lifecycle node (also `ros2 run segformer_ros segformer_node`). It starts
+unconfigured; configure and activate it through its lifecycle services, or with
+-p autostart:=true, or use `ros2 launch segformer_ros segformer.launch.py`. With model_path
+empty it runs the bundled demo model. Parameters: README.md's table, config/*.yaml presets.
+"""
+
+
 def main(args: Optional[List[str]] = None) -> int:
     """Run the node until shutdown (SIGINT/SIGTERM or context shutdown)."""
+    argv = sys.argv[1:] if args is None else list(args)
+    user_args = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    if '-h' in user_args or '--help' in user_args:
+        print(USAGE, end='')
+        return 0
     # Before any image buffer exists: image buffers from the heap, reused across frames;
     # the worker trims the heap once a second (memory.py says why, with numbers).
     keep_image_buffers()
     rclpy.init(args=args)
     node = SegformerNode()
-    # The frame path (image callbacks) on one executor, services and timers on another,
-    # so neither waits for the other (executors.py says why, with numbers).
+    # The frame path apart from services and timers (executors.py says why, with
+    # numbers); both executors hardened (deactivate/cleanup while they wait: ros_compat).
     executor = make_node_executors(node)
     try:
         executor.start_control()   # get_state answers during an autostart configure too
         if node.get_parameter('autostart').value:
-            autostart(node)
+            # On an executor thread, not here: SIGINT may be delivered to any thread, so a
+            # configure sleeping or building in the main thread might never see Ctrl-C;
+            # spin() always does (rclpy's handler wakes it), and the shutdown is bounded.
+            executor.create_task(autostart, node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -53,9 +71,8 @@ def main(args: Optional[List[str]] = None) -> int:
         try:
             node.shutdown_resources()
         finally:
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown()
+            # Bounded: Ctrl-C during a long configure (engine build) exits (ros_compat).
+            close_executor_and_node(executor, node, timeout_s=5.0)
     return 0
 
 

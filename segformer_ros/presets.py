@@ -111,18 +111,9 @@ def unknown_parameters(params: Mapping[str, Any]) -> List[str]:
 
 
 def _config_dirs() -> List[Path]:
-    dirs = [Path(__file__).resolve().parents[1] / 'config']  # source checkout
-    try:
-        from ament_index_python.packages import (PackageNotFoundError,
-                                                 get_package_share_directory)
-        try:
-            dirs.append(Path(get_package_share_directory(PACKAGE_NAME)) / 'config')
-        except (PackageNotFoundError, ValueError, LookupError, OSError):
-            # OSError: AMENT_PREFIX_PATH unset (no sourced ROS workspace).
-            pass
-    except ImportError:
-        pass
-    return dirs
+    # The checkout, the ament index (colcon) and pip's <prefix>/share: see assets.share_dirs.
+    from .assets import share_dirs
+    return [d / 'config' for d in share_dirs(PACKAGE_NAME)]
 
 
 def available_presets() -> List[str]:

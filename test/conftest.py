@@ -2,48 +2,49 @@
 
 import os
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import numpy as np
 import pytest
 
-from segformer_ros.tools.processes import fastdds_profile
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / 'shared'
+from benchmarks.processes import DISCOVERY_RANGE, fastdds_profile
+from segformer_ros.ros_compat import localhost_env
+from shared_assets import (BUNDLED_MODEL, BUNDLED_VIDEO, MISSING_SHARED_ASSET, REPO,  # noqa: F401
+                           SHARED, require_shared_asset)
 
 # Before anything imports rclpy: loopback-only Fast DDS and a domain of this process's own.
-os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+# ROS_LOCALHOST_ONLY=1 only where ROS_DISTRO is humble (its rcl reads nothing else); the
+# discovery range is SYSTEM_DEFAULT elsewhere: the loopback profile decides the transports.
+os.environ.update(localhost_env(os.environ))
+if 'ROS_LOCALHOST_ONLY' not in localhost_env(os.environ):
+    os.environ.pop('ROS_LOCALHOST_ONLY', None)
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = DISCOVERY_RANGE
 os.environ['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
 os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
 
-DEEPLAB = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-SEGFORMER_RANDOM = SHARED / 'models' / 'segformer_b0_random_1024.onnx'
-VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+DEEPLAB = BUNDLED_MODEL
+SEGFORMER_RANDOM_RELATIVE = 'models/segformer_b0_random_1024.onnx'
+VIDEO = BUNDLED_VIDEO
 
 
 @pytest.fixture(scope='session')
 def deeplab_model() -> Path:
-    """Return the shared real Cityscapes DeepLab ONNX model (skips when absent)."""
-    if not DEEPLAB.is_file():
-        pytest.skip(f'{DEEPLAB} not found (../shared beside the repo)')
+    """Return the bundled Cityscapes DeepLab ONNX model (in every clone: never skips)."""
+    assert DEEPLAB.is_file(), f'bundled model {DEEPLAB} is missing from the checkout'
     return DEEPLAB
 
 
 @pytest.fixture(scope='session')
 def segformer_random_model() -> Path:
     """Return the shared SegFormer-B0 ONNX with random weights (skips when absent)."""
-    if not SEGFORMER_RANDOM.is_file():
-        pytest.skip(f'{SEGFORMER_RANDOM} not found')
-    return SEGFORMER_RANDOM
+    return require_shared_asset(SEGFORMER_RANDOM_RELATIVE)
 
 
 @pytest.fixture(scope='session')
 def video_path() -> Path:
-    """Return the shared driving clip (skips when absent)."""
-    if not VIDEO.is_file():
-        pytest.skip(f'{VIDEO} not found')
+    """Return the bundled driving clip (in every clone: never skips)."""
+    assert VIDEO.is_file(), f'bundled video {VIDEO} is missing from the checkout'
     return VIDEO
 
 
@@ -85,3 +86,53 @@ def rclpy_context(ros_domain: int) -> Iterator[object]:
 
     with ros_context(ros_domain) as context:
         yield context
+
+
+# ------------------------------------------------- skip account and the CI asset guard
+_skips: Dict[str, List[str]] = {}
+
+
+def _skip_reason(report: Any) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        reason = str(longrepr[2])
+    else:
+        reason = str(longrepr)
+    return reason[len('Skipped: '):] if reason.startswith('Skipped: ') else reason
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    """Record each skipped test under its reason."""
+    if report.skipped and not hasattr(report, 'wasxfail'):
+        _skips.setdefault(_skip_reason(report), []).append(report.nodeid)
+
+
+def _asset_guard_active() -> bool:
+    return os.environ.get('CI', '').lower() == 'true' and SHARED.is_dir()
+
+
+def _missing_asset_skips() -> List[str]:
+    return [test for reason, tests in _skips.items() if reason.startswith(MISSING_SHARED_ASSET)
+            for test in tests]
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    """In CI, where ../shared exists, a skip for a missing asset fails the run."""
+    if _asset_guard_active() and _missing_asset_skips() and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    """One line: how many tests skipped, by reason; and the CI asset guard's verdict."""
+    total = sum(len(tests) for tests in _skips.values())
+    if not total:
+        terminalreporter.write_line('skip account: no test skipped')
+        return
+    by_count = sorted(_skips.items(), key=lambda item: (-len(item[1]), item[0]))
+    terminalreporter.write_line(f'skip account: {total} skipped: ' + ' | '.join(
+        f'{len(tests)} x {reason}' for reason, tests in by_count))
+    missing = _missing_asset_skips()
+    if missing and _asset_guard_active():
+        terminalreporter.write_line(
+            f'FAILED (CI asset guard): {len(missing)} test(s) skipped for a missing asset '
+            f'although {SHARED} exists: {missing[:5]}', red=True)

@@ -394,8 +394,7 @@ def start_preset_node(tmp_dir: Path, domain: int, model: Path,
     ``values`` override the preset (``warmup_iterations`` is 0 unless given); the log goes
     to ``tmp_dir/node.log``.
     """
-    from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,
-                                               params_file)
+    from benchmarks.processes import RosProcess, loopback_env, node_command, params_file
 
     overrides = params_file({'model_path': str(model), 'warmup_iterations': 0, **values},
                             str(tmp_dir))
@@ -570,7 +569,7 @@ def lifecycle_cycles(model: Path, domain_id: int, cycles: int,
     """
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    from segformer_ros.tools.processes import confine_this_process
+    from benchmarks.processes import confine_this_process
 
     ok = TransitionCallbackReturn.SUCCESS
     try:  # the node process's allocator setting (node_main pins it before anything else)

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
 
-from segformer_ros.tools import bench_cameras  # noqa: E402
+from benchmarks import bench_cameras  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

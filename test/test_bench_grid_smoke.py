@@ -2,21 +2,17 @@
 
 import json
 
-import pytest
-
-from segformer_ros.tools import bench
+from benchmarks import bench
 
 
 def test_grid_only_bench_updates_only_its_subsection(tmp_path) -> None:
-    if not (bench.DEFAULT_MODEL.exists() and bench.DEFAULT_VIDEO.exists()):
-        pytest.skip('shared model or video missing (../shared/models, ../shared/data)')
     out = tmp_path / 'grid.json'
     docs = tmp_path / 'benchmarks.md'
     docs.write_text('# Benchmarks\n\n## CPU pipeline (make bench)\n\ncpu numbers\n\n'
                     '### Logit upsampling\n\nkeep me\n\n## GPU (other section)\n\nkeep me too\n')
     for _ in range(2):   # the second run replaces the first run's subsection
         assert bench.main(['--grid-only', '--quick', '--json', str(out),
-                           '--docs', str(docs)]) == 0
+                           '--docs', str(docs), '--write-docs']) == 0
     grid = json.loads(out.read_text())['drivable_grid']
     assert grid['per_frame']['n'] == 20 and grid['per_frame']['min_ms'] > 0
     assert grid['mask'] == '1920x1080' and grid['table_entries'] > 0

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from segformer_ros.tools.bench_ros import (SECTION_TITLE, flood_bounded, latency_stats,
-                                           latency_windows, replace_section)
+from benchmarks.bench_ros import (SECTION_TITLE, flood_bounded, latency_stats,
+                                  latency_windows, replace_section)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
     pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
     # Its own process: the benchmark calls rclpy.init and picks its own domain id.
     proc = subprocess.run(
-        [sys.executable, '-m', 'segformer_ros.tools.bench_ros', '--quick', '--duration', '3',
+        [sys.executable, '-m', 'benchmarks.bench_ros', '--quick', '--duration', '3',
          '--out', str(tmp_path), '--model', str(deeplab_model), '--video', str(video_path)],
         cwd=str(REPO), env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

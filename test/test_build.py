@@ -4,11 +4,12 @@ They need `make setup` (tools/setup.sh) and run in the environment of
 tools/ros_env.sh (`make test` does both).
 """
 import os
-from pathlib import Path
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -100,15 +101,23 @@ PUBLISHER = textwrap.dedent("""
     import time
     import rclpy
     from segformer_ros.msg import SegmentationSummary
+    from rclpy.executors import ExternalShutdownException
     rclpy.init()
     node = rclpy.create_node('build_test_publisher')
     pub = node.create_publisher(SegmentationSummary, 'build_test/summary', 10)
     msg = SegmentationSummary(width=2, height=3, class_names=['road', 'car'],
                               class_pixel_counts=[4, 2], free_space_rows=[1, 2, 3])
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        pub.publish(msg)
-        rclpy.spin_once(node, timeout_sec=0.1)
+    try:
+        while time.monotonic() < deadline:
+            pub.publish(msg)
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        # Leave the graph: Fast DDS then removes its /dev/shm segment and port files.
+        node.destroy_node()
+        rclpy.try_shutdown()
 """)
 
 
@@ -117,13 +126,18 @@ def test_summary_crosses_processes_over_dds():
     """A message published by another process arrives (typesupport libs found)."""
     for var in ('RMW_IMPLEMENTATION', 'FASTDDS_DEFAULT_PROFILES_FILE', 'ROS_DOMAIN_ID'):
         assert os.environ.get(var), f'{var} unset: run through tools/ros_env.sh'
-    assert os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') == 'LOCALHOST'
+    assert os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') == 'SYSTEM_DEFAULT'
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from segformer_ros.msg import SegmentationSummary
 
+    from ros_helpers import orphaned, shm_owned
+
+    # Files already there (other runs on this machine) are not this test's to judge.
+    existing = set(str(p) for p in Path('/dev/shm').glob('fastdds_*'))
     pub = subprocess.Popen([sys.executable, '-c', PUBLISHER])
+    owned = set()
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
@@ -137,10 +151,20 @@ def test_summary_crosses_processes_over_dds():
         while not got and time.monotonic() < deadline and pub.poll() is None:
             executor.spin_once(timeout_sec=0.1)
         assert got, f'nothing received (publisher exit code {pub.poll()})'
+        owned = shm_owned(pub.pid)
         assert list(got[0].class_pixel_counts) == [4, 2]
         assert list(got[0].free_space_rows) == [1, 2, 3]
         assert list(got[0].class_names) == ['road', 'car']
     finally:
-        pub.kill()
-        pub.wait()
+        # SIGINT, like Ctrl-C: a SIGKILLed participant leaves its files in /dev/shm.
+        pub.send_signal(signal.SIGINT)
+        try:
+            pub.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pub.kill()
+            pub.wait()
+        node.destroy_node()
         rclpy.shutdown(context=context)
+    assert pub.returncode == 0
+    assert owned, 'the publisher owned no Fast DDS shared-memory files (nothing checked)'
+    assert orphaned(owned - existing) == [], 'the publisher left files in /dev/shm'

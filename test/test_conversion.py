@@ -12,6 +12,7 @@ from segformer_ros.conversion import (array_to_image_fields, image_fields_to_arr
                                       image_msg_to_array)
 from segformer_ros.encodings import SUPPORTED_ENCODINGS
 from segformer_ros.errors import ImageFormatError
+from segformer_ros.ros_compat import new_message
 
 EIGHT_BIT = [('rgb8', 3, 'rgb', False), ('bgr8', 3, 'bgr', False),
              ('rgba8', 4, 'rgb', True), ('bgra8', 4, 'bgr', True),
@@ -217,7 +218,8 @@ def test_real_sensor_msgs_image_roundtrip():
     image_mod = pytest.importorskip('sensor_msgs.msg')
     arr = np.random.default_rng(2).integers(0, 256, (4, 6, 3), dtype=np.uint8)
     for check in (False, True):
-        msg = image_mod.Image(check_fields=check) if check else image_mod.Image()
+        # new_message: Humble's constructor has no check_fields keyword (ros_compat).
+        msg = new_message(image_mod.Image, check_fields=check)
         msg.height, msg.width, msg.step, msg.data = array_to_image_fields(arr, 'rgb8')
         msg.encoding = 'rgb8'
         view = image_msg_to_array(msg)

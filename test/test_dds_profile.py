@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from segformer_ros.tools.processes import fastdds_profile, fastdds_profile_name, loopback_env
+from benchmarks.processes import fastdds_profile, fastdds_profile_name, loopback_env
 
 NS = {'f': 'http://www.eprosima.com'}
 
@@ -51,7 +51,11 @@ def test_profile_keeps_loopback_shm_and_fast_recovery() -> None:
     assert [p.text for p in peers] == ['127.0.0.1']
     assert rtps.find('f:builtin/f:metatrafficMulticastLocatorList', NS) is None
     assert rtps.find('f:defaultUnicastLocatorList', NS) is None   # see the file's NOTE
-    period = root.find('f:profiles/f:data_writer/f:times/f:heartbeat_period', NS)
+    # Fast DDS 3 (Kilted) spells it heartbeat_period, Fast DDS 2 (Jazzy leg) heartbeatPeriod.
+    times = root.find('f:profiles/f:data_writer/f:times', NS)
+    period = times.find('f:heartbeat_period', NS)
+    if period is None:
+        period = times.find('f:heartbeatPeriod', NS)
     seconds = (int(period.findtext('f:sec', namespaces=NS))
                + int(period.findtext('f:nanosec', namespaces=NS)) * 1e-9)
     assert 0 < seconds <= 0.25
@@ -76,9 +80,61 @@ def test_fast_dds_2_twin_differs_only_in_the_tag_spelling() -> None:
 
     def elements(path):
         root = ElementTree.parse(path).getroot()
+        for udp in root.iter('{%s}transport_descriptor' % NS['f']):
+            # The allow-list in either spelling, compared as what it allows.
+            for tag in ('interfaces', 'interfaceWhiteList'):
+                node = udp.find(f'f:{tag}', NS)
+                if node is not None:
+                    udp.remove(node)
         return [(e.tag.replace('heartbeatPeriod', 'heartbeat_period'), (e.text or '').strip(),
                  sorted(e.attrib.items())) for e in root.iter()]
 
     assert elements(two) == elements(three)
     assert ElementTree.parse(two).getroot().find(
         'f:profiles/f:data_writer/f:times/f:heartbeatPeriod', NS) is not None
+    # Fast DDS 2.6 (Humble) has no <interfaces><allowlist> (2.14+): addresses instead.
+    udp2 = ElementTree.parse(two).getroot().find(
+        'f:profiles/f:transport_descriptors/f:transport_descriptor', NS)
+    assert udp2.find('f:interfaces', NS) is None
+    assert [a.text for a in udp2.findall('f:interfaceWhiteList/f:address', NS)] == ['127.0.0.1']
+
+
+SOCKETS = '''
+import os
+import time
+import rclpy
+rclpy.init()
+node = rclpy.create_node('socket_probe')
+pub = node.create_publisher(__import__('std_msgs.msg').msg.String, 'socket_probe', 10)
+time.sleep(1.5)
+inodes = set()
+for fd in os.listdir('/proc/self/fd'):
+    try:
+        target = os.readlink(f'/proc/self/fd/{fd}')
+    except OSError:
+        continue
+    if target.startswith('socket:['):
+        inodes.add(target[len('socket:['):-1])
+for table in ('udp', 'udp6', 'tcp', 'tcp6'):
+    with open(f'/proc/net/{table}') as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                print(table, fields[1])
+node.destroy_node()
+rclpy.shutdown()
+'''
+
+
+@pytest.mark.ros
+def test_a_ros_process_binds_only_loopback_sockets(ros_domain) -> None:
+    """Every socket a participant opens is bound to 127.0.0.1: none on 0.0.0.0 or a NIC."""
+    pytest.importorskip('rclpy')
+    done = subprocess.run([sys.executable, '-c', SOCKETS], env=loopback_env(ros_domain),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sockets = [line.split() for line in done.stdout.splitlines() if line.strip()]
+    assert sockets, 'the participant opened no sockets (nothing to check?)'
+    not_loopback = [(table, local) for table, local in sockets
+                    if table != 'udp' or not local.startswith('0100007F:')]
+    assert not not_loopback, f'sockets bound beyond 127.0.0.1 (hex addr:port): {not_loopback}'

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
 
-from segformer_ros.tools import demo  # noqa: E402
+from benchmarks import demo  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -18,6 +18,16 @@ def test_demo_writes_video_summaries_and_report(tmp_path, deeplab_model, video_p
     assert report['frames_published'] > 0 and report['masks'] > 0
     assert report['masks'] <= report['frames_published']
     assert report['node_exit_code'] == 0
+    # Numbers are numbers, and the drops add up.
+    for key in ('frames_replaced_in_node', 'frames_lost_before_node'):
+        assert isinstance(report[key], int), (key, report[key])
+    assert isinstance(report['inference_ms_p50'], float)
+    assert all(isinstance(v, float) for v in report['stage_ms_p50'].values())
+    assert report['frames_without_mask'] == report['frames_published'] - report['masks']
+    assert (report['frames_lost_before_node'] + report['frames_replaced_in_node']
+            >= report['frames_without_mask'])
+    # Only outputs in the output folder: no temporary params file left behind.
+    assert not list(tmp_path.glob('*params*')), sorted(p.name for p in tmp_path.iterdir())
     assert (tmp_path / 'overlay.mp4').stat().st_size > 10_000
     lines = (tmp_path / 'summaries.jsonl').read_text().splitlines()
     assert len(lines) == report['summaries'] > 0

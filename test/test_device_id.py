@@ -1,6 +1,6 @@
-"""device_id plumbing that runs on the CPU, and the logic of tools/gpu_device_verify.py.
+"""device_id plumbing that runs on the CPU, and the logic of benchmarks/gpu_device_verify.py.
 
-The two-GPU run itself is tools/gpu_device_verify.py on the lent machine (instructions at
+The two-GPU run itself is benchmarks/gpu_device_verify.py on the lent machine (instructions at
 its top); here its decision logic is checked on measured-looking numbers, PASS and FAIL.
 """
 
@@ -16,7 +16,7 @@ MiB = 1 << 20
 
 def load_verify():
     spec = importlib.util.spec_from_file_location('gpu_device_verify',
-                                                  REPO / 'tools' / 'gpu_device_verify.py')
+                                                  REPO / 'benchmarks' / 'gpu_device_verify.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

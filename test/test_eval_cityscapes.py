@@ -102,8 +102,9 @@ def _compare(metrics: dict, reference: Tuple[float, np.ndarray]) -> None:
 def test_eval_espnetv2_matches_independent_reference(tmp_path):
     root, model = cityscapes_root(), espnetv2_model()
     reference = _reference_masks(model, root, 'logits')
-    fast = _tool('espnetv2_cityscapes', root, tmp_path)
-    exact = _tool('espnetv2_cityscapes', root, tmp_path, '--set', 'upsample_mode=exact')
+    fast = _tool('espnetv2_cityscapes', root, tmp_path, '--model', str(model))
+    exact = _tool('espnetv2_cityscapes', root, tmp_path, '--model', str(model),
+                  '--set', 'upsample_mode=exact')
     ref_fast, ref_exact = _miou(reference['fast'], root), _miou(reference['exact'], root)
     _compare(fast, ref_fast)
     _compare(exact, ref_exact)

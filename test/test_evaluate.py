@@ -1,7 +1,6 @@
 """segformer-ros-eval end to end on a tiny Cityscapes-layout tree, and its pairing rules."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +9,8 @@ from segformer_ros.labels import CITYSCAPES_LABEL_TO_TRAIN
 from segformer_ros.tools import evaluate
 
 cv2 = pytest.importorskip('cv2')
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
-MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
-needs_shared = pytest.mark.skipif(not (MODEL.is_file() and VIDEO.is_file()),
-                                  reason='shared DeepLab model / video not present')
+# The bundled demo model and clip: in every clone, so these tests never skip.
+from shared_assets import BUNDLED_MODEL as MODEL, BUNDLED_VIDEO as VIDEO  # noqa: E402
 TRAIN_TO_LABEL = {t: label for label, t in CITYSCAPES_LABEL_TO_TRAIN.items()}
 TRAIN_CLASS = 16  # 'train': never predicted on a highway clip
 
@@ -31,7 +27,6 @@ def _predict(frames):
         backend.release()
 
 
-@needs_shared
 def test_cityscapes_tree_known_numbers(tmp_path):
     from segformer_ros.frame_sources import iter_frames
     frames = [f for _, f in iter_frames(VIDEO, max_frames=2)]
@@ -96,7 +91,6 @@ def test_cityscapes_tree_known_numbers(tmp_path):
     assert set(report['stage_ms_median']) >= {'preprocess', 'inference', 'postprocess', 'total'}
 
 
-@needs_shared
 def test_video_overlays_without_labels(tmp_path, capsys):
     out_dir = tmp_path / 'overlays'
     rc = evaluate.main(['--params', 'deeplab_mobilenet_cityscapes', '--model', str(MODEL),
@@ -108,6 +102,22 @@ def test_video_overlays_without_labels(tmp_path, capsys):
     files = sorted(p.name for p in out_dir.iterdir())
     assert files == ['frame_000000.png', 'frame_000001.png']
     assert cv2.imread(str(out_dir / files[0])).shape == (540, 960, 3)
+
+
+def test_video_overlays_keep_the_source_frame_rate(tmp_path, capsys):
+    target = tmp_path / 'overlay.mp4'
+    rc = evaluate.main(['--params', 'deeplab_mobilenet_cityscapes', '--model', str(MODEL),
+                        '--video', str(VIDEO), '--max-frames', '3', '--overlays', str(target),
+                        '--json', '-', '--warmup', '0', '--quiet'])
+    assert rc == 0
+    source, written = cv2.VideoCapture(str(VIDEO)), cv2.VideoCapture(str(target))
+    try:
+        assert source.get(cv2.CAP_PROP_FPS) == 25.0
+        assert written.get(cv2.CAP_PROP_FPS) == source.get(cv2.CAP_PROP_FPS)
+        assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    finally:
+        source.release()
+        written.release()
 
 
 def test_folder_pairing_rules(tmp_path):

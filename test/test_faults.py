@@ -23,8 +23,8 @@ pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run
 
 from ros_helpers import (NodeClient, error_lines, orphaned, ros_context,  # noqa: E402
                          shm_owned, stamp_ns, start_preset_node, wait_until)
-from segformer_ros.tools.processes import (RosProcess, image_source_command,  # noqa: E402
-                                           loopback_env)
+from benchmarks.processes import (RosProcess, image_source_command,  # noqa: E402
+                                  loopback_env)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 HELPERS = Path(__file__).resolve().parent / 'ros_helpers.py'

@@ -1,6 +1,5 @@
 """iter_frames over image folders, single images and videos (hand-written files)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from segformer_ros.errors import ConfigError, ImageFormatError
 from segformer_ros.frame_sources import iter_frames, list_images
 
 cv2 = pytest.importorskip('cv2')
-VIDEO = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'solidWhiteRight.mp4'
+from shared_assets import BUNDLED_VIDEO as VIDEO  # noqa: E402
 
 
 def _frame(value: int) -> np.ndarray:
@@ -82,7 +81,6 @@ def test_written_video_round_trip(tmp_path):
     assert abs(int(looped[3][1].mean())) <= 3  # back to the first frame
 
 
-@pytest.mark.skipif(not VIDEO.is_file(), reason='shared video not present')
 def test_shared_video():
     frames = list(iter_frames(VIDEO, max_frames=3))
     assert len(frames) == 3

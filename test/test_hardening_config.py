@@ -132,7 +132,8 @@ def _bad_cases(tmp: Path) -> List[Tuple[str, Dict[str, Any], Dict[str, Any], str
     return [
         ('missing_model_file', {'model_path': str(tmp / 'nope' / 'model.onnx')}, {},
          'does not exist; set model_path to an ONNX file'),
-        ('empty_model_path', {'model_path': ''}, {}, 'model_path is empty'),
+        ('relative_model_path_missing', {'model_path': 'nope/model.onnx'}, {},
+         "does not exist (a relative path resolves against the process's current directory"),
         ('model_path_is_a_directory', {'model_path': str(tmp)}, {}, 'is a directory'),
         ('not_an_onnx_file', {'model_path': str(garbage)}, {},
          'as an ONNX model'),
@@ -166,7 +167,8 @@ def _bad_cases(tmp: Path) -> List[Tuple[str, Dict[str, Any], Dict[str, Any], str
 
 
 _CASE_IDS = [
-    'missing_model_file', 'empty_model_path', 'model_path_is_a_directory', 'not_an_onnx_file',
+    'missing_model_file', 'relative_model_path_missing', 'model_path_is_a_directory',
+    'not_an_onnx_file',
     'output_float_rank2', 'output_int64_rank5', 'output_bool_id_map', 'output_float_id_map',
     'input_uint8', 'more_classes_than_colours', 'logit_channels_vs_class_names',
     'class_colors_not_triples', 'unknown_drivable_class', 'input_width_without_height',

@@ -1,7 +1,8 @@
 """The launch file: static checks always; a real launch where launch_ros is importable.
 
-launch and launch_ros are not installable from PyPI here, so the live test is skipped
-in CI; it runs on a real ROS 2 install (or with their sources on PYTHONPATH).
+launch and launch_ros are not installable from PyPI here, so the live tests are skipped
+in CI; they run on a real ROS 2 install (or with their sources on PYTHONPATH). The no-argument
+launch has an always-running twin over DDS in test_default_model.py.
 """
 
 import ast
@@ -61,7 +62,7 @@ def test_launch_configures_and_activates(deeplab_model, ros_domain, tmp_path) ->
     from lifecycle_msgs.srv import GetState
     from rclpy.context import Context
 
-    from segformer_ros.tools.processes import loopback_env
+    from benchmarks.processes import loopback_env
 
     env = loopback_env(ros_domain)
     params = Path(__file__).resolve().parents[1] / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
@@ -88,6 +89,47 @@ def test_launch_configures_and_activates(deeplab_model, ros_domain, tmp_path) ->
         rclpy.try_shutdown(context=context)
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.ros
+@pytest.mark.skipif(importlib.util.find_spec('launch_ros') is None,
+                    reason='launch_ros is not installable here (no PyPI wheel); '
+                           'test_default_model.py runs the same node set-up over DDS')
+def test_launch_with_no_arguments_reaches_active_on_the_bundled_model(ros_domain,
+                                                                      tmp_path) -> None:
+    """``ros2 launch segformer_ros segformer.launch.py`` as a new user types it, elsewhere."""
+    import rclpy
+    from lifecycle_msgs.srv import GetState
+    from rclpy.context import Context
+
+    from benchmarks.processes import loopback_env
+
+    log_path = tmp_path / 'launch.log'
+    proc = subprocess.Popen([sys.executable, '-c', RUNNER, str(LAUNCH_FILE)],
+                            env=loopback_env(ros_domain), cwd=tmp_path,
+                            stdout=open(log_path, 'wb'), stderr=subprocess.STDOUT)
+    context = Context()
+    rclpy.init(context=context, domain_id=ros_domain)
+    try:
+        node = rclpy.create_node('launch_probe', context=context)
+        client = node.create_client(GetState, '/segformer/get_state')
+        assert client.wait_for_service(timeout_sec=30.0), log_path.read_text()[-2000:]
+        label = ''
+        deadline = time.monotonic() + 60.0
+        while label != 'active' and time.monotonic() < deadline:
+            future = client.call_async(GetState.Request())
+            _spin(node, future, context)
+            label = future.result().current_state.label if future.result() else ''
+            time.sleep(0.2)
+        assert label == 'active', log_path.read_text()[-2000:]
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+        os.kill(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=30)
+    log = log_path.read_text(errors='replace')
+    assert code == 0, log[-2000:]
+    assert 'bundled demo model' in log and 'active: segmenting /camera/image_raw' in log, log
 
 
 def _spin(node, future, context) -> None:

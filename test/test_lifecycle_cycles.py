@@ -41,7 +41,7 @@ POOL_WORKERS = 4 + 2   # the node's executor has 4 workers, the test client's 2
 
 
 def test_fifty_lifecycle_cycles_leak_nothing(ros_domain, deeplab_model) -> None:
-    from segformer_ros.tools.processes import loopback_env
+    from benchmarks.processes import loopback_env
 
     result = subprocess.run(
         [sys.executable, str(HELPERS), 'cycles', '--model', str(deeplab_model), '--domain',

@@ -15,7 +15,7 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from ros_helpers import start_preset_node  # noqa: E402
-from segformer_ros.tools.processes import RosProcess  # noqa: E402
+from benchmarks.processes import RosProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -93,8 +93,7 @@ def test_semantic_segmentation_layer_contract(tmp_path, ros_domain, rclpy_contex
                            qos_profile_sensor_data)
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-    from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,
-                                               params_file)
+    from benchmarks.processes import RosProcess, loopback_env, node_command, params_file
     from segformer_ros.tools.spin import BackgroundSpin
 
     model = espnetv2_model()

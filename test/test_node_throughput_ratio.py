@@ -37,7 +37,7 @@ MIN_RATIO = 0.8
 def test_node_keeps_up_with_its_pipeline(tmp_path, deeplab_model, video_path):
     pytest.importorskip('rclpy')
     pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
-    cmd = [sys.executable, '-m', 'segformer_ros.tools.bench_ros',
+    cmd = [sys.executable, '-m', 'benchmarks.bench_ros',
            '--scenarios', 'pipeline,mask_only', '--width', '640', '--height', '360',
            '--rate', '30', '--duration', '10', '--pipeline-seconds', '6',
            '--set', 'num_threads=1', '--check-ratio', str(MIN_RATIO), '--no-write-docs',

@@ -13,9 +13,10 @@ from segformer_ros.errors import BackendError, BackendStateError, ModelError
 onnx = pytest.importorskip('onnx')
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
-DEEPLAB = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-SEGFORMER_B0 = SHARED / 'models' / 'segformer_b0_random_1024.onnx'
+from shared_assets import BUNDLED_MODEL as DEEPLAB, shared_asset, skip_unless_shared_asset  # noqa: E402,E501
+
+SEGFORMER_B0_RELATIVE = 'models/segformer_b0_random_1024.onnx'
+SEGFORMER_B0 = shared_asset(SEGFORMER_B0_RELATIVE)
 
 Shape = Sequence[Optional[object]]
 
@@ -200,7 +201,6 @@ def test_run_with_binding(tmp_path):
     assert ort.get_device()  # sanity: runtime is importable and reports a device
 
 
-@pytest.mark.skipif(not DEEPLAB.is_file(), reason='shared DeepLab model not present')
 def test_shared_deeplab_model():
     backend = OnnxRuntimeBackend(str(DEEPLAB), num_threads=2)
     info = backend.configure()
@@ -212,7 +212,7 @@ def test_shared_deeplab_model():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SEGFORMER_B0.is_file(), reason='shared SegFormer-B0 model not present')
+@skip_unless_shared_asset(SEGFORMER_B0_RELATIVE)
 def test_shared_segformer_b0_model():
     backend = OnnxRuntimeBackend(str(SEGFORMER_B0))
     info = backend.configure()

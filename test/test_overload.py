@@ -29,7 +29,7 @@ pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run
 
 from ros_helpers import (NodeClient, error_lines, ros_context, rss_mb,  # noqa: E402
                          stamp_ns, start_preset_node, wait_until)
-from segformer_ros.tools.processes import RosProcess, loopback_env  # noqa: E402
+from benchmarks.processes import RosProcess, loopback_env  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 HELPERS = Path(__file__).resolve().parent / 'ros_helpers.py'

@@ -1,6 +1,5 @@
 """SegmentationPipeline end to end: real ONNX Runtime DeepLab on a real frame, batching."""
 
-from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
@@ -11,9 +10,7 @@ from segformer_ros.config import ClassConfig, PipelineConfig, PostprocessConfig,
 from segformer_ros.errors import ConfigError
 from segformer_ros.pipeline import STAGES, SegmentationPipeline
 
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
-DEEPLAB = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+from shared_assets import BUNDLED_MODEL as DEEPLAB, BUNDLED_VIDEO as VIDEO  # noqa: E402
 
 
 class BrightnessBackend(Backend):
@@ -124,8 +121,6 @@ def test_logit_channels_must_match_classes():
 
 @pytest.fixture(scope='module')
 def deeplab():
-    if not DEEPLAB.exists():
-        pytest.skip(f'shared model missing: {DEEPLAB}')
     pytest.importorskip('onnxruntime')
     from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
     backend = OnnxRuntimeBackend(str(DEEPLAB), num_threads=2)
@@ -137,13 +132,10 @@ def deeplab():
 @pytest.fixture(scope='module')
 def road_frame():
     cv2 = pytest.importorskip('cv2')
-    if not VIDEO.exists():
-        pytest.skip(f'shared video missing: {VIDEO}')
     cap = cv2.VideoCapture(str(VIDEO))
     ok, bgr = cap.read()
     cap.release()
-    if not ok:
-        pytest.skip('cannot decode the shared video here')
+    assert ok, f'cannot decode the bundled video {VIDEO}'
     return bgr
 
 
@@ -191,14 +183,20 @@ def test_deeplab_rgb_letterbox_and_model_resolution(deeplab, road_frame):
 
 
 def test_bench_quick_smoke(tmp_path):
-    if not (DEEPLAB.exists() and VIDEO.exists()):
-        pytest.skip('shared model or video missing')
     import json
-    from segformer_ros.tools import bench
+    from benchmarks import bench
     out = tmp_path / 'bench.json'
     docs = tmp_path / 'benchmarks.md'
     docs.write_text('# Benchmarks\n\n## GPU (other section)\n\nkeep me\n')
-    assert bench.main(['--quick', '--json', str(out), '--docs', str(docs)]) == 0
+    # Default: results to --out only; the tracked docs are left alone.
+    assert bench.main(['--quick', '--json', str(out), '--docs', str(docs),
+                       '--out', str(tmp_path / 'out')]) == 0
+    assert 'CPU pipeline' not in docs.read_text()
+    assert (tmp_path / 'out' / 'bench.json').is_file()
+    assert '## CPU pipeline (make bench)' in (tmp_path / 'out' / 'bench.md').read_text()
+    # --write-docs: the docs section is replaced.
+    assert bench.main(['--quick', '--json', str(out), '--docs', str(docs),
+                       '--out', str(tmp_path / 'out'), '--write-docs']) == 0
     result = json.loads(out.read_text())
     assert result['stages']['conversion']['ours']['n'] == 3
     assert result['mask_agreement_ours_vs_naive_ids'] > 0.97

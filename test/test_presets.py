@@ -59,10 +59,10 @@ def test_segformer_presets_agree_and_use_imagenet_stats():
     assert default.postprocess.upsample_mode == 'fast'
 
 
-def test_deeplab_preset_is_raw_pixels_and_relative_path():
+def test_deeplab_preset_is_raw_pixels_and_the_bundled_model():
     params = load_params_file(preset_path('deeplab_mobilenet_cityscapes'))
-    assert not Path(params['model_path']).is_absolute()
-    assert params['model_path'].endswith('deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx')
+    assert params['model_path'] == ('package://segformer_ros/assets/models/'
+                                    'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx')
     norm = pipeline_config_from_params(params).preprocess.normalization
     assert norm.scale == (1.0, 1.0, 1.0) and norm.bias == (0.0, 0.0, 0.0)
 

@@ -65,8 +65,7 @@ def test_message_strings_are_data_and_nothing_is_opened(tmp_path, ros_domain,
 
     from ros_helpers import (PRESET, NodeClient, error_lines, fd_targets, image_msg,
                              ros_context, wait_until)
-    from segformer_ros.tools.processes import (RosProcess, loopback_env, node_command,
-                                               params_file)
+    from benchmarks.processes import RosProcess, loopback_env, node_command, params_file
 
     secret = tmp_path / 'secret_model.onnx'
     os.mkfifo(secret)
@@ -168,6 +167,7 @@ _PICKLE_MODULES = {'pickle', 'cPickle', '_pickle', 'cloudpickle', 'dill', 'jobli
 def _python_sources() -> List[Path]:
     files = sorted(PACKAGE.rglob('*.py'))
     files += sorted((REPO / 'launch').glob('*.py')) + sorted((REPO / 'tools').glob('*.py'))
+    files += sorted((REPO / 'benchmarks').glob('*.py'))
     return [f for f in files if '__pycache__' not in f.parts]
 
 

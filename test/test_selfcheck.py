@@ -1,17 +1,13 @@
 """segformer-ros-selfcheck end to end: the DeepLab model in both slots, pass and fail."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from segformer_ros.tools import selfcheck
 
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
-MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
-needs_shared = pytest.mark.skipif(not (MODEL.is_file() and VIDEO.is_file()),
-                                  reason='shared DeepLab model / video not present')
+# The bundled demo model and clip: in every clone, so these tests never skip.
+from shared_assets import BUNDLED_MODEL as MODEL, BUNDLED_VIDEO as VIDEO  # noqa: E402
 
 
 def _args(*extra):
@@ -21,7 +17,6 @@ def _args(*extra):
             '--warmup', '0', '--quiet'] + list(extra)
 
 
-@needs_shared
 def test_same_model_two_thread_counts_agree(tmp_path, capsys):
     out = tmp_path / 'selfcheck.json'
     assert selfcheck.main(_args('--json', str(out))) == 0
@@ -40,7 +35,6 @@ def test_same_model_two_thread_counts_agree(tmp_path, capsys):
         assert report[slot]['stage_ms_median']['inference'] > 0
 
 
-@needs_shared
 def test_impossible_threshold_fails(capsys):
     assert selfcheck.main(_args('--min-agreement', '1.01')) == 1
     assert 'FAIL' in capsys.readouterr().out

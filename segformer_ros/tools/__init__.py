@@ -1,1 +1,1 @@
-"""Command-line tools: export, evaluation and backend self-check."""
+"""User command-line tools: export, evaluation, engine build and backend self-check."""

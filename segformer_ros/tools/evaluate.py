@@ -359,6 +359,20 @@ def _video_frame_count(path: Optional[str]) -> Optional[int]:
     return count if count > 0 else None
 
 
+def _video_fps(path: Optional[str]) -> Optional[float]:
+    """Frame rate from the container (overlay videos keep it), or None when unknown."""
+    if not path:
+        return None
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+    return fps if 0.0 < fps < 1000.0 else None
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Evaluate; return the JSON-ready report."""
     from ..metrics import ConfusionMatrix, format_table
@@ -404,7 +418,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     num_classes = pipeline.config.classes.num_classes
     names = pipeline.config.classes.names
     matrix = ConfusionMatrix(num_classes)
-    writer = OverlayWriter(Path(args.overlays)) if args.overlays else None
+    # A video's overlays play at its own rate; image sets at OverlayWriter's default.
+    fps = _video_fps(args.video) if args.video else None
+    writer = (OverlayWriter(Path(args.overlays), **({'fps': fps} if fps else {}))
+              if args.overlays else None)
     total: Optional[int] = len(samples) if samples else _video_frame_count(args.video)
     if total is not None and args.max_frames > 0:
         total = min(total, args.max_frames)

@@ -3,7 +3,7 @@
 
 Run from the repo root (numbers in docs/benchmarks.md come from exactly this)::
 
-    python3 tools/logits_report.py --params espnetv2_cityscapes
+    python3 benchmarks/logits_report.py --params espnetv2_cityscapes
         --images ../shared/data/cityscapes/leftImg8bit --labels ../shared/data/cityscapes/gtFine
 
 Per frame: pixels where ``upsample_mode: fast`` and ``exact`` agree. Over all frames: the

@@ -3,7 +3,7 @@
 
 Run from the repo root (the device machine runs exactly this)::
 
-    python3 tools/gpu_verify.py --phase all --shared ../shared --out /tmp/gpu_verify
+    python3 benchmarks/gpu_verify.py --phase all --shared ../shared --out /tmp/gpu_verify
 
 Phases (``--phase``, comma-separated):
 

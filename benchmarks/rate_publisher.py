@@ -42,7 +42,7 @@ def load_frames(video: str, count: int, width: int, height: int) -> List[np.ndar
     """Return ``count`` RGB frames 10 apart from the video's start, at width x height."""
     import cv2
 
-    from ..frame_sources import iter_frames
+    from segformer_ros.frame_sources import iter_frames
 
     frames: List[np.ndarray] = []
     for index, bgr in iter_frames(video, max_frames=10 * count):
@@ -106,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from rclpy.qos import qos_profile_sensor_data
     from std_msgs.msg import Header
 
-    from ..ros_messages import image_message
+    from segformer_ros.ros_messages import image_message
 
     frames = load_frames(args.video, args.frames, args.width, args.height)
     rclpy.init()

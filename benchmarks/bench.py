@@ -2,9 +2,9 @@
 
 Usage (``make bench`` runs the first form)::
 
-    python -m segformer_ros.tools.bench [--frames 30] [--json out/bench.json]
-    python -m segformer_ros.tools.bench --quick --no-write-docs   # smoke test
-    python -m segformer_ros.tools.bench --grid-only   # the drivable grid alone (issue 13)
+    python -m benchmarks.bench [--frames 30] [--json out/bench.json]
+    python -m benchmarks.bench --quick --no-write-docs   # smoke test
+    python -m benchmarks.bench --grid-only   # the drivable grid alone (issue 13)
 
 Frames of the shared driving clip are upscaled to 1920x1080 rgb8 and held as
 ``array.array('B')`` buffers, as rclpy delivers ``sensor_msgs/Image.data``. Each frame goes
@@ -30,11 +30,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+from segformer_ros.ros_compat import new_message
+
+REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
-DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+BUNDLED_MODEL_FILE = 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+DEFAULT_MODEL = REPO / 'assets' / 'models' / BUNDLED_MODEL_FILE  # bundled
 DEFAULT_SEGFORMER = SHARED / 'models' / 'segformer_b0_random_1024.onnx'
-DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+DEFAULT_VIDEO = REPO / 'assets' / 'data' / 'solidWhiteRight.mp4'  # bundled
 DEFAULT_DOCS = REPO / 'docs' / 'benchmarks.md'
 SECTION = '## CPU pipeline (make bench)'
 HEIGHT, WIDTH = 1080, 1920
@@ -76,10 +79,10 @@ def _segformer_logits(path: Path, frame: 'array.array', threads: int,
                       use_model: bool) -> Tuple[np.ndarray, str]:
     """Return (19, 256, 256) logits and a sentence saying where they came from."""
     if use_model and path.exists():
-        from ..backends.onnxruntime_backend import OnnxRuntimeBackend
-        from ..config import Normalization, PreprocessConfig
-        from ..conversion import image_fields_to_array
-        from ..preprocessing import preprocess
+        from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from segformer_ros.config import Normalization, PreprocessConfig
+        from segformer_ros.conversion import image_fields_to_array
+        from segformer_ros.preprocessing import preprocess
         backend = OnnxRuntimeBackend(str(path), num_threads=threads)
         try:
             info = backend.configure()
@@ -133,17 +136,18 @@ def _image_msg() -> Optional[Any]:
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the benchmark; return the JSON-able result."""
-    from ..backends.base import OutputKind
-    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
-    from ..config import ClassConfig, PostprocessConfig, PreprocessConfig, SummaryConfig
-    from ..conversion import array_to_image_fields, image_fields_to_array
-    from ..geometry import compute_geometry
-    from ..labels import palette_lut
-    from ..overlay import blend_overlay
-    from ..postprocessing import ids_from_output
-    from ..preprocessing import preprocess
-    from ..summary import compute_summary
-    from . import naive_reference as naive
+    from segformer_ros.backends.base import OutputKind
+    from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from segformer_ros.config import (ClassConfig, PostprocessConfig, PreprocessConfig,
+                                      SummaryConfig)
+    from segformer_ros.conversion import array_to_image_fields, image_fields_to_array
+    from segformer_ros.geometry import compute_geometry
+    from segformer_ros.labels import palette_lut
+    from segformer_ros.overlay import blend_overlay
+    from segformer_ros.postprocessing import ids_from_output
+    from segformer_ros.preprocessing import preprocess
+    from segformer_ros.summary import compute_summary
+    from benchmarks import naive_reference as naive
 
     machine = _machine()  # load average before the run: other work skews the timings
     for p in (args.model, args.video):
@@ -246,13 +250,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         for _ in range(1 if args.quick else 5):
             def build_checked() -> None:
                 for arr, enc in ((mask, 'mono8'), (overlay, 'rgb8')):
-                    msg = Image(check_fields=True)
+                    msg = new_message(Image, check_fields=True)
                     msg.height, msg.width, msg.step, msg.data = array_to_image_fields(arr, enc)
             timed(checked['ours'], build_checked)
 
         def build_checked_naive() -> None:
             for arr in (mask, overlay):
-                naive.naive_message(Image(check_fields=True), arr)
+                naive.naive_message(new_message(Image, check_fields=True), arr)
         timed(checked['naive'], build_checked_naive)
 
     nav: Dict[str, List[float]] = {k: [] for k in ours if k != 'inference'}
@@ -309,7 +313,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     result = {
         'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-        'command': 'python -m segformer_ros.tools.bench ' + ' '.join(args.argv),
+        'command': 'python -m benchmarks.bench ' + ' '.join(args.argv),
         'machine': machine,
         'frame': f'{WIDTH}x{HEIGHT} rgb8 (solidWhiteRight.mp4 upscaled), array.array buffer',
         'model': Path(args.model).name, 'threads': args.threads,
@@ -462,8 +466,8 @@ def _grid_bench(masks: Sequence[np.ndarray], drivable_ids: Sequence[int],
     (timed apart); a frame is boundary + gather + scatter, as in the node, plus the
     nav_msgs/OccupancyGrid build when nav_msgs is importable.
     """
-    from ..ground_grid import (CameraModel, GridSpec, GroundProjection, MountingPose,
-                               drivable_lut)
+    from segformer_ros.ground_grid import (CameraModel, GridSpec, GroundProjection,
+                                           MountingPose, drivable_lut)
     fx = (WIDTH / 2) / np.tan(np.radians(30.0))
     camera = CameraModel(WIDTH, HEIGHT, (fx, 0.0, (WIDTH - 1) / 2, 0.0, fx,
                                          (HEIGHT - 1) / 2, 0.0, 0.0, 1.0))
@@ -487,8 +491,8 @@ def _grid_bench(masks: Sequence[np.ndarray], drivable_ids: Sequence[int],
         from nav_msgs.msg import OccupancyGrid  # noqa: F401
         from std_msgs.msg import Header
 
-        from ..grid_output import occupancy_grid_message
-        from ..ground_grid import GridSettings
+        from segformer_ros.grid_output import occupancy_grid_message
+        from segformer_ros.ground_grid import GridSettings
         settings = GridSettings('base_link', grid, None, False)
         for g in grids[:50]:
             t = time.perf_counter()
@@ -517,7 +521,7 @@ def _grid_markdown(g: Dict[str, Any], measured: str = 'Same run, same machine.')
         f'{measured} Per frame: {g["mask"]} class masks of the clip ({g["masks"]} DeepLab '
         f'masks, in turn) -> {g["grid"]}, with the demo\'s assumed '
         f'dashcam pose (1.3 m high, horizon at the clip\'s vanishing point; '
-        f'`_grid_bench` in segformer_ros/tools/bench.py). The lookup table '
+        f'`_grid_bench` in benchmarks/bench.py). The lookup table '
         f'({g["table_entries"]} column/cell entries; {g["rows_read"]} mask rows read per '
         f'frame) is built once per camera info / pose / size / grid: '
         f'{g["table_build_ms"]:.0f} ms.', '',
@@ -536,11 +540,11 @@ def _grid_markdown(g: Dict[str, Any], measured: str = 'Same run, same machine.')
 
 def run_grid_only(args: argparse.Namespace) -> Dict[str, Any]:
     """Time the drivable grid alone (``--grid-only``) on DeepLab masks of the clip."""
-    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
-    from ..config import ClassConfig, PostprocessConfig, PreprocessConfig
-    from ..conversion import image_fields_to_array
-    from ..postprocessing import ids_from_output
-    from ..preprocessing import preprocess
+    from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from segformer_ros.config import ClassConfig, PostprocessConfig, PreprocessConfig
+    from segformer_ros.conversion import image_fields_to_array
+    from segformer_ros.postprocessing import ids_from_output
+    from segformer_ros.preprocessing import preprocess
 
     machine = _machine()
     for p in (args.model, args.video):
@@ -561,7 +565,7 @@ def run_grid_only(args: argparse.Namespace) -> Dict[str, Any]:
     backend.release()
     time.sleep(0.5)   # let ONNX Runtime's threads stop spinning
     return {'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-            'command': 'python -m segformer_ros.tools.bench ' + ' '.join(args.argv),
+            'command': 'python -m benchmarks.bench ' + ' '.join(args.argv),
             'machine': machine,
             'drivable_grid': _grid_bench(masks, classes.drivable_ids,
                                          reps=20 if args.quick else 300)}
@@ -611,7 +615,7 @@ def write_docs(path: Path, section: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``python -m segformer_ros.tools.bench``."""
+    """Entry point of ``python -m benchmarks.bench``."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--frames', type=int, default=30, help='frames to time (default 30)')
     parser.add_argument('--naive-frames', type=int, default=10,
@@ -619,8 +623,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--quick', action='store_true',
                         help='3 frames, synthetic logits: a smoke test')
     parser.add_argument('--json', type=Path, help='write the result as JSON here')
+    parser.add_argument('--out', type=Path, default=REPO / 'out' / 'bench',
+                        help='writes bench.json and bench.md (the docs section) here')
+    parser.add_argument('--write-docs', action='store_true',
+                        help='also replace the CPU section of docs/benchmarks.md')
     parser.add_argument('--no-write-docs', action='store_true',
-                        help='do not update docs/benchmarks.md')
+                        help=argparse.SUPPRESS)  # the default now; kept for old scripts
     parser.add_argument('--docs', type=Path, default=DEFAULT_DOCS, help=argparse.SUPPRESS)
     parser.add_argument('--model', type=Path, default=DEFAULT_MODEL)
     parser.add_argument('--segformer', type=Path, default=DEFAULT_SEGFORMER)
@@ -642,7 +650,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=2) + '\n')
-        if not args.no_write_docs:
+        if args.write_docs and not args.no_write_docs:
             write_grid_docs(args.docs, grid_only_markdown(result))
             print(f'updated {args.docs}')
         return 0
@@ -660,10 +668,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f'drivable grid {grid["mask"]} -> {grid["grid"]}: median '
           f'{grid["per_frame"]["median_ms"]:.3f} ms, p95 {grid["per_frame"]["p95_ms"]:.3f} ms '
           f'per frame (table built once in {grid["table_build_ms"]:.0f} ms)')
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + '\n')
-    if not args.no_write_docs:
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in (args.json, args.out / 'bench.json'):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=2) + '\n')
+    (args.out / 'bench.md').write_text(markdown(result))
+    print(f'wrote {args.out}/bench.json and bench.md')
+    if args.write_docs and not args.no_write_docs:
         write_docs(args.docs, markdown(result))
         print(f'updated {args.docs}')
     return 0

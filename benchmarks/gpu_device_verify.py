@@ -9,7 +9,7 @@ the script and segformer_ros are tracked and ``../shared/models`` travels as sha
 
     # A. GPU pipeline only (works with the machine's CPU-only onnxruntime: the model runs
     #    on the CPU between the GPU kernels through HostInference):
-    python3 tools/gpu_device_verify.py --device 1 --out $OUT
+    python3 benchmarks/gpu_device_verify.py --device 1 --out $OUT
 
     # B. GPU pipeline + ONNX Runtime CUDA provider (the node's own path: backend
     #    onnxruntime, provider cuda, device_id 1, select_pipeline('gpu')): first stage
@@ -21,7 +21,7 @@ the script and segformer_ros are tracked and ``../shared/models`` travels as sha
       && export PYTHONPATH=/root/ortgpu:$PYTHONPATH \
          LD_LIBRARY_PATH=$(ls -d /opt/torch/.venv/lib/python3.12/site-packages/nvidia/*/lib \
          | tr '\n' ':')$LD_LIBRARY_PATH \
-      && python3 tools/gpu_device_verify.py --device 1 --out $OUT
+      && python3 benchmarks/gpu_device_verify.py --device 1 --out $OUT
 
 It prints ``PASS``/``FAIL``/``INFO`` lines and writes ``$OUT/device_id_verify.json``; the
 exit code is 0 only when every check passed.

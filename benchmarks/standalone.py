@@ -16,8 +16,8 @@ import numpy as np
 
 def node_params(params_files: Sequence[str], overrides: Mapping[str, Any]) -> Dict[str, Any]:
     """Return the values the node reads: defaults, then each file, then ``overrides``."""
-    from ..parameters import defaults
-    from ..presets import load_params_file
+    from segformer_ros.parameters import defaults
+    from segformer_ros.presets import load_params_file
 
     values = defaults()
     for path in params_files:
@@ -29,10 +29,10 @@ def node_params(params_files: Sequence[str], overrides: Mapping[str, Any]) -> Di
 def build_pipeline(params: Mapping[str, Any], cameras: int = 1,
                    log: Any = None) -> Tuple[Any, Any]:
     """Create, configure and warm up ``(backend, pipeline)`` as the node's configure does."""
-    from ..backends.factory import create_backend
-    from ..gpu_segmentation import select_pipeline
-    from ..parameters import pipeline_config_from_params
-    from ..warmup import warm_up_pipeline
+    from segformer_ros.backends.factory import create_backend
+    from segformer_ros.gpu_segmentation import select_pipeline
+    from segformer_ros.parameters import pipeline_config_from_params
+    from segformer_ros.warmup import warm_up_pipeline
 
     say = log or (lambda _msg: None)
     config = pipeline_config_from_params(params)
@@ -135,8 +135,8 @@ def measure_two_in_flight(pipeline: Any, frames: Sequence[np.ndarray], seconds: 
         return None
     from collections import deque
 
-    from ..cuda.gpu_pipeline import GpuPipeline
-    from ..gpu_segmentation import gpu_encoding
+    from segformer_ros.cuda.gpu_pipeline import GpuPipeline
+    from segformer_ros.gpu_segmentation import gpu_encoding
 
     gpu = GpuPipeline(pipeline.config, engine, depth=2)
     encoding = gpu_encoding(frames[0], channel_order)

@@ -29,7 +29,7 @@ class OutputRecorder(Node):
                  on_summary: Optional[Callable[[Any], None]] = None,
                  on_mask: Optional[Callable[[Image], None]] = None) -> None:
         super().__init__(name)
-        from ..msg import SegmentationSummary
+        from segformer_ros.msg import SegmentationSummary
 
         self.lock = threading.Lock()
         self.latencies_s: Dict[str, List[float]] = {'mask': [], 'overlay': [], 'summary': []}

@@ -1,7 +1,8 @@
 """Start and stop the package's ROS processes on loopback-only DDS (demo, benchmarks, tests).
 
-Every process gets the Fast DDS loopback profile, LOCALHOST discovery and the domain id
-chosen by the caller, so runs never leave this host and never see each other.
+Every process gets the Fast DDS loopback profile (which alone sets the transports:
+ROS_AUTOMATIC_DISCOVERY_RANGE=SYSTEM_DEFAULT, see DISCOVERY_RANGE) and the domain id chosen
+by the caller, so runs never leave this host and never see each other.
 """
 
 import os
@@ -15,7 +16,9 @@ from typing import IO, Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from segformer_ros.ros_compat import localhost_env
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # Distributions that ship Fast DDS 2.x, whose XML spells the writer-timing tags in
@@ -46,11 +49,20 @@ def pick_domain_id(offset: int = 0) -> int:
     return 1 + (os.getpid() * 7 + offset) % 100
 
 
+# SYSTEM_DEFAULT: rmw_fastrtps takes the transports from the profile as they are. With
+# LOCALHOST it adds a UDP transport of its own next to the profile's, and every process then
+# also binds a socket on 0.0.0.0 and one on the machine's address (measured with rclpy Kilted;
+# traffic still went to 127.0.0.1 only). The profile keeps discovery and data on lo / 127.0.0.1
+# (test_dds_profile.py checks the sockets a real process binds).
+DISCOVERY_RANGE = 'SYSTEM_DEFAULT'
+
+
 def loopback_env(domain_id: int, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """Environment for a child ROS process confined to loopback on ``domain_id``."""
-    env = dict(os.environ if base is None else base)
+    # Discovery range LOCALHOST, plus ROS_LOCALHOST_ONLY=1 where the distro is Humble.
+    env = localhost_env(os.environ if base is None else base)
     env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
-    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = DISCOVERY_RANGE
     env['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
     env['ROS_DOMAIN_ID'] = str(domain_id)
     env['PYTHONUNBUFFERED'] = '1'
@@ -59,9 +71,12 @@ def loopback_env(domain_id: int, base: Optional[Mapping[str, str]] = None) -> Di
 
 def confine_this_process(domain_id: int) -> None:
     """Apply the loopback settings to this process (before rclpy.init)."""
-    os.environ.update({k: v for k, v in loopback_env(domain_id).items()
+    env = loopback_env(domain_id)
+    os.environ.update({k: v for k, v in env.items()
                        if k in ('FASTDDS_DEFAULT_PROFILES_FILE', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
-                                'RMW_IMPLEMENTATION', 'ROS_DOMAIN_ID')})
+                                'ROS_LOCALHOST_ONLY', 'RMW_IMPLEMENTATION', 'ROS_DOMAIN_ID')})
+    if 'ROS_LOCALHOST_ONLY' not in env:
+        os.environ.pop('ROS_LOCALHOST_ONLY', None)
 
 
 def params_file(values: Mapping[str, Any], directory: Optional[str] = None) -> str:
@@ -112,12 +127,13 @@ def _param_literal(value: Any) -> str:
 class RosProcess:
     """A child process with its log in a file; stopped with SIGINT like Ctrl-C."""
 
-    def __init__(self, cmd: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, cmd: Sequence[str], env: Mapping[str, str], log_path: Path,
+                 cwd: Optional[Path] = None) -> None:
         self.cmd = list(cmd)
         self.log_path = Path(log_path)
         self._log: IO[bytes] = open(self.log_path, 'wb')
         self.proc = subprocess.Popen(self.cmd, env=dict(env), stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=str(REPO_ROOT))
+                                     stderr=subprocess.STDOUT, cwd=str(cwd or REPO_ROOT))
 
     @property
     def pid(self) -> int:

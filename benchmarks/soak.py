@@ -16,7 +16,7 @@ second. At the end it reports:
 It writes a JSON report to ``--out`` and appends a section to docs/reliability.md
 (``--doc``; ``--doc ''`` to skip). Exit code 0 when the run met its targets.
 
-Example: ``python -m segformer_ros.tools.soak --minutes 30 --rate 30``
+Example: ``python -m benchmarks.soak --minutes 30 --rate 30``
 """
 
 import argparse
@@ -33,13 +33,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..stats import percentiles
-from .processes import (REPO_ROOT, RosProcess, confine_this_process, image_source_command,
-                        loopback_env, node_command, params_file, pick_domain_id)
+from segformer_ros.stats import percentiles
+from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process,
+                                  image_source_command, loopback_env, node_command, params_file,
+                                  pick_domain_id)
 
-SHARED = REPO_ROOT.parent / 'shared'
-DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+BUNDLED_MODEL_FILE = 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+DEFAULT_MODEL = REPO_ROOT / 'assets' / 'models' / BUNDLED_MODEL_FILE  # bundled
+DEFAULT_VIDEO = REPO_ROOT / 'assets' / 'data' / 'solidWhiteRight.mp4'  # bundled
 DEFAULT_PRESET = REPO_ROOT / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
 DEFAULT_DOC = REPO_ROOT / 'docs' / 'reliability.md'
 RSS_TARGET_MB = 5.0
@@ -58,10 +59,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help='minutes before the RSS baseline is taken')
     p.add_argument('--window-min', type=float, default=5.0, help='latency window length')
     p.add_argument('--out', default=str(REPO_ROOT / 'out' / 'soak'), help='output folder')
-    p.add_argument('--doc', default=str(DEFAULT_DOC),
-                   help="markdown file the results are appended to ('' = none)")
+    p.add_argument('--doc', default='',
+                   help="markdown file the results are appended to (default: none; "
+                        "--write-docs = docs/reliability.md)")
+    p.add_argument('--write-docs', action='store_true',
+                   help='append the results to docs/reliability.md')
     p.add_argument('--startup-timeout', type=float, default=120.0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.write_docs and not args.doc:
+        args.doc = str(DEFAULT_DOC)
+    return args
 
 
 def _proc_mem_mb(pid: int) -> Dict[str, float]:
@@ -117,12 +124,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from .recorder import OutputRecorder
-    from .spin import BackgroundSpin
+    from benchmarks.recorder import OutputRecorder
+    from segformer_ros.tools.spin import BackgroundSpin
 
     for path, what in ((args.model, 'model'), (args.video, 'video')):
         if not Path(path).exists():
-            raise SystemExit(f'soak: {what} {path} not found (expected ../shared beside the repo)')
+            raise SystemExit(f'soak: {what} {path} not found (the defaults are the bundled '
+                             f'assets/)')
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     out = Path(args.out) / stamp
     out.mkdir(parents=True, exist_ok=True)
@@ -240,7 +248,7 @@ def _report(args: argparse.Namespace, samples: _Samples, recorder: Any, node: Ro
     shmem_growth = (_median_between(samples.shmem, duration_s - 60.0, duration_s + 1.0)
                     - _median_between(samples.shmem, warm, warm + 60.0))
     report: Dict[str, Any] = {
-        'command': 'python -m segformer_ros.tools.soak ' + ' '.join(sys.argv[1:]),
+        'command': 'python -m benchmarks.soak ' + ' '.join(sys.argv[1:]),
         'started': datetime.datetime.now().isoformat(timespec='seconds'),
         'host': f'{platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or "?"})',
         'minutes': round(duration_s / 60.0, 2), 'camera_rate_hz': args.rate,

@@ -20,13 +20,13 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..stats import percentiles
-from .processes import (REPO_ROOT, RosProcess, confine_this_process, loopback_env,
-                        node_command, params_file, pick_domain_id)
+from segformer_ros.stats import percentiles
+from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process, loopback_env,
+                                  node_command, params_file, pick_domain_id)
 
-SHARED = REPO_ROOT.parent / 'shared'
-DEEPLAB = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+BUNDLED_MODEL_FILE = 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
+DEEPLAB = REPO_ROOT / 'assets' / 'models' / BUNDLED_MODEL_FILE  # bundled
+VIDEO = REPO_ROOT / 'assets' / 'data' / 'solidWhiteRight.mp4'  # bundled
 PRESETS = REPO_ROOT / 'config'
 DOC = REPO_ROOT / 'docs' / 'benchmarks.md'
 SECTION = '## Several cameras through one model (make bench-cameras)'
@@ -46,7 +46,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help='input size of the exported dynamic-batch SegFormer-B0')
     p.add_argument('--out', default=str(REPO_ROOT / 'out' / 'bench_cameras'))
     p.add_argument('--quick', action='store_true', help='smoke mode: short runs, no docs')
-    p.add_argument('--no-write-docs', action='store_true')
+    p.add_argument('--write-docs', action='store_true',
+                   help='also replace its section of docs/benchmarks.md (default: only --out)')
+    p.add_argument('--no-write-docs', action='store_true',
+                   help=argparse.SUPPRESS)  # the default now; kept for old scripts
     return p.parse_args(argv)
 
 
@@ -60,7 +63,7 @@ def export_dynamic_segformer(out: Path, size: int) -> Optional[Path]:
         from transformers import SegformerConfig, SegformerForSemanticSegmentation
     except ImportError:
         return None
-    from .export import main as export_main
+    from segformer_ros.tools.export import main as export_main
 
     checkpoint = out / 'segformer_b0_random_checkpoint'
     torch.manual_seed(0)
@@ -74,7 +77,7 @@ def export_dynamic_segformer(out: Path, size: int) -> Optional[Path]:
 def _frames(count: int, width: int, height: int) -> List[np.ndarray]:
     import cv2
 
-    from ..frame_sources import iter_frames
+    from segformer_ros.frame_sources import iter_frames
 
     frames = []
     for index, frame in iter_frames(str(VIDEO), max_frames=60):
@@ -254,9 +257,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f'{r["latency_ms_p50_worst"]:7.1f} ms  p95 '
                       f'{r["latency_ms_p95_worst"]:7.1f} ms', flush=True)
     (out / 'results.json').write_text(json.dumps(results, indent=2))
-    if not args.quick and not args.no_write_docs:
+    if args.write_docs and not args.quick and not args.no_write_docs:
         write_doc(results, args, 'make bench-cameras' if not argv else
-                  'python -m segformer_ros.tools.bench_cameras ' + ' '.join(argv))
+                  'python -m benchmarks.bench_cameras ' + ' '.join(argv))
     return 0
 
 

@@ -1,7 +1,7 @@
 """`make demo`: the whole job on an embedded default, over real DDS, on this machine.
 
-Starts the segformer node (DeepLab Cityscapes preset, model from ../shared/models),
-plays ../shared/data/solidWhiteRight.mp4 as a camera through the image_source node,
+Starts the segformer node (DeepLab Cityscapes preset and model, bundled in assets/models),
+plays the bundled assets/data/solidWhiteRight.mp4 as a camera through the image_source node,
 records the overlays to an mp4 and the summaries to JSON lines, shows progress, and
 ends by itself with a short report (frames in/out, drops, fps, latency).
 
@@ -24,13 +24,15 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..stats import percentiles
-from .processes import (REPO_ROOT, RosProcess, confine_this_process, image_source_command,
-                        loopback_env, node_command, params_file, pick_domain_id)
+from segformer_ros.stats import percentiles
+from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process,
+                                  image_source_command, loopback_env, node_command, params_file,
+                                  pick_domain_id)
 
-SHARED = REPO_ROOT.parent / 'shared'
-DEFAULT_MODEL = SHARED / 'models' / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
-DEFAULT_VIDEO = SHARED / 'data' / 'solidWhiteRight.mp4'
+# The demo assets bundled with the repository (and installed with the package).
+DEFAULT_MODEL = (REPO_ROOT / 'assets' / 'models'
+                 / 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx')
+DEFAULT_VIDEO = REPO_ROOT / 'assets' / 'data' / 'solidWhiteRight.mp4'
 DEFAULT_PRESET = REPO_ROOT / 'config' / 'deeplab_mobilenet_cityscapes.yaml'
 
 # Assumed camera of the clip (960x540): see the module docstring.
@@ -145,11 +147,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo
 
-    from .recorder import OutputRecorder
+    from benchmarks.recorder import OutputRecorder
 
     for path, what in ((args.model, 'model'), (args.video, 'video')):
         if not Path(path).exists():
-            raise SystemExit(f'demo: {what} {path} not found (expected ../shared beside the repo)')
+            raise SystemExit(f'demo: {what} {path} not found (the defaults are in assets/)')
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     domain = pick_domain_id()
@@ -207,22 +209,30 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         if source is not None:
             source.stop()
         node_code = node.stop()
+        Path(overrides).unlink(missing_ok=True)   # the temporary params file: not an output
         writers.close()
         executor.shutdown()
         recorder.destroy_node()
         rclpy.try_shutdown()
     latency = recorder.latencies_s['mask']
     p50, p95 = percentiles(latency)
+    diag = recorder.diagnostics   # /diagnostics values arrive as strings
+    without_mask = recorder.counts['camera'] - recorder.counts['mask']
+    dropped = _number(diag.get('frames_dropped'))
+    node_dropped = None if dropped is None else int(dropped)   # a count
     report = {
         'frames_published': recorder.counts['camera'],
         'masks': recorder.counts['mask'], 'overlays': recorder.counts['overlay'],
         'summaries': recorder.counts['summary'], 'grids': writers.grids,
-        'frames_dropped': recorder.counts['camera'] - recorder.counts['mask'],
-        'node_dropped': recorder.diagnostics.get('frames_dropped'),
+        # Why frames_published > masks: see DROPS below (printed with the report).
+        'frames_without_mask': without_mask,
+        'frames_replaced_in_node': node_dropped,
+        'frames_lost_before_node': (None if node_dropped is None
+                                    else max(0, without_mask - node_dropped)),
         'output_fps': round(recorder.output_fps(), 2),
         'latency_ms_p50': round(p50 * 1e3, 1), 'latency_ms_p95': round(p95 * 1e3, 1),
-        'inference_ms_p50': recorder.diagnostics.get('inference_ms_p50'),
-        'stage_ms_p50': {k[:-len('_ms_p50')]: v for k, v in recorder.diagnostics.items()
+        'inference_ms_p50': _number(diag.get('inference_ms_p50')),
+        'stage_ms_p50': {k[:-len('_ms_p50')]: _number(v) for k, v in diag.items()
                          if k.endswith('_ms_p50')},
         'backend': recorder.diagnostics.get('backend'),
         'node_exit_code': node_code, 'seconds': round(time.monotonic() - t_start, 1),
@@ -234,6 +244,21 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return report
 
 
+DROPS = ('frames_without_mask = frames_published - masks. The node keeps only the newest '
+         'frame per camera while inference is busy (a slow model then skips frames instead '
+         'of falling behind): frames_replaced_in_node counts those (its /diagnostics '
+         'frames_dropped). frames_lost_before_node is the rest: best-effort frames lost '
+         'between the camera and the node, or still in flight when the clip ended.')
+
+
+def _number(value: Any) -> Optional[float]:
+    """Return a /diagnostics value (a string) as a number; None when absent or not numeric."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the demo and print the report."""
     args = parse_args(argv)
@@ -241,6 +266,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print('demo report:')
     for key, value in report.items():
         print(f'  {key}: {value}')
+    print(f'  drops: {DROPS}')
     ok = report['masks'] > 0 and report['overlays'] > 0 and report['summaries'] > 0
     if not ok:
         print('demo: no output received; see the node log', file=sys.stderr)
