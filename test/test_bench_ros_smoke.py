@@ -77,7 +77,8 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
     assert nvp['pipeline_fps'] == alone['fps'] and nvp['latency_floor_ms'] > 0
     for name in ('mask_only', 'full', 'flood'):
         entry = nvp['scenarios'][name]
-        assert entry['throughput_ratio'] > 0 and entry['node_cpu_ms_per_output'] > 0, name
+        # CPU per output: >= 0 (3 s runs sample /proc once or twice: 10 ms ticks can read 0).
+        assert entry['throughput_ratio'] > 0 and entry['node_cpu_ms_per_output'] >= 0, name
         assert 'inference' in entry['stages'], name
     for name, r in results.items():
         lat = r['latency']
