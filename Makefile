@@ -29,7 +29,7 @@ export SEGFORMER_ROS_INSTALL := $(abspath $(BUILD))/colcon/install
 ENV := source tools/ros_env.sh &&
 
 .PHONY: test-tensorrt
-.PHONY: all setup test test-compat test-jazzy lint demo bench bench-ros bench-cameras soak test-py310 test-py312 shell clean distclean
+.PHONY: all setup test test-compat test-jazzy lint demo bench bench-ros bench-cameras bench-gpu soak test-py310 test-py312 shell clean distclean
 
 all: test
 
@@ -57,6 +57,11 @@ bench-ros: setup
 
 bench-cameras: setup
 	$(ENV) python -m benchmarks.bench_cameras $(ARGS)
+
+# On the lent GPU machine only (no setup there: it stages ROS and onnxruntime-gpu itself):
+# make bench-gpu ARGS="STAGE_DIR OUT_DIR [DURATION_S]"; tools/bench_gpu.sh says what STAGE_DIR holds.
+bench-gpu:
+	tools/bench_gpu.sh $(ARGS)
 
 # 30 minutes camera -> node -> recorder (not part of `make test`); writes out/soak/.
 # Shorter: make soak ARGS="--minutes 10"; ARGS="--write-docs" appends to docs/reliability.md.

@@ -7,6 +7,8 @@ minus the header stamp (the node copies the camera stamp). Scenarios, each with 
 node so its /diagnostics stage windows hold only that scenario:
 
 * ``transport``: publisher -> a plain subscriber in this process, no node (the floor);
+* ``pipeline``: the standalone pipeline (same params, model, threads and frames) looped in
+  this process without ROS: the yardstick of the "Node vs pipeline" ratios (issue 9);
 * ``mask_only``: only the mask subscribed (the node skips overlay and summary);
 * ``full``: mask, overlay and summary subscribed;
 * ``flood``: mask only at ``--flood-rate``: with keep-latest input the latency must stay
@@ -79,8 +81,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         'docs/images (default: only --out)')
     p.add_argument('--no-write-docs', action='store_true',
                    help=argparse.SUPPRESS)  # the default now; kept for old scripts
-    p.add_argument('--scenarios', default='transport,mask_only,full,flood',
-                   help='comma-separated subset of transport,mask_only,full,flood')
+    p.add_argument('--scenarios', default='transport,pipeline,mask_only,full,flood',
+                   help='comma-separated subset of transport,pipeline,mask_only,full,flood '
+                   '(pipeline: the standalone pipeline loop in this process, no ROS)')
     p.add_argument('--model', default=str(DEFAULT_MODEL), help='ONNX model (or engine)')
     p.add_argument('--params', default=str(DEFAULT_PRESET), help='params file (preset)')
     p.add_argument('--video', default=str(DEFAULT_VIDEO), help='video file or image folder')
@@ -89,7 +92,22 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument('--note', default='', help='a line added to the docs section (e.g. '
                    'machine state)')
     p.add_argument('--startup-timeout', type=float, default=90.0)
+    p.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+                   help='node parameter for the node and the standalone pipeline alike, '
+                   'YAML value (e.g. --set pipeline=gpu --set onnxruntime_provider=cuda)')
+    p.add_argument('--cameras', type=int, default=1,
+                   help='cameras (publisher processes, /cam<i>/image) into one node; the '
+                   'node runs with cameras [cam0, ...] and batches their frames')
+    p.add_argument('--pipeline-seconds', type=float, default=None,
+                   help='seconds of the standalone pipeline loop (default: --duration / 2)')
+    p.add_argument('--check-ratio', type=float, default=None, metavar='R',
+                   help='exit 3 when a mask-only node scenario delivers less than R x what '
+                   'the standalone pipeline measured in this run allows (CI check)')
+    p.add_argument('--check-basis', choices=('cpu', 'wall'), default='cpu',
+                   help='--check-ratio on frames per CPU-second (default; steady on a busy '
+                   'machine) or on masks per second')
     args = p.parse_args(argv)
+    args.overrides = parse_sets(p, args.set)
     args.duration = args.duration or (3.0 if args.quick else 20.0)
     args.width = args.width or (640 if args.quick else 1920)
     args.height = args.height or (360 if args.quick else 1080)
@@ -103,10 +121,27 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return args
 
 
+def parse_sets(parser: argparse.ArgumentParser, items: Sequence[str]) -> Dict[str, Any]:
+    """``NAME=VALUE`` items as a parameter dict (values parsed as YAML, as in params files)."""
+    import yaml
+
+    from segformer_ros.parameters import PARAMETER_NAMES
+
+    out: Dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition('=')
+        if not sep or name not in PARAMETER_NAMES:
+            parser.error(f'--set expects NAME=VALUE with a node parameter name, got {item!r}')
+        out[name] = yaml.safe_load(value)
+    return out
+
+
 def scenarios_for(args: argparse.Namespace) -> List[Scenario]:
     """Return the scenarios selected by ``--scenarios``, in run order."""
     known = {
         'transport': Scenario('transport', 'transport only (no node)', args.rate, node=False),
+        'pipeline': Scenario('pipeline', 'standalone pipeline (no ROS, same frames)', 0.0,
+                             node=False),
         'mask_only': Scenario('mask_only', 'node, mask only', args.rate, node=True),
         'full': Scenario('full', 'node, mask + overlay + summary', args.rate, node=True,
                          overlay=True, summary=True),
@@ -333,18 +368,42 @@ class _Run:
             self.executor.spin_once(timeout_sec=0.05)
         return predicate()
 
-    def publisher(self, scenario: Scenario) -> Tuple[RosProcess, Path]:
+    def publisher(self, scenario: Scenario, topic: str = CAMERA_TOPIC,
+                  tag: str = '') -> Tuple[RosProcess, Path]:
         """Start the rate publisher for ``scenario``; it waits for one subscriber."""
-        report = self.out / f'publisher_{scenario.name}.json'
+        report = self.out / f'publisher_{scenario.name}{tag}.json'
         if report.exists():
             report.unlink()
         cmd = [sys.executable, '-m', 'benchmarks.rate_publisher',
-               '--video', str(Path(self.args.video).resolve()), '--topic', CAMERA_TOPIC,
+               '--video', str(Path(self.args.video).resolve()), '--topic', topic,
                '--rate', str(scenario.rate_hz), '--duration', str(self.args.duration),
                '--width', str(self.args.width), '--height', str(self.args.height),
                '--frame-id', self.frame_id, '--wait-subscribers', '1',
                '--wait-timeout', str(self.args.startup_timeout), '--report', str(report)]
-        return RosProcess(cmd, self.env, self.out / f'publisher_{scenario.name}.log'), report
+        return (RosProcess(cmd, self.env, self.out / f'publisher_{scenario.name}{tag}.log'),
+                report)
+
+    def measure_all(self, started: Sequence[Tuple[RosProcess, Path]],
+                    samplers: Dict[str, ProcSampler]) -> Dict[str, Any]:
+        """:meth:`measure` for several publishers (one per camera): counts and rates summed."""
+        if len(started) == 1:
+            return self.measure(started[0], samplers)
+        first = self.measure(started[0], samplers)
+        reports = [first]
+        for publisher, report_path in started[1:]:
+            publisher.wait(5.0)
+            publisher.stop()
+            try:
+                reports.append(json.loads(report_path.read_text()))
+            except (OSError, ValueError):
+                raise SystemExit(f'bench_ros: a camera publisher wrote no report; its log:\n'
+                                 f'{publisher.log()[-3000:]}')
+        total = dict(first)
+        total['published'] = sum(int(r.get('published', 0)) for r in reports)
+        total['achieved_hz'] = round(sum(float(r.get('achieved_hz') or 0) for r in reports), 2)
+        total['seconds'] = max(float(r.get('seconds') or 0) for r in reports)
+        total['per_camera_hz'] = [r.get('achieved_hz') for r in reports]
+        return total
 
     def measure(self, started: Tuple[RosProcess, Path],
                 samplers: Dict[str, ProcSampler]) -> Dict[str, Any]:
@@ -399,43 +458,56 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     from benchmarks.recorder import OutputRecorder
 
     args = run.args
+    names = [f'cam{i}' for i in range(args.cameras)] if args.cameras > 1 else []
+    camera_params: Dict[str, Any] = {'cameras': names} if names else {}
     overrides = params_file({'model_path': str(Path(args.model).resolve()),
-                             'backend': args.backend, 'autostart': True}, str(run.out))
-    node = RosProcess(node_command([args.params, overrides], {'image': CAMERA_TOPIC}),
+                             'backend': args.backend, 'autostart': True, **camera_params,
+                             **args.overrides}, str(run.out))
+    node = RosProcess(node_command([args.params, overrides],
+                                   {} if names else {'image': CAMERA_TOPIC}),
                       run.env, run.out / f'node_{scenario.name}.log')
     collect = _Collector(run.frame_id)
     samples = collect.samples['mask']
-    recorder = OutputRecorder(name=f'bench_recorder_{scenario.name}', overlay=scenario.overlay,
-                              summary=scenario.summary, on_mask=collect.callback('mask'),
-                              on_overlay=collect.callback('overlay'),
-                              on_summary=collect.callback('summary'))
-    run.executor.add_node(recorder)
+    prefixes = [f'/{n}/segmentation' for n in names] or ['/segmentation']
+    recorders = [OutputRecorder(name=f'bench_recorder_{scenario.name}_{i}', prefix=prefix,
+                                overlay=scenario.overlay, summary=scenario.summary,
+                                on_mask=collect.callback('mask'),
+                                on_overlay=collect.callback('overlay'),
+                                on_summary=collect.callback('summary'))
+                 for i, prefix in enumerate(prefixes)]
+    recorder = recorders[0]
+    for r in recorders:
+        run.executor.add_node(r)
     t0 = time.monotonic()
     # Started now so its start-up overlaps the node's; it publishes once the node subscribes.
-    started = run.publisher(scenario)
+    started = ([run.publisher(scenario, f'/{n}/image', f'_{n}') for n in names]
+               or [run.publisher(scenario)])
     try:
         if not node.wait_for_log('configured', args.startup_timeout):
             raise SystemExit('bench_ros: the node did not configure; its log:\n'
                              + node.log()[-3000:])
-        topics = ['/segmentation/mask'] + (['/segmentation/overlay'] if scenario.overlay
-                                           else []) + (['/segmentation/summary']
-                                                       if scenario.summary else [])
+        wanted = ['mask'] + (['overlay'] if scenario.overlay else []) + (
+            ['summary'] if scenario.summary else [])
+        pairs = [(r, f'{prefix}/{w}') for r, prefix in zip(recorders, prefixes) for w in wanted]
+        topics = [t for _, t in pairs]
         matched = run.spin_until(
-            lambda: all(recorder.count_publishers(t) >= 1 for t in topics), 20.0)
+            lambda: all(r.count_publishers(t) >= 1 for r, t in pairs), 20.0)
         if not matched:
             raise SystemExit(f'bench_ros: the node\'s outputs {topics} never matched')
         run.spin_for(0.5)   # let the node see our subscriptions too (it checks them)
         startup_s = time.monotonic() - t0
         samplers = {'node': ProcSampler(node.pid)}
-        pub = run.measure(started, samplers)
+        pub = run.measure_all(started, samplers)
         diagnostics = dict(recorder.diagnostics)
         counts = {k: len(v) for k, v in collect.samples.items()}
         other = {k: latency_stats(collect.samples[k], args.settle_s)
                  for k in ('overlay', 'summary') if counts[k]}
     finally:
-        run.executor.remove_node(recorder)
-        recorder.destroy_node()
-        started[0].stop()
+        for r in recorders:
+            run.executor.remove_node(r)
+            r.destroy_node()
+        for publisher, _ in started:
+            publisher.stop()
         node_code = node.stop()
         Path(overrides).unlink(missing_ok=True)
     result = _result(run, scenario, samples, pub)
@@ -456,10 +528,50 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
                           if (v := _float(diagnostics.get(f'{s}_ms_p95'))) is not None},
         'backend': diagnostics.get('backend'),
         'node_process': samplers['node'].summary(),
+        'node_cpu_ms_per_output': cpu_ms_per_output(samplers['node'], len(samples)),
         'publisher_process': samplers['publisher'].summary(),
     })
     result['target'] = target_check(result)
     return result
+
+
+def cpu_ms_per_output(sampler: ProcSampler, outputs: int) -> Optional[float]:
+    """Return process CPU ms (all threads) over the sampled span per output received."""
+    if len(sampler.samples) < 2 or outputs <= 0:
+        return None
+    return _r((sampler.samples[-1][1] - sampler.samples[0][1]) * 1e3 / outputs, 2)
+
+
+def run_pipeline(run: _Run, scenario: Scenario) -> Dict[str, Any]:
+    """Measure the standalone pipeline: ``pipeline.process`` looped on the published frames.
+
+    Same params file, model, backend, threads and frames as the node; mask only (what the
+    mask-only scenarios ask of the node). No ROS traffic meanwhile.
+    """
+    from .rate_publisher import load_frames
+    from .standalone import (build_pipeline, measure_pipeline, measure_two_in_flight,
+                             node_params, release)
+
+    args = run.args
+    params = node_params([args.params], {'model_path': str(Path(args.model).resolve()),
+                                         'backend': args.backend, **args.overrides})
+    frames = load_frames(str(Path(args.video).resolve()), 4, args.width, args.height)
+    backend, pipeline = build_pipeline(params)
+    try:
+        seconds = args.pipeline_seconds or max(2.0, args.duration / 2)
+        measured = measure_pipeline(backend, pipeline, frames, seconds)
+        measured['two_in_flight'] = measure_two_in_flight(pipeline, frames, min(seconds, 5.0))
+        measured['backend'] = backend.describe()
+        measured['pipeline'] = type(pipeline).__name__
+    finally:
+        release(backend, pipeline)
+    lat = {'count': measured['frames'], 'p50_ms': measured['frame_ms_p50'],
+           'p95_ms': measured['frame_ms_p95'], 'max_ms': None, 'mean_ms': None}
+    return {'scenario': scenario.name, 'label': scenario.label, 'requested_hz': 0.0,
+            'published': measured['frames'], 'publish_hz': None,
+            'received': measured['frames'], 'output_hz': measured['fps'],
+            'drop_rate': None, 'latency': lat, 'trend': {'slope_ms_per_s': None},
+            'windows': [], 'latencies_ms': [], 'receipt_s': [], 'standalone': measured}
 
 
 def _result(run: _Run, scenario: Scenario, samples: List[Sample],
@@ -614,7 +726,7 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
         lat = r['latency']
         proc = r.get('node_process') or {}
         drop = f'{r["drop_rate"] * 100:.1f} %' if r['drop_rate'] is not None else 'n/a'
-        if r['scenario'] != 'transport':
+        if r['scenario'] not in ('transport', 'pipeline'):
             drop += (f' ({_fmt(r.get("node_frames_replaced"), 0)} / '
                      f'{_fmt(r.get("not_taken_by_node"))})')
         lines.append(
@@ -677,6 +789,7 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
         for w in flood['windows']:
             lines.append(f'| {w["start_s"]:g} | {w["count"]} | {_fmt(w["p50_ms"])} | '
                          f'{_fmt(w["p95_ms"])} | {_fmt(w["max_ms"])} |')
+    lines += render_node_vs_pipeline(report)
     if plot_rel:
         lines += ['', f'![image -> mask latency histograms and the flood run]({plot_rel})']
     lines += ['', f'Raw numbers: `{report["json_path"]}` (not committed).', '']
@@ -695,6 +808,123 @@ def replace_section(text: str, section: str) -> str:
     gap = [''] if end < len(lines) else []
     new = lines[:start] + section.rstrip('\n').splitlines() + gap + lines[end:]
     return '\n'.join(new) + '\n'
+
+
+THROUGHPUT_TARGET = 0.9     # issue 9: through ROS >= 90 % of the standalone pipeline
+LATENCY_MARGIN_MS = 5.0     # p50 <= standalone frame + transport floor + this
+P95_OVER_P50 = 1.5
+STAGE_INFLATION_TARGET = 1.5
+
+
+def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Compare every node scenario with the standalone pipeline measured in the same run.
+
+    Throughput ratio = node outputs/s over what the pipeline allows at the published rate
+    (min(standalone frames/s, published Hz)): 1.0 means the node costs nothing. Latency
+    floor = standalone per-frame p50 + the transport-only p50. Stage inflation = node stage
+    p50 (/diagnostics) over the standalone stage p50. CPU outside inference = node process
+    CPU per output minus the standalone inference CPU per frame.
+    """
+    by = {r['scenario']: r for r in results}
+    alone = (by.get('pipeline') or {}).get('standalone')
+    if not alone:
+        return {}
+    transport = (by.get('transport') or {}).get('latency', {}).get('p50_ms')
+    floor = alone['frame_ms_p50'] + (transport or 0.0)
+    out: Dict[str, Any] = {'pipeline_fps': alone['fps'],
+                           'pipeline_two_in_flight_fps': (alone.get('two_in_flight') or {}).get(
+                               'fps'),
+                           'pipeline_frame_ms_p50': alone['frame_ms_p50'],
+                           'transport_p50_ms': transport, 'latency_floor_ms': _r(floor),
+                           'pipeline_cpu_ms_per_frame': alone['cpu_ms_per_frame'],
+                           'pipeline_inference_cpu_ms_per_frame':
+                               alone.get('inference_cpu_ms_per_frame'),
+                           'scenarios': {}}
+    for r in results:
+        if not r['scenario'] in ('mask_only', 'full', 'flood') or not r.get('publish_hz'):
+            continue
+        allowed = min(alone['fps'], float(r['publish_hz']))
+        lat = r['latency']
+        stages = {}
+        for stage, value in (r.get('stages_ms_p50') or {}).items():
+            base = alone['stages_ms_p50'].get(stage)
+            if base and value is not None and base > 0.05:
+                stages[stage] = {'node_ms': value, 'pipeline_ms': base,
+                                 'inflation': _r(value / base, 2)}
+        cpu = r.get('node_cpu_ms_per_output')
+        inf_cpu = alone.get('inference_cpu_ms_per_frame')
+        alone_cpu = alone.get('cpu_ms_per_frame')
+        entry = {'output_hz': r['output_hz'], 'allowed_hz': _r(allowed, 2),
+                 'throughput_ratio': _r(r['output_hz'] / allowed, 3) if allowed else None,
+                 # Frames per CPU-second, node over pipeline: the throughput ratio a CPU-bound
+                 # machine allows, and steady under load that swings wall-clock rates.
+                 'cpu_ratio': (_r(alone_cpu / cpu, 3) if cpu and alone_cpu else None),
+                 'latency_p50_ms': lat['p50_ms'], 'latency_p95_ms': lat['p95_ms'],
+                 'stages': stages, 'node_cpu_ms_per_output': cpu,
+                 'node_cpu_ms_outside_inference': (_r(cpu - inf_cpu, 2)
+                                                   if cpu is not None and inf_cpu is not None
+                                                   else None)}
+        if r['scenario'] == 'mask_only' and lat['p50_ms'] is not None:
+            entry['latency_target_ms'] = _r(floor + LATENCY_MARGIN_MS)
+            entry['latency_pass'] = bool(lat['p50_ms'] <= floor + LATENCY_MARGIN_MS
+                                         and lat['p95_ms'] <= P95_OVER_P50 * lat['p50_ms'])
+        out['scenarios'][r['scenario']] = entry
+    return out
+
+
+def ratio_check(report: Dict[str, Any], minimum: float,
+                basis: str = 'cpu') -> Tuple[bool, str]:
+    """Pass when every mask-only node scenario reaches ``minimum`` x the pipeline.
+
+    ``basis`` 'wall': masks/s over what the standalone pipeline allows; 'cpu': frames per
+    CPU-second of the node process over those of the standalone loop (the default: on a
+    busy 2-core machine the wall-clock rates of two runs a minute apart differ 2-3x, their
+    CPU cost per frame does not).
+    """
+    key = 'cpu_ratio' if basis == 'cpu' else 'throughput_ratio'
+    nvp = report.get('node_vs_pipeline') or {}
+    rows = [(name, e[key]) for name, e in (nvp.get('scenarios') or {}).items()
+            if name in ('mask_only', 'flood') and e.get(key) is not None]
+    if not rows:
+        return False, ('no ratio measured: expected the pipeline scenario and a mask-only '
+                       'node scenario (mask_only or flood) in --scenarios')
+    bad = [(n, v) for n, v in rows if v < minimum]
+    text = ', '.join(f'{n} {v:.2f}' for n, v in rows)
+    if bad:
+        return False, (f'node throughput ({basis}) below {minimum:.2f} x the standalone '
+                       f'pipeline ({nvp["pipeline_fps"]} frames/s, '
+                       f'{nvp["pipeline_cpu_ms_per_frame"]} CPU ms per frame in this run): '
+                       f'{text}')
+    return True, f'node throughput ratios ({basis}) {text} >= {minimum:.2f}'
+
+
+def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
+    """Markdown lines of the node-vs-pipeline comparison (empty without a pipeline run)."""
+    nvp = report.get('node_vs_pipeline') or {}
+    if not nvp:
+        return []
+    lines = ['', '### Node vs pipeline (same run)', '',
+             f'Standalone pipeline: **{nvp["pipeline_fps"]} frames/s**, '
+             f'{nvp["pipeline_frame_ms_p50"]} ms per frame p50, CPU '
+             f'{_fmt(nvp["pipeline_cpu_ms_per_frame"])} ms per frame (inference '
+             f'{_fmt(nvp["pipeline_inference_cpu_ms_per_frame"])}). Latency floor = that + '
+             f'transport p50 {_fmt(nvp["transport_p50_ms"])} = **{nvp["latency_floor_ms"]} ms**.'
+             + (f' GPU pipeline with two frames in flight: '
+                f'**{nvp["pipeline_two_in_flight_fps"]} frames/s**.'
+                if nvp.get('pipeline_two_in_flight_fps') else ''),
+             '', '| scenario | masks/s | allowed/s | ratio | CPU ratio | latency p50 / p95 (ms) | '
+             'node CPU ms / output | outside inference | worst stage inflation |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for name, e in nvp['scenarios'].items():
+        worst = max(e['stages'].items(), key=lambda kv: kv[1]['inflation'], default=None)
+        worst_text = (f'{worst[0]} {worst[1]["inflation"]}x ({worst[1]["node_ms"]} vs '
+                      f'{worst[1]["pipeline_ms"]} ms)' if worst else 'n/a')
+        lines.append(f'| {name} | {_fmt(e["output_hz"])} | {_fmt(e["allowed_hz"])} | '
+                     f'**{_fmt(e["throughput_ratio"], 2)}** | {_fmt(e.get("cpu_ratio"), 2)} | '
+                     f'{_fmt(e["latency_p50_ms"])} / '
+                     f'{_fmt(e["latency_p95_ms"])} | {_fmt(e["node_cpu_ms_per_output"])} | '
+                     f'{_fmt(e["node_cpu_ms_outside_inference"])} | {worst_text} |')
+    return lines
 
 
 def overall_verdict(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -732,7 +962,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             print(f'bench_ros: {scenario.name} ({scenario.label}, {scenario.rate_hz:g} Hz, '
                   f'{args.duration:g} s) ...', flush=True)
             t0 = time.monotonic()
-            result = (run_node if scenario.node else run_transport)(state, scenario)
+            runner = run_node if scenario.node else (
+                run_pipeline if scenario.name == 'pipeline' else run_transport)
+            result = runner(state, scenario)
             result['wall_s'] = round(time.monotonic() - t0, 1)
             lat = result['latency']
             print(f'bench_ros:   published {result["publish_hz"]} Hz, outputs '
@@ -748,6 +980,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         'command': command, 'date': started.strftime('%Y-%m-%d %H:%M %Z'),
         'machine': machine_info(), 'load_before': load_before, 'load_after': load_average(),
         'config': {'width': args.width, 'height': args.height, 'rate_hz': args.rate,
+                   'cameras': args.cameras, 'overrides': args.overrides,
                    'flood_rate_hz': args.flood_rate, 'duration_s': args.duration,
                    'settle_s': args.settle_s, 'window_s': args.window_s,
                    'quick': args.quick, 'model': _rel(Path(args.model)),
@@ -755,6 +988,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                    'backend': args.backend, 'note': args.note},
         'backend': next((r.get('backend') for r in results if r.get('backend')), None),
         'results': results, 'target': overall_verdict(results),
+        'node_vs_pipeline': node_vs_pipeline(results),
         'json_path': _rel(json_path), 'domain_id': state.domain,
     }
     json_path.write_text(json.dumps(report, indent=1))
@@ -779,7 +1013,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f'bench_ros: JSON {report["json_path"]}' + (f', plot {_rel(plot)}' if plotted else '')
           + (f', docs {_rel(DOCS)}' if args.write_docs else ''))
     ok = all(r['received'] > 0 for r in report['results'])
-    return 0 if ok else 1
+    if not ok:
+        return 1
+    if args.check_ratio is not None:
+        passed, text = ratio_check(report, args.check_ratio, args.check_basis)
+        print(f'bench_ros: ratio check {"PASS" if passed else "FAIL"}: {text}', flush=True)
+        if not passed:
+            return 3
+    return 0
 
 
 if __name__ == '__main__':

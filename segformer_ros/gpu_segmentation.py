@@ -44,19 +44,10 @@ class GpuSegmentationPipeline:
 
     def __init__(self, backend: Backend, config: PipelineConfig, device: int = 0,
                  max_batch: int = 1) -> None:
-        from .cuda.gpu_pipeline import GpuPipeline, OrtCudaInference
+        from .cuda.gpu_pipeline import GpuPipeline
 
         info = backend.model_info
-        if hasattr(backend, 'infer_device'):
-            engine: Any = backend                      # TensorRT: device pointers natively
-        elif hasattr(backend, 'session'):
-            # A fixed batch dimension decides; a dynamic one takes one slot per camera.
-            batch = info.max_batch or max(1, max_batch)
-            engine = OrtCudaInference(backend.session, config.input_size, batch=batch,
-                                      device=device)
-        else:
-            raise BackendError(f'{backend.name} backend cannot run on device buffers; use '
-                               f'pipeline: cpu')
+        engine = device_engine(backend, config, max_batch, device)
         self._backend = backend
         self._config = config
         self._engine = engine
@@ -80,7 +71,7 @@ class GpuSegmentationPipeline:
 
     @property
     def has_logits(self) -> bool:
-        """True for logits models (the GPU path publishes no confidence map yet)."""
+        """True for logits models (confidence maps: see :func:`gpu_confidence`)."""
         return self._kind is OutputKind.LOGITS
 
     def process(self, frame: Frame, channel_order: Optional[str] = None, *,
@@ -89,11 +80,11 @@ class GpuSegmentationPipeline:
                 want_confidence: bool = False) -> SegmentationResult:
         """Segment one frame on the GPU; same result type as the CPU pipeline.
 
-        ``want_confidence`` is accepted for interface parity; the GPU kernels do not
-        compute the confidence map, so ``confidence`` stays None.
+        ``want_confidence``: see :func:`gpu_confidence`.
         """
         return self.process_batch([(frame, channel_order)], want_overlay=want_overlay,
-                                  want_summary=want_summary, overlay_alpha=overlay_alpha)[0]
+                                  want_summary=want_summary, overlay_alpha=overlay_alpha,
+                                  want_confidence=want_confidence)[0]
 
     def process_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
                       want_overlay: bool = True, want_summary: bool = True,
@@ -106,10 +97,18 @@ class GpuSegmentationPipeline:
         jobs = [(array, gpu_encoding(array, order)) for array, order in unpacked]
         results: List[SegmentationResult] = []
         chunk = max(1, self._gpu.batch)
+        confidence = want_confidence and self.has_logits
         for start in range(0, len(jobs), chunk):
             gpu_results = self._gpu.process_batch(jobs[start:start + chunk], want_overlay)
-            for (_, order), result in zip(unpacked[start:start + chunk], gpu_results):
-                results.append(self._result(result, order, want_summary))
+            maps: List[Optional[np.ndarray]] = [None] * len(gpu_results)
+            if confidence:
+                maps = list(gpu_confidence(self._gpu, [r.geometry for r in gpu_results],
+                                           self._config))
+            for (_, order), result, conf in zip(unpacked[start:start + chunk], gpu_results,
+                                                maps):
+                item = self._result(result, order, want_summary)
+                item.confidence = conf
+                results.append(item)
         return results
 
     def _result(self, result: Any, order: str, want_summary: bool) -> SegmentationResult:
@@ -155,6 +154,62 @@ class GpuSegmentationPipeline:
             self._config.postprocess, overlay_alpha=float(alpha)))
         self._gpu.release()
         self._gpu = self._make(self._config, self._engine, device=self._device)
+
+
+def gpu_confidence(gpu: Any, geometries: Sequence[Any], config: PipelineConfig
+                   ) -> List[np.ndarray]:
+    """Confidence maps of the last collected submission of ``gpu`` (a ``GpuPipeline``).
+
+    The CPU path's definition (postprocessing.confidence_from_logits: 255 x max softmax
+    at logit resolution, sampled like the 'fast' mask), computed on the host from the
+    engine's logits copied down once (19 x 256 x 256 float32 = 5 MB for SegFormer at
+    1024^2): only when someone subscribes to the confidence topic.
+    """
+    from .cuda import runtime as rt
+    from .postprocessing import confidence_from_logits
+
+    spec = gpu.spec
+    logits = rt.copy_to_host(gpu.output_device_ptr(),
+                             np.empty(spec.output_shape, dtype=spec.output_dtype))
+    return [confidence_from_logits(np.asarray(logits[i], dtype=np.float32), geo,
+                                   config.postprocess)
+            for i, geo in enumerate(geometries)]
+
+
+def session_on_cuda(session: Any) -> bool:
+    """Tell whether an ONNX Runtime session runs on a CUDA device (CUDA or TensorRT EP)."""
+    return any(p in ('CUDAExecutionProvider', 'TensorrtExecutionProvider')
+               for p in session.get_providers())
+
+
+def device_engine(backend: Backend, config: PipelineConfig, max_batch: int = 1,
+                  device: int = 0) -> Any:
+    """Return what the GPU pipeline runs inference with for ``backend``.
+
+    TensorRT reads device pointers natively; an ONNX Runtime session on CUDA is bound to
+    them through IOBinding; an ONNX Runtime session on the CPU (``onnxruntime_provider:
+    cpu``, or a CPU-only onnxruntime) runs between the kernels as host inference: its
+    input copied down, its output copied up (binding device pointers to a CPU session
+    fails every frame with "no data transfer registered").
+    """
+    from .cuda.gpu_pipeline import HostInference, OrtCudaInference
+
+    if hasattr(backend, 'infer_device'):
+        return backend                      # TensorRT: device pointers natively
+    if not hasattr(backend, 'session'):
+        raise BackendError(f'{backend.name} backend cannot run on device buffers; use '
+                           f'pipeline: cpu')
+    session = backend.session
+    # A fixed batch dimension decides; a dynamic one takes one slot per camera.
+    batch = backend.model_info.max_batch or max(1, max_batch)
+    ort = OrtCudaInference(session, config.input_size, batch=batch, device=device)
+    if session_on_cuda(session):
+        return ort
+    spec = ort.device_io_spec()
+
+    def run_on_host(batch_input: np.ndarray) -> np.ndarray:
+        return session.run([spec.output_name], {spec.input_name: batch_input})[0]
+    return HostInference(spec, run_on_host)
 
 
 def wants_gpu(backend_name: str, provider: str) -> bool:

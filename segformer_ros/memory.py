@@ -35,3 +35,73 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> Optional[bool]:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+
+
+#: The node process's setting (issue 9): image-sized buffers from the heap, reused frame
+#: after frame. With 256 kB every 6 MB message buffer was a fresh mmap, faulted in page by
+#: page and zeroed: 8.9 ms per 6 MB copy into a new buffer on the 2-core machine vs 0.6 ms
+#: from the heap, several such buffers per frame (take, conversion, mask, publish). The RSS
+#: creep that made us pin 256 kB is bounded by :class:`HeapTrimmer` instead.
+NODE_MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024
+
+
+_M_TRIM_THRESHOLD = -1
+
+
+def keep_image_buffers(mmap_threshold: int = NODE_MMAP_THRESHOLD_BYTES) -> Optional[bool]:
+    """Set the node's allocator up: image buffers from the heap, kept between frames.
+
+    Pins the mmap threshold at ``mmap_threshold`` and raises the trim threshold to 4x that
+    (glibc would otherwise hand the top of the heap back after every frame's free and fault
+    it in again on the next); :class:`HeapTrimmer` then trims once a second. True if set.
+    """
+    if not pin_mmap_threshold(mmap_threshold):
+        return None if not sys.platform.startswith('linux') else False
+    name = ctypes.util.find_library('c')
+    mallopt = ctypes.CDLL(name).mallopt
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_TRIM_THRESHOLD, int(4 * mmap_threshold)))
+
+
+class HeapTrimmer:
+    """Give free heap pages back to the OS at most once per ``period_s`` (glibc malloc_trim).
+
+    Called by the inference worker after each frame: the multi-MB buffers freed by the
+    frame path stay mapped between trims (so the next frame reuses them without page
+    faults) and are released once a period, so RSS cannot creep with fragmentation.
+    """
+
+    def __init__(self, period_s: float = 1.0) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self._period = period_s
+        self._next = 0.0
+        self._trim = None
+        if sys.platform.startswith('linux'):
+            name = ctypes.util.find_library('c')
+            try:
+                trim = ctypes.CDLL(name).malloc_trim if name else None
+            except (OSError, AttributeError):
+                trim = None
+            if trim is not None:
+                trim.argtypes = [ctypes.c_size_t]
+                trim.restype = ctypes.c_int
+                self._trim = trim
+
+    @property
+    def available(self) -> bool:
+        """True where malloc_trim exists (glibc)."""
+        return self._trim is not None
+
+    def maybe_trim(self) -> bool:
+        """Trim when a period has passed since the last trim; True if it trimmed."""
+        if self._trim is None:
+            return False
+        now = self._clock()
+        if now < self._next:
+            return False
+        self._next = now + self._period
+        self._trim(0)
+        return True

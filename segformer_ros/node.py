@@ -4,10 +4,11 @@ Nothing here computes: conversion, preprocessing, inference, postprocessing and 
 summary live in ROS-free modules; this file creates and releases ROS resources in the
 lifecycle callbacks, hands frames to one inference worker thread and publishes results.
 
-Threads: the executor serves lifecycle services, parameters, image callbacks and the
-diagnostics timer; image callbacks only drop the message into a keep-latest slot, and
-the worker thread does the heavy work, so the node answers services while a frame is
-processed.
+Threads: the executor(s) serve lifecycle services, parameters, camera_info and the
+diagnostics timer; no executor touches camera images: the inference worker thread takes
+the newest one from each depth-1 DDS reader when it is ready for it (frame_reader.py),
+so frames it would drop cost no Python time, and the node answers services while a
+frame is processed.
 """
 
 import threading
@@ -26,12 +27,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from .backends.base import Backend
-from .batching import LatestFrameSlots
 from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
+from .executors import FramePathCallbackGroup
+from .frame_reader import FrameReader, PulledCallbackGroup
 from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
                              label_info_message, label_info_type, missing_vision_msgs_hint)
 from .grid_output import drivable_grid_output
+from .memory import HeapTrimmer
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params
 from .ros_compat import wrap_change_state_service
@@ -39,6 +42,7 @@ from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_m
                            image_message, summary_message)
 from .output_size import MAX_SIDE, size_text
 from .stats import RateLimiter, StageStats
+from .warmup import warm_up_pipeline
 
 STAGES: Tuple[str, ...] = ('convert', 'preprocess', 'inference', 'postprocess', 'overlay',
                            'summary', 'publish')
@@ -103,7 +107,7 @@ class SegformerNode(LifecycleNode):
         self._pipeline: Optional[Any] = None          # SegmentationPipeline
         self._params: Dict[str, Any] = {}
         self._channels: List[_Channel] = []
-        self._slots: Optional[LatestFrameSlots] = None
+        self._slots: Optional[FrameReader] = None
         self._worker: Optional[threading.Thread] = None
         self._stats: Optional[StageStats] = None
         self._diag_pub: Optional[Any] = None
@@ -113,7 +117,7 @@ class SegformerNode(LifecycleNode):
         # destruction was requested raises InvalidHandle, which would end the spin.
         self._diag_lock = threading.Lock()
         self._build_progress: Optional[Tuple[str, float]] = None
-        self._image_group: Optional[MutuallyExclusiveCallbackGroup] = None
+        self._image_group: Optional[FramePathCallbackGroup] = None
         self._log_limiter = RateLimiter(period_s=5.0)
         # match_camera_info: (width, height) of the last CameraInfo on that topic.
         self._match_sub: Optional[Any] = None
@@ -215,6 +219,8 @@ class SegformerNode(LifecycleNode):
                                          params['onnxruntime_provider'],
                                          self.get_logger().info, max_batch=len(specs))
         self._backend.warmup(params['warmup_iterations'], self._pipeline.input_hw)
+        # One frame through the whole pipeline: a fault around the model fails here.
+        warm_up_pipeline(self._pipeline, len(specs), int(params.get('max_batch_size', 0)))
         self._stats = StageStats(STAGES)
         self._channels = [_Channel(s) for s in specs]
         for ch in self._channels:
@@ -284,14 +290,16 @@ class SegformerNode(LifecycleNode):
 
     # -------------------------------------------------------------- activate
     def _start_processing(self) -> None:
-        self._slots = LatestFrameSlots(len(self._channels))
-        self._image_group = MutuallyExclusiveCallbackGroup()
-        for index, ch in enumerate(self._channels):
+        # Camera images: no executor takes them; the worker pulls the newest one from the
+        # depth-1 reader when it is ready for it (frame_reader.py says why, with numbers).
+        pulled = PulledCallbackGroup()
+        # camera_info (small): node_main's frame-path executor (executors.py).
+        self._image_group = FramePathCallbackGroup()
+        for ch in self._channels:
             msg_type = CompressedImage if ch.spec.transport == 'compressed' else Image
             ch.subscription = self.create_subscription(
-                msg_type, ch.spec.input_topic,
-                lambda msg, i=index: self._on_image(i, msg), SENSOR_QOS,
-                callback_group=self._image_group)
+                msg_type, ch.spec.input_topic, _never_called, SENSOR_QOS,
+                callback_group=pulled)
             if ch.spec.camera_info_topic:
                 # Best effort matches reliable and best-effort camera drivers alike.
                 ch.camera_info_sub = self.create_subscription(
@@ -302,11 +310,19 @@ class SegformerNode(LifecycleNode):
             self._match_sub = self.create_subscription(
                 CameraInfo, self._params['match_camera_info'], self._on_match_camera_info,
                 SENSOR_QOS, callback_group=self._image_group)
+        self._slots = FrameReader(self.context, [ch.subscription for ch in self._channels])
         self._worker = threading.Thread(target=self._worker_loop, args=(self._slots,),
                                         name='segformer_inference', daemon=True)
         self._worker.start()
 
     def _stop_processing(self) -> None:
+        # The worker first: it waits on the image subscriptions destroyed below.
+        if self._slots is not None:
+            self._slots.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            if self._worker.is_alive():
+                self.get_logger().warn('inference worker did not stop within 30 s')
         for ch in self._channels:
             for sub in (ch.subscription, ch.camera_info_sub):
                 if sub is not None:
@@ -316,32 +332,29 @@ class SegformerNode(LifecycleNode):
             self.destroy_subscription(self._match_sub)
             self._match_sub = None
         if self._slots is not None:
-            self._slots.close()
-        if self._worker is not None:
-            self._worker.join(timeout=30.0)
-            if self._worker.is_alive():
-                self.get_logger().warn('inference worker did not stop within 30 s')
+            self._slots.destroy()
         self._worker = None
         self._slots = None
 
     # ------------------------------------------------------------ frame path
-    def _on_image(self, channel: int, msg: Any) -> None:
-        slots, stats = self._slots, self._stats
-        if slots is None or stats is None:
-            return
-        stats.input_rate.tick()
-        if slots.put(channel, msg):
-            stats.count_drop()
-
-    def _worker_loop(self, slots: LatestFrameSlots) -> None:
+    def _worker_loop(self, slots: FrameReader) -> None:
         self._backend.bind_thread()   # CUDA's current device is per thread (device_id)
         window_s = float(self._params.get('batch_window_ms', 5.0)) / 1e3
+        seen = dropped = 0
+        trimmer = HeapTrimmer()
         while True:
+            trimmer.maybe_trim()
             batch = slots.take_batch(window_s, timeout_s=0.5)
             if not batch:
-                if slots.closed:
+                if slots.closed or not self.context.ok():
                     return
                 continue
+            stats = self._stats
+            if stats is not None:   # frames seen and skipped since the last batch
+                now_seen, now_dropped = slots.frames_seen(), sum(slots.drop_counts().values())
+                stats.input_rate.tick(now_seen - seen)
+                stats.count_drop(now_dropped - dropped)
+                seen, dropped = now_seen, now_dropped
             try:
                 self._process(batch)
             except Exception as exc:  # noqa: BLE001 - the node goes on
@@ -540,6 +553,10 @@ def _raise_site(exc: BaseException) -> str:
     if tb is None:
         return type(exc).__name__
     return f'{tb.tb_frame.f_code.co_filename.rsplit("/", 1)[-1]}:{tb.tb_lineno}'
+
+
+def _never_called(msg: Any) -> None:
+    """Do nothing: no executor runs the pulled image subscriptions."""
 
 
 def _summary_type() -> Any:

@@ -4,12 +4,13 @@ import sys
 from typing import List, Optional
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from .memory import pin_mmap_threshold
+from .executors import make_node_executors
+from .memory import keep_image_buffers
 from .node import SegformerNode
-from .ros_compat import close_executor_and_node, harden_executor
+from .ros_compat import close_executor_and_node
 
 
 def autostart(node: SegformerNode) -> bool:
@@ -40,16 +41,16 @@ def main(args: Optional[List[str]] = None) -> int:
     if '-h' in user_args or '--help' in user_args:
         print(USAGE, end='')
         return 0
-    # Before any image buffer exists: keep multi-MB buffers on mmap (see memory.py).
-    pin_mmap_threshold()
+    # Before any image buffer exists: image buffers from the heap, reused across frames;
+    # the worker trims the heap once a second (memory.py says why, with numbers).
+    keep_image_buffers()
     rclpy.init(args=args)
     node = SegformerNode()
-    # Threads: lifecycle services, parameter services, image callbacks and the
-    # diagnostics timer must not wait for each other.
-    executor = MultiThreadedExecutor(num_threads=4)
-    harden_executor(executor)   # deactivate/cleanup while it takes / waits (ros_compat)
-    executor.add_node(node)
+    # The frame path apart from services and timers (executors.py says why, with
+    # numbers); both executors hardened (deactivate/cleanup while they wait: ros_compat).
+    executor = make_node_executors(node)
     try:
+        executor.start_control()   # get_state answers during an autostart configure too
         if node.get_parameter('autostart').value:
             # On an executor thread, not here: SIGINT may be delivered to any thread, so a
             # configure sleeping or building in the main thread might never see Ctrl-C;

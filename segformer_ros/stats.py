@@ -51,12 +51,14 @@ class RateMeter:
         self._lock = threading.Lock()
         self.total = 0
 
-    def tick(self) -> None:
-        """Record one event now."""
+    def tick(self, count: int = 1) -> None:
+        """Record ``count`` events now (none when ``count`` <= 0)."""
+        if count <= 0:
+            return
         now = self._clock()
         with self._lock:
-            self.total += 1
-            self._stamps.append(now)
+            self.total += count
+            self._stamps.extend([now] * count)
             self._trim(now)
 
     def rate_hz(self) -> float:

@@ -152,3 +152,65 @@ def test_two_in_flight_and_batches_match_cpu_path():
         assert pipe.in_flight == 0
     finally:
         pipe.release()
+
+
+@gpu
+@needs_cuda
+def test_in_place_mapped_path_forced_on_a_discrete_gpu_matches():
+    """Jetson's path (kernels read and write the mapped host buffers, no copies), forced here.
+
+    Mapped pinned host memory is reachable from a discrete GPU too, so the integrated
+    (in-place) code path runs on the H200: its masks, overlays and counts must equal the
+    discrete path's (device buffers plus one copy each way).
+    """
+    from segformer_ros.cuda.gpu_pipeline import GpuPipeline
+
+    rng = np.random.default_rng(7)
+    engine, _ = _fixed_engine(1, rng)
+    cfg = PipelineConfig(preprocess=PreprocessConfig('letterbox', 'rgb', pad_value=114.0),
+                         postprocess=PostprocessConfig('fast', 'input', 0.5))
+    frames = [_frame(rng, 121, 203) for _ in range(3)]
+    discrete = GpuPipeline(cfg, engine)
+    in_place = GpuPipeline(cfg, engine)
+    in_place.integrated = True      # before the first frame: buffers are laid out per size
+    try:
+        assert not discrete.integrated
+        for _ in range(2):           # the 2nd round replays captured graphs
+            for frame in frames:
+                want = discrete.process(frame, 'bgr8')
+                want = (want.mask.copy(), want.overlay.copy(), want.class_counts.copy())
+                got = in_place.process(frame, 'bgr8')
+                assert np.array_equal(got.mask, want[0])
+                assert np.array_equal(got.overlay, want[1])
+                assert np.array_equal(got.class_counts, want[2])
+        slot = in_place.slots[0]
+        assert all(im.frame_dev == im.mapped.device_ptr for im in slot.images)
+    finally:
+        discrete.release()
+        in_place.release()
+
+
+@gpu
+@needs_cuda
+def test_gpu_confidence_matches_cpu_definition():
+    """Confidence on the GPU path: 255 x max softmax, the CPU path's definition (±1 level)."""
+    from segformer_ros.gpu_segmentation import gpu_confidence
+    from segformer_ros.cuda.gpu_pipeline import GpuPipeline
+    from segformer_ros.postprocessing import confidence_from_logits
+    from segformer_ros.preprocessing import preprocess
+
+    rng = np.random.default_rng(11)
+    engine, logits = _fixed_engine(1, rng)
+    cfg = PipelineConfig(preprocess=PreprocessConfig('stretch', 'rgb'),
+                         postprocess=PostprocessConfig('fast', 'input', 0.5))
+    pipe = GpuPipeline(cfg, engine)
+    try:
+        frame = _frame(rng, 90, 140)
+        result = pipe.process(frame, 'bgr8')
+        got = gpu_confidence(pipe, [result.geometry], cfg)[0]
+        _, geo = preprocess(frame, 'bgr', cfg.preprocess, (64, 48))
+        want = confidence_from_logits(logits[0], geo, cfg.postprocess)
+        assert got.shape == want.shape == frame.shape[:2] and got.dtype == np.uint8
+        assert int(np.abs(got.astype(int) - want.astype(int)).max()) <= 1
+    finally:
+        pipe.release()

@@ -121,3 +121,27 @@ def test_node_selects_gpu_pipeline_for_cuda_backend(deeplab_model, street_frames
     assert result.times['inference'] > 0
     pipeline.release()
     backend.release()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_usable(), reason='needs a CUDA GPU and cuda-python')
+def test_gpu_pipeline_runs_a_cpu_session(tmp_path, street_frames_bgr) -> None:
+    """pipeline: gpu + onnxruntime_provider: cpu used to fail every frame (issue 9)."""
+    from segformer_ros.cuda.gpu_pipeline import HostInference
+    from segformer_ros.warmup import warm_up_pipeline
+
+    model = str(logits_model(tmp_path / 'tiny.onnx', input_hw=(128, 128), dynamic=True))
+    config = PipelineConfig(input_size=(128, 128))
+    cpu = OnnxRuntimeBackend(model, provider='cpu', input_hw=(128, 128))
+    cpu.configure()
+    pipeline = select_pipeline('gpu', cpu, config, 'cpu', print)
+    assert isinstance(pipeline._engine, HostInference)
+    warm_up_pipeline(pipeline)                 # what configure runs: no device-binding error
+    reference = SegmentationPipeline(cpu, config)
+    for frame in street_frames_bgr[:2]:
+        got = pipeline.process(frame, 'bgr')
+        want = reference.process(frame, 'bgr')
+        assert got.mask.shape == want.mask.shape
+        assert float((got.mask == want.mask).mean()) > 0.98
+    pipeline.release()
+    cpu.release()

@@ -1,0 +1,203 @@
+"""The worker pulls camera frames straight from DDS: no executor on the frame path.
+
+Why (measured, docs/benchmarks.md "Node vs pipeline"): with the image subscriptions on an
+rclpy executor, every frame the camera publishes is taken and converted into a Python
+message (6 MB for 1080p rgb8, with the GIL held) and the executor rebuilds its wait set in
+Python, also for the frames the keep-latest slot then throws away. At 30 Hz into a model
+that runs at 3-30 frames/s that was most of the node's CPU outside inference, and it
+starved the inference worker of the GIL.
+
+Here the camera subscriptions belong to :class:`PulledCallbackGroup`, which every rclpy
+executor skips (its ``can_execute`` is False), so no executor waits on or takes them. The
+inference worker waits on them with its own wait set when it is ready for the next frame
+and takes only then. Their DDS readers are KEEP_LAST depth 1, so the reader itself is the
+keep-latest slot: a frame that arrives while the worker is busy replaces the previous one
+inside DDS, without Python. The publisher's sequence numbers tell how many were replaced
+(or lost) between two takes.
+"""
+
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from rclpy.callback_groups import CallbackGroup
+from rclpy.guard_condition import GuardCondition
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+# A publisher restart (or a second publisher) makes the sequence number jump: not drops.
+_MAX_PLAUSIBLE_GAP = 100_000
+
+
+class PulledCallbackGroup(CallbackGroup):
+    """Callback group whose entities no executor runs: their owner reads them itself."""
+
+    def can_execute(self, entity: Any) -> bool:
+        """Never: keeps the entity out of every executor's wait set."""
+        return False
+
+    def beginning_execution(self, entity: Any) -> bool:
+        """Never starts a callback."""
+        return False
+
+    def ending_execution(self, entity: Any) -> None:
+        """Nothing to end."""
+
+
+class _SequenceGap:
+    """Frames a reader skipped, from the publication sequence numbers (per publisher)."""
+
+    def __init__(self) -> None:
+        self._last: Dict[bytes, int] = {}
+
+    def skipped(self, info: Any) -> int:
+        if not isinstance(info, dict):
+            return 0
+        seq = info.get('publication_sequence_number')
+        gid = (info.get('publisher_gid') or {}).get('data', b'')
+        if not isinstance(seq, int) or seq <= 0:
+            return 0
+        last = self._last.get(gid)
+        self._last[gid] = seq
+        if last is None or seq <= last or seq - last - 1 > _MAX_PLAUSIBLE_GAP:
+            return 0
+        return seq - last - 1
+
+
+class FrameReader:
+    """Keep-latest frames of several camera subscriptions, taken by the inference worker.
+
+    ``take_batch`` has :class:`~segformer_ros.batching.LatestFrameSlots`' contract (first
+    frame, then up to ``window_s`` for the other cameras; ``[]`` on timeout or close), and
+    the counters the node reports: frames seen (``frames_in``: taken plus skipped) and
+    skipped per camera (replaced in the depth-1 reader before the worker took them, or lost).
+    """
+
+    def __init__(self, context: Any, subscriptions: Sequence[Any]) -> None:
+        if not subscriptions:
+            raise ValueError('expected at least one subscription, got none')
+        self._context = context
+        self._subs = list(subscriptions)
+        self._wake = GuardCondition(None, None, context=context)
+        self._closed = False
+        self._lock = threading.Lock()
+        self._gaps = [_SequenceGap() for _ in self._subs]
+        self.dropped: List[int] = [0] * len(self._subs)
+        self.taken: List[int] = [0] * len(self._subs)
+
+    @property
+    def channels(self) -> int:
+        """Return the camera count."""
+        return len(self._subs)
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake the worker for good; take_batch returns [] from now on."""
+        self._closed = True
+        try:
+            self._wake.trigger()
+        except Exception:  # noqa: BLE001 - context already shut down: the wait times out
+            pass
+
+    def destroy(self) -> None:
+        """Free the wake-up guard condition (after the worker has stopped)."""
+        try:
+            self._wake.destroy()
+        except Exception:  # noqa: BLE001 - context already shut down
+            pass
+
+    def _wait(self, indices: Sequence[int], timeout_s: float) -> List[int]:
+        """Wait until some of ``indices`` have data (or timeout/close); return those ready."""
+        if self._closed or not self._context.ok():
+            return []
+        subs = [self._subs[i] for i in indices]
+        handles = []
+        with _Entered([s.handle for s in subs] + [self._wake.handle, self._context.handle]):
+            wait_set = _rclpy.WaitSet(len(subs), 1, 0, 0, 0, 0, self._context.handle)
+            wait_set.clear_entities()
+            for sub in subs:
+                wait_set.add_subscription(sub.handle)
+                handles.append(sub.handle.pointer)
+            wait_set.add_guard_condition(self._wake.handle)
+            wait_set.wait(max(0, int(timeout_s * 1e9)))
+            ready = set(wait_set.get_ready_entities('subscription'))
+        return [i for i, h in zip(indices, handles) if h in ready]
+
+    def _take(self, index: int) -> Optional[Any]:
+        """Take the newest message of one subscription (None when there is none)."""
+        sub = self._subs[index]
+        # One take: the depth-1 reader holds only the newest sample. (Draining "until
+        # empty" livelocks under a flood: a new 6 MB frame lands during every take.)
+        with sub.handle:
+            taken = sub.handle.take_message(sub.msg_type, sub.raw)
+        if taken is None:
+            return None
+        msg, info = taken
+        with self._lock:
+            self.dropped[index] += self._gaps[index].skipped(info)
+            self.taken[index] += 1
+        return msg
+
+    def take_batch(self, window_s: float, timeout_s: Optional[float] = None
+                   ) -> List[Tuple[int, Any]]:
+        """Wait for frames; return ``(channel, message)`` pairs to process together."""
+        everyone = list(range(len(self._subs)))
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        batch: Dict[int, Any] = {}
+        while not batch:
+            remaining = 0.5 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0 or self._closed:
+                return []
+            for i in self._wait(everyone, min(remaining, 0.5)):
+                msg = self._take(i)
+                if msg is not None:
+                    batch[i] = msg
+            if not self._context.ok():
+                return []
+        if window_s > 0 and len(self._subs) > 1:
+            batch_deadline = time.monotonic() + window_s
+            while len(batch) < len(self._subs) and not self._closed:
+                remaining = batch_deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                missing = [i for i in everyone if i not in batch]
+                for i in self._wait(missing, remaining):
+                    msg = self._take(i)
+                    if msg is not None:
+                        batch[i] = msg
+        return sorted(batch.items())
+
+    def frames_seen(self) -> int:
+        """Frames that reached the readers: taken plus skipped."""
+        with self._lock:
+            return sum(self.taken) + sum(self.dropped)
+
+    def drop_counts(self) -> Dict[int, int]:
+        """Frames skipped per channel (replaced before the worker took them, or lost)."""
+        with self._lock:
+            return dict(enumerate(self.dropped))
+
+
+class _Entered:
+    """Enter several rclpy handles (keeps them alive while waited on)."""
+
+    def __init__(self, handles: Sequence[Any]) -> None:
+        self._handles = list(handles)
+        self._entered: List[Any] = []
+
+    def __enter__(self) -> '_Entered':
+        try:
+            for handle in self._handles:
+                handle.__enter__()
+                self._entered.append(handle)
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        while self._entered:
+            self._entered.pop().__exit__(None, None, None)

@@ -1,0 +1,96 @@
+"""The frame path of issue 9: frames pulled from DDS by the worker, executors split.
+
+Real rclpy and Fast DDS on loopback: a publisher and the pulled subscription in one
+process, an executor spinning meanwhile (it must never take the pulled frames).
+"""
+
+import threading
+import time
+
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+
+from ros_helpers import wait_until  # noqa: E402
+
+
+def _node(context, name):
+    return rclpy.create_node(name, context=context)
+
+
+def test_frame_reader_takes_the_newest_and_counts_the_skipped(rclpy_context) -> None:
+    from rclpy.executors import MultiThreadedExecutor
+    from std_msgs.msg import Header
+
+    from segformer_ros.frame_reader import FrameReader, PulledCallbackGroup
+    from segformer_ros.node import SENSOR_QOS
+
+    node = _node(rclpy_context, 'frame_reader_probe')
+    called = []
+    sub = node.create_subscription(Header, 'frames', called.append, SENSOR_QOS,
+                                   callback_group=PulledCallbackGroup())
+    pub = node.create_publisher(Header, 'frames', 10)
+    executor = MultiThreadedExecutor(num_threads=2, context=rclpy_context)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    reader = FrameReader(rclpy_context, [sub])
+    try:
+        assert wait_until(lambda: pub.get_subscription_count() >= 1, 10.0)
+        assert reader.take_batch(0.0, timeout_s=0.2) == []          # nothing yet: times out
+        pub.publish(Header(frame_id='first'))
+        assert [m.frame_id for _, m in reader.take_batch(0.0, timeout_s=5.0)] == ['first']
+        for i in range(5):
+            pub.publish(Header(frame_id=str(i)))
+            time.sleep(0.02)
+        batch = reader.take_batch(0.0, timeout_s=5.0)
+        assert [(c, m.frame_id) for c, m in batch] == [(0, '4')]     # the newest only
+        # Skipped frames come from the publisher's sequence numbers (known from the 2nd take).
+        assert reader.drop_counts() == {0: 4} and reader.frames_seen() == 6
+        assert called == []                                          # no executor took them
+        reader.close()
+        assert reader.take_batch(0.0, timeout_s=5.0) == [] and reader.closed
+    finally:
+        reader.destroy()
+        executor.shutdown()
+        spin.join(5.0)
+        node.destroy_node()
+
+
+def test_split_executors_serve_each_side(rclpy_context) -> None:
+    from std_msgs.msg import Header
+
+    from segformer_ros.executors import (ControlExecutor, FramePathCallbackGroup,
+                                         FramePathExecutor, NodeExecutors)
+    from segformer_ros.node import SENSOR_QOS
+
+    node = _node(rclpy_context, 'split_executor_probe')
+    threads = {'frame': set(), 'timer': set()}
+    sub = node.create_subscription(
+        Header, 'info', lambda _m: threads['frame'].add(threading.current_thread().name),
+        SENSOR_QOS, callback_group=FramePathCallbackGroup())
+    timer = node.create_timer(0.05, lambda: threads['timer'].add(
+        threading.current_thread().name))
+    pub = node.create_publisher(Header, 'info', 10)
+    executors = NodeExecutors(node, context=rclpy_context)
+    assert isinstance(executors.frames, FramePathExecutor)
+    assert isinstance(executors.control, ControlExecutor)
+    assert executors.frames.can_execute(sub) and not executors.control.can_execute(sub)
+    assert executors.control.can_execute(timer) and not executors.frames.can_execute(timer)
+    assert node.executor is executors.frames        # rclpy wakes this one; it wakes both
+    main = threading.Thread(target=executors.spin, name='frame_path', daemon=True)
+    main.start()
+    try:
+        assert wait_until(lambda: pub.get_subscription_count() >= 1, 10.0)
+        assert wait_until(lambda: bool(threads['timer']), 10.0)
+        # A timer created while spinning is picked up by the control executor (wake-up).
+        late = []
+        node.create_timer(0.05, lambda: late.append(1))
+        assert wait_until(lambda: bool(late), 10.0)
+        assert wait_until(lambda: (pub.publish(Header()), bool(threads['frame']))[1], 10.0)
+        assert threads['frame'] == {'frame_path'}
+        assert 'frame_path' not in threads['timer']
+    finally:
+        assert executors.shutdown(timeout_sec=5.0)
+        main.join(5.0)
+        node.destroy_node()

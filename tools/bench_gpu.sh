@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# GPU numbers of docs/benchmarks.md "Node vs pipeline" (issue 9), rerunnable in one command
+# ON the lent GPU machine (16-core H200 host, Python 3.12 in /opt/torch/.venv, no ROS),
+# from the repository root:
+#
+#   tools/bench_gpu.sh STAGE_DIR OUT_DIR [DURATION_S]
+#
+# STAGE_DIR holds what the machine lacks (see ../shared/device/README.md):
+#   ros312.tgz + stage-ros.sh   the ROS 2 Kilted runtime and this package's colcon build for
+#                               Python 3.12 (here: make test-py312, then ../shared/device/
+#                               make-ros-bundle.sh .venv-py312 .build/py312/colcon/install
+#                               STAGE_DIR/ros312.tgz)
+#   onnxruntime-gpu 1.31.1      the wheel, or its parts already copied to /root/c/part* by
+#                               earlier runs (a run carries at most 64 MiB)
+#   segformer_b0_random_1024.onnx, solidWhiteRight.mp4   from ../shared
+#
+# Runs bench_ros with pipeline: gpu and ONNX Runtime's CUDA provider: transport floor,
+# standalone pipeline (one frame at a time and two in flight), the node mask only / full /
+# 200 Hz flood at 1920x1080, then 2 and 4 cameras; each report lands in OUT_DIR.
+set -eo pipefail
+stage=${1:?usage: $0 STAGE_DIR OUT_DIR [DURATION_S]}
+out=${2:?usage: $0 STAGE_DIR OUT_DIR [DURATION_S]}
+duration=${3:-10}
+stage=$(cd "$stage" && pwd)
+mkdir -p "$out"
+
+bash "$stage/stage-ros.sh" "$stage/ros312.tgz"
+export SEGFORMER_ROS_VENV=/opt/torch/.venv SEGFORMER_ROS_INSTALL=/root/ros-install
+# shellcheck disable=SC1091
+source tools/ros_env.sh
+
+if [[ ! -d /root/ortgpu/onnxruntime ]]; then
+  wheel=$(ls "$stage"/onnxruntime_gpu-*.whl 2>/dev/null | head -1 || true)
+  if [[ -z $wheel ]]; then
+    wheel=/root/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
+    cat /root/c/part* > "$wheel"
+  fi
+  python3 -m pip install -q --no-index --no-deps --target /root/ortgpu "$wheel"
+fi
+export PYTHONPATH=/root/ortgpu:$PYTHONPATH
+LD_LIBRARY_PATH=$(ls -d /opt/torch/.venv/lib/python3.12/site-packages/nvidia/*/lib | tr '\n' ':')${LD_LIBRARY_PATH:-}
+export LD_LIBRARY_PATH
+python3 -c 'import onnxruntime as o; p = o.get_available_providers(); print(p); assert "CUDAExecutionProvider" in p'
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+uptime
+
+common=(--model "$stage/segformer_b0_random_1024.onnx" --video "$stage/solidWhiteRight.mp4"
+        --params config/segformer_cityscapes.yaml --set pipeline=gpu
+        --set onnxruntime_provider=cuda --no-write-docs --duration "$duration")
+python3 -m benchmarks.bench_ros "${common[@]}" \
+  --scenarios transport,pipeline,mask_only,full,flood --out "$out/one" 2>&1 | tee "$out/one.log"
+for n in 2 4; do
+  python3 -m benchmarks.bench_ros "${common[@]}" --cameras "$n" \
+    --scenarios pipeline,mask_only --out "$out/cams$n" 2>&1 | tee "$out/cams$n.log"
+done
+uptime
