@@ -191,7 +191,11 @@ def plain_onnx_mask(model: Path, frame_rgb: np.ndarray) -> np.ndarray:
     import cv2
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model), providers=['CPUExecutionProvider'])
+    from segformer_ros.backends.onnxruntime_backend import stable_optimization_level
+
+    options = ort.SessionOptions()   # deterministic on ORT < 1.24 too (see there)
+    options.graph_optimization_level = stable_optimization_level(ort)
+    session = ort.InferenceSession(str(model), options, providers=['CPUExecutionProvider'])
     x = cv2.resize(frame_rgb, (513, 513), interpolation=cv2.INTER_LINEAR)
     ids = session.run(None, {'input': x.astype(np.float32).transpose(2, 0, 1)[None]})[0][0]
     h, w = frame_rgb.shape[:2]

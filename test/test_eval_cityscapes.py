@@ -15,6 +15,7 @@ from typing import Dict, Tuple
 import numpy as np
 import pytest
 
+from segformer_ros.backends.onnxruntime_backend import stable_optimization_level
 from shared_assets import cityscapes_root, deeplab_model_path, espnetv2_model
 
 cv2 = pytest.importorskip('cv2')
@@ -35,6 +36,7 @@ def _reference_masks(model: Path, root: Path, kind: str) -> Dict[str, np.ndarray
     """Masks per mode ('fast', 'exact' for logits; 'ids' for DeepLab), frames stacked."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
+    options.graph_optimization_level = stable_optimization_level(ort)   # ORT < 1.24
     session = ort.InferenceSession(str(model), options, providers=['CPUExecutionProvider'])
     inp = session.get_inputs()[0]
     in_h, in_w = inp.shape[2], inp.shape[3]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from segformer_ros.backends import OutputKind
-from segformer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend, select_output
+from segformer_ros.backends.onnxruntime_backend import (OnnxRuntimeBackend, select_output,
+                                                        stable_optimization_level)
 from segformer_ros.errors import BackendError, BackendStateError, ModelError
 
 onnx = pytest.importorskip('onnx')
@@ -221,3 +222,30 @@ def test_shared_segformer_b0_model():
     out = backend.infer(x)  # one inference, ~2 s on 2 cores
     assert out.shape == (1, 19, 256, 256) and out.dtype == np.float32
     assert np.isfinite(out).all()
+
+
+def test_stable_optimization_level_by_version():
+    import types
+    levels = types.SimpleNamespace(ORT_ENABLE_BASIC='basic', ORT_ENABLE_ALL='all')
+    for version, want in (('1.21.1', 'basic'), ('1.23.2', 'basic'), ('1.24.0', 'all'),
+                          ('1.32.0', 'all'), ('1.32.0+cu126', 'all'), ('2.0.0rc1', 'all')):
+        fake = types.SimpleNamespace(__version__=version, GraphOptimizationLevel=levels)
+        assert stable_optimization_level(fake) == want, version
+
+
+def test_bundled_deeplab_is_deterministic():
+    """The same frame gives the same ids run after run and session after session.
+
+    ONNX Runtime < 1.24 with its EXTENDED-level fusions broke this on an AVX-512 x86 CPU
+    (the same session agreed with itself on 61-98 % of pixels); see
+    stable_optimization_level.
+    """
+    frame = np.random.default_rng(7).uniform(0, 255, (1, 3, 513, 513)).astype(np.float32)
+    masks = []
+    for _ in range(2):
+        backend = OnnxRuntimeBackend(str(DEEPLAB))
+        backend.configure()
+        masks += [backend.infer(frame).copy() for _ in range(3)]
+        backend.release()
+    for mask in masks[1:]:
+        assert np.array_equal(mask, masks[0]), float((mask == masks[0]).mean())
