@@ -152,7 +152,10 @@ def test_deeplab_matches_plain_reference(deeplab, road_frame):
     ids = deeplab.session.run(None, {'input': x})[0][0].astype(np.uint8)
     ref = cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
     agreement = float((ref == result.mask).mean())
-    assert agreement >= 0.99, agreement
+    # 0.991 with ORT's ENABLE_ALL, 0.990 with BASIC (what ORT < 1.24 runs: see
+    # stable_optimization_level): quantized ids flip at class borders on 1-LSB resize
+    # differences; a wrong preprocessing step costs tens of percent.
+    assert agreement >= 0.985, agreement
     # Road (id 0) dominates the bottom centre of a dashcam frame.
     patch = result.mask[int(h * 0.8):, int(w * 0.35):int(w * 0.65)]
     assert (patch == 0).mean() > 0.8
