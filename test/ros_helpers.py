@@ -581,9 +581,9 @@ def lifecycle_cycles(model: Path, domain_id: int, cycles: int,
     from benchmarks.processes import confine_this_process
 
     ok = TransitionCallbackReturn.SUCCESS
-    try:  # the node process's allocator setting (node_main pins it before anything else)
-        from segformer_ros.memory import pin_mmap_threshold
-        pin_mmap_threshold()
+    try:  # the node process's allocator setting (node_main sets it before anything else)
+        from segformer_ros.memory import keep_image_buffers
+        keep_image_buffers()
     except ImportError:
         pass
     confine_this_process(domain_id)

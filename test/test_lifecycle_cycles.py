@@ -5,7 +5,7 @@ costs one model load) and real DDS, inside a fresh Python process of its own
 (``test/ros_helpers.py cycles``): counting a process's threads, fds and RSS is only
 meaningful when no earlier test's leftovers (contexts awaiting garbage collection, their
 DDS threads) come and go in the same process. After every cycle the runner hands freed
-heap back to the OS (malloc_trim; mmap threshold pinned as in node_main) and samples
+heap back to the OS (malloc_trim; allocator set as node_main sets it) and samples
 RSS, OS threads (split into executor pool workers, other Python threads and native
 threads) and open fds. The first 10 cycles are warm-up; the rest must be flat. Every
 fifth cycle (and the last) segments a frame, so inference buffers are part of every
@@ -28,15 +28,20 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 HELPERS = Path(__file__).resolve().parent / 'ros_helpers.py'
 CYCLES = 50
 WARMUP_CYCLES = 10
-# The runner pins glibc's mmap threshold as node_main does (segformer_ros.memory) and
-# calls malloc_trim before each sample; RSS then moves by +-1.5 MB between cycles. (Without
-# the pin it jumps by 10-18 MB in some inference cycles and drops later.) A leak raises the
+# The runner sets glibc's allocator as node_main does (segformer_ros.memory: image buffers
+# from the heap) and calls malloc_trim before each sample; RSS then moves by +-1.5 MB
+# between cycles. A leak raises the
 # floor: the lowest RSS of the last 10 cycles may exceed the lowest of the first 10 steady
 # ones by less than 6 MB, which a leak of 0.2 MB per cycle exceeds (a leaked model session
 # costs ~10 MB; measured: +399 MB over these cycles). Observed: +0.4 to +3.1 MB, of which
 # ~10 kB per cycle is Python heap (rclpy keeps a dead weakref per destroyed publisher's
 # event handlers; a few config tuples stay referenced).
 RSS_TOLERANCE_MB = 6.0
+# Executor pool workers start lazily (bounded by POOL_WORKERS below); one that first runs
+# during the steady cycles brings its own thread stack and malloc arena: measured +2.2 to
+# +5.5 MB with one such worker, +5.6 to +6.6 MB with two, +0.7 to +1.1 MB with none. Not a
+# leak: each new worker raises the allowance by this much.
+RSS_PER_NEW_POOL_WORKER_MB = 3.0
 POOL_WORKERS = 4 + 2   # the node's executor has 4 workers, the test client's 2
 
 
@@ -72,7 +77,8 @@ def test_fifty_lifecycle_cycles_leak_nothing(ros_domain, deeplab_model) -> None:
               f'{last["pool_threads"]:.0f}, other Python {base["other_py_threads"]:.0f} -> '
               f'{last["other_py_threads"]:.0f}); fds {base["fds"]:.0f} -> {last["fds"]:.0f}')
     print(report)
-    assert growth < RSS_TOLERANCE_MB, report
+    new_workers = max(0.0, float(last['pool_threads'] - base['pool_threads']))
+    assert growth < RSS_TOLERANCE_MB + RSS_PER_NEW_POOL_WORKER_MB * new_workers, report
     for key in ('native_threads', 'other_py_threads', 'fds'):
         values = [s[key] for s in steady]
         assert max(values) <= base[key], f'{key} grew: {values}\n{report}'
