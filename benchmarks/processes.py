@@ -172,8 +172,9 @@ class RosProcess:
         return self.proc.returncode
 
     def log(self) -> str:
-        """Everything the process printed so far."""
-        self._log.flush()
+        """Everything the process printed so far (also after stop())."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors='replace')
 
     def wait_for_log(self, text: str, timeout_s: float) -> bool:

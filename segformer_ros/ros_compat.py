@@ -167,6 +167,11 @@ def guard_executor_wait(executor: Any, max_retries: int = 100) -> bool:
                 return original(*args, **kwargs)
             except InvalidHandle:
                 executor._cb_iter = None     # the generator ended with the exception
+                if _shutting_down(executor):
+                    # Ctrl-C/SIGTERM shut the context down: its wake-up has been spent,
+                    # so a rebuilt wait set would block for ever. Let spin() end as it
+                    # would without this guard (node_main treats that as a normal exit).
+                    raise
                 if attempt:
                     time.sleep(0.001)
         return original(*args, **kwargs)
@@ -174,6 +179,15 @@ def guard_executor_wait(executor: Any, max_retries: int = 100) -> bool:
     wait_for_ready_callbacks._segformer_ros_guarded = True  # type: ignore[attr-defined]
     executor.wait_for_ready_callbacks = wait_for_ready_callbacks
     return True
+
+
+def _shutting_down(executor: Any) -> bool:
+    context = getattr(executor, '_context', None)
+    try:
+        context_ok = context is None or bool(context.ok())
+    except Exception:  # noqa: BLE001 - a context being torn down counts as shut down
+        context_ok = False
+    return bool(getattr(executor, '_is_shutdown', False)) or not context_ok
 
 
 def harden_executor(executor: Any) -> None:
