@@ -10,19 +10,24 @@ CPU assembles the summary from the GPU's histograms.
 :func:`select_pipeline` decides between the two for the ``pipeline`` parameter.
 """
 
+import threading
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .backends.base import Backend, OutputKind
 from .config import PipelineConfig
-from .errors import BackendError, ConfigError
-from .pipeline import SegmentationResult
+from .errors import BackendError, BackendStateError, ConfigError
+from .pipeline import PendingResults, SegmentationResult
 from .preprocessing import Frame, unpack_frame
 from .summary import summary_from_counts
 
 PIPELINES: Tuple[str, ...] = ('auto', 'cpu', 'gpu')
+
+# Longest wait for in-flight submissions to be collected (a rebuild, a full pipeline).
+_DRAIN_TIMEOUT_S = 30.0
 
 # (channel order, channels) -> the encoding name the GPU kernels read.
 _ENCODINGS = {('rgb', 3): 'rgb8', ('bgr', 3): 'bgr8', ('rgb', 4): 'rgba8', ('bgr', 4): 'bgra8',
@@ -43,19 +48,30 @@ class GpuSegmentationPipeline:
     """SegmentationPipeline's interface over the CUDA pipeline (cuda.gpu_pipeline)."""
 
     def __init__(self, backend: Backend, config: PipelineConfig, device: int = 0,
-                 max_batch: int = 1) -> None:
+                 max_batch: int = 1, in_flight: int = 2,
+                 frames_per_submission: int = 0) -> None:
         from .cuda.gpu_pipeline import GpuPipeline
 
         info = backend.model_info
         engine = device_engine(backend, config, max_batch, device)
+        spec = engine.device_io_spec()
+        # One submission carries every camera's frame (``frames_per_submission``, default
+        # ``max_batch``): ceil(frames / engine batch) inferences, each holding a ring slot
+        # until it is collected.
+        frames = max(1, int(frames_per_submission or max_batch))
+        chunks = -(-frames // max(1, spec.batch))
+        self._in_flight = max(1, int(in_flight))
+        self._depth = chunks * self._in_flight
         self._backend = backend
         self._config = config
         self._engine = engine
         self._device = device
         self._make = GpuPipeline
-        self._gpu = GpuPipeline(config, engine, device=device)
+        self._gpu = GpuPipeline(config, engine, device=device, depth=self._depth)
+        # Submissions not yet collected: submit_batch blocks when all are taken, and a
+        # rebuild (new output size or overlay alpha) waits for all to come back.
+        self._free = threading.Semaphore(self._in_flight)
         h, w = info.input_hw
-        spec = engine.device_io_spec()
         self._input_hw = (int(h or spec.input_shape[2]), int(w or spec.input_shape[3]))
         self._kind = info.output_kind
 
@@ -86,39 +102,89 @@ class GpuSegmentationPipeline:
                                   want_summary=want_summary, overlay_alpha=overlay_alpha,
                                   want_confidence=want_confidence)[0]
 
+    @property
+    def inference_on_device(self) -> bool:
+        """True when inference runs on the GPU (not a CPU session between the kernels)."""
+        from .cuda.gpu_pipeline import HostInference
+        return not isinstance(self._engine, HostInference)
+
     def process_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
                       want_overlay: bool = True, want_summary: bool = True,
                       overlay_alpha: Optional[float] = None,
                       want_confidence: bool = False) -> List[SegmentationResult]:
         """Segment several frames (one per camera): up to the engine's batch per inference."""
-        self._follow_alpha(overlay_alpha)
-        unpacked = [unpack_frame(f, o) for f, o in frames]
-        # Any strides are fine: the one CPU copy packs each view into the mapped buffer.
-        jobs = [(array, gpu_encoding(array, order)) for array, order in unpacked]
-        results: List[SegmentationResult] = []
-        chunk = max(1, self._gpu.batch)
-        confidence = want_confidence and self.has_logits
-        for start in range(0, len(jobs), chunk):
-            gpu_results = self._gpu.process_batch(jobs[start:start + chunk], want_overlay)
-            maps: List[Optional[np.ndarray]] = [None] * len(gpu_results)
-            if confidence:
-                maps = list(gpu_confidence(self._gpu, [r.geometry for r in gpu_results],
-                                           self._config))
-            for (_, order), result, conf in zip(unpacked[start:start + chunk], gpu_results,
-                                                maps):
-                item = self._result(result, order, want_summary)
-                item.confidence = conf
-                results.append(item)
-        return results
+        return self.submit_batch(frames, want_overlay=want_overlay, want_summary=want_summary,
+                                 overlay_alpha=overlay_alpha,
+                                 want_confidence=want_confidence).collect()
 
-    def _result(self, result: Any, order: str, want_summary: bool) -> SegmentationResult:
+    def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
+                     want_overlay: bool = True, want_summary: bool = True,
+                     overlay_alpha: Optional[float] = None,
+                     want_confidence: bool = False, batch_limit: int = 0) -> PendingResults:
+        """Copy the frames into pinned memory and queue their GPU work; collect() waits.
+
+        Up to ``in_flight`` submissions may be outstanding (collected on any thread, in
+        submission order); one more blocks here until the oldest is collected. The frames
+        may be reused as soon as this returns (they were copied). ``batch_limit``: most
+        frames per inference (0: the engine's batch).
+        """
+        if not self._free.acquire(timeout=_DRAIN_TIMEOUT_S):
+            raise BackendStateError(f'expected a free GPU pipeline slot within '
+                                    f'{_DRAIN_TIMEOUT_S:.0f} s, got none: {self._in_flight} '
+                                    f'submission(s) were never collected')
+        try:
+            self._follow_alpha(overlay_alpha)
+            unpacked = [unpack_frame(f, o) for f, o in frames]
+            # Any strides are fine: the one CPU copy packs each view into the mapped buffer.
+            jobs = [(array, gpu_encoding(array, order)) for array, order in unpacked]
+            gpu, config = self._gpu, self._config
+            chunk = max(1, gpu.batch)
+            if batch_limit > 0:
+                chunk = min(chunk, int(batch_limit))
+            tickets: List[Tuple[Any, List[str]]] = []
+            try:
+                for start in range(0, len(jobs), chunk):
+                    tickets.append((gpu.submit_batch(jobs[start:start + chunk], want_overlay),
+                                    [order for _, order in unpacked[start:start + chunk]]))
+            except Exception:
+                _collect_quietly(gpu, [t for t, _ in tickets])
+                raise
+        except Exception:
+            self._free.release()
+            raise
+        confidence = want_confidence and self.has_logits
+        collected: List[Any] = []
+
+        def finish() -> List[SegmentationResult]:
+            results: List[SegmentationResult] = []
+            for ticket, orders in tickets:
+                gpu_results = gpu.collect_batch(ticket)
+                collected.append(ticket)
+                maps: List[Optional[np.ndarray]] = [None] * len(gpu_results)
+                if confidence:
+                    maps = list(gpu_confidence(gpu, [r.geometry for r in gpu_results], config))
+                for order, result, conf in zip(orders, gpu_results, maps):
+                    item = self._result(result, order, want_summary, config)
+                    item.confidence = conf
+                    results.append(item)
+            return results
+
+        def release() -> None:
+            # After the host copies of the results (or unused, at shutdown): only now may
+            # a new submission reuse these ring slots' mapped buffers.
+            _collect_quietly(gpu, [t for t, _ in tickets if t not in collected])
+            self._free.release()
+        return PendingResults(finish, release)
+
+    def _result(self, result: Any, order: str, want_summary: bool,
+                config: PipelineConfig) -> SegmentationResult:
         mask = np.array(result.mask)   # the mapped buffers are reused by the next frame
         overlay = np.array(result.overlay) if result.overlay is not None else None
         summary = None
         if want_summary:
             summary = summary_from_counts(mask.shape[1], mask.shape[0], result.class_counts,
                                           result.roi_counts, result.boundary,
-                                          self._config.classes, self._config.summary)
+                                          config.classes, config.summary)
         times = {k.replace('+', '_'): v / 1e3 for k, v in result.times_ms.items()}
         return SegmentationResult(mask, overlay, 'bgr' if order == 'bgr' else 'rgb', summary,
                                   result.geometry, times)
@@ -140,20 +206,53 @@ class GpuSegmentationPipeline:
         """
         if output_resolution == self._config.postprocess.output_resolution:
             return
-        self._config = replace(self._config, postprocess=replace(
+        config = replace(self._config, postprocess=replace(
             self._config.postprocess, output_resolution=output_resolution))
-        self._gpu.release()
-        self._gpu = self._make(self._config, self._engine, device=self._device)
+        with self._all_collected():
+            self._config = config
+            self._rebuild()
 
     def _follow_alpha(self, alpha: Optional[float]) -> None:
         # The blend is captured in a CUDA graph with its alpha: a new value rebuilds the
         # GPU pipeline once (rare: a person moving a slider), not every frame.
         if alpha is None or alpha == self._config.postprocess.overlay_alpha:
             return
+        # Called with one submission slot held (submit_batch): wait for the others.
         self._config = replace(self._config, postprocess=replace(
             self._config.postprocess, overlay_alpha=float(alpha)))
+        with self._all_collected(held=1):
+            self._rebuild()
+
+    def _rebuild(self) -> None:
         self._gpu.release()
-        self._gpu = self._make(self._config, self._engine, device=self._device)
+        self._gpu = self._make(self._config, self._engine, device=self._device,
+                               depth=self._depth)
+
+    @contextmanager
+    def _all_collected(self, held: int = 0) -> Iterator[None]:
+        """Hold every submission slot (all in-flight work collected) for a rebuild."""
+        taken = 0
+        try:
+            for _ in range(self._in_flight - held):
+                if not self._free.acquire(timeout=_DRAIN_TIMEOUT_S):
+                    raise BackendStateError(
+                        f'expected the GPU pipeline\'s submissions collected within '
+                        f'{_DRAIN_TIMEOUT_S:.0f} s before a rebuild, got '
+                        f'{self._in_flight - held - taken} still out')
+                taken += 1
+            yield
+        finally:
+            for _ in range(taken):
+                self._free.release()
+
+
+def _collect_quietly(gpu: Any, tickets: Sequence[Any]) -> None:
+    """Wait for submissions whose results nobody will read (keeps the ring consistent)."""
+    for ticket in tickets:
+        try:
+            gpu.collect_batch(ticket)
+        except Exception:  # noqa: BLE001 - already failing or shutting down
+            pass
 
 
 def gpu_confidence(gpu: Any, geometries: Sequence[Any], config: PipelineConfig
@@ -224,9 +323,12 @@ def backend_device(backend: Backend) -> int:
 
 
 def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provider: str,
-                    log: Callable[[str], None], max_batch: int = 1) -> Any:
+                    log: Callable[[str], None], max_batch: int = 1,
+                    frames_per_submission: int = 0) -> Any:
     """Build the pipeline the ``pipeline`` parameter asks for.
 
+    ``max_batch``: most frames per inference; ``frames_per_submission``: most frames per
+    ``submit_batch`` (one per camera; default ``max_batch``).
     ``cpu``: the numpy/OpenCV pipeline. ``gpu``: the CUDA pipeline, failing with the reason
     when it cannot run. ``auto``: the CUDA pipeline when inference runs on a GPU and
     cuda-python works, else the CPU pipeline, logging why.
@@ -240,7 +342,8 @@ def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provi
     try:
         # The backend's GPU, not the calling thread's current device (device_id != 0).
         return GpuSegmentationPipeline(backend, config, device=backend_device(backend),
-                                       max_batch=max_batch)
+                                       max_batch=max_batch,
+                                       frames_per_submission=frames_per_submission)
     except Exception as exc:  # noqa: BLE001 - cuda-python/driver errors vary by platform
         if choice == 'gpu':
             raise BackendError(f'pipeline gpu cannot start ({type(exc).__name__}: {exc}); '

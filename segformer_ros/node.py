@@ -2,13 +2,14 @@
 
 Nothing here computes: conversion, preprocessing, inference, postprocessing and the
 summary live in ROS-free modules; this file creates and releases ROS resources in the
-lifecycle callbacks, hands frames to one inference worker thread and publishes results.
+lifecycle callbacks, hands frames to the frame path's threads and publishes results.
 
 Threads: the executor(s) serve lifecycle services, parameters, camera_info and the
-diagnostics timer; no executor touches camera images: the inference worker thread takes
-the newest one from each depth-1 DDS reader when it is ready for it (frame_reader.py),
-so frames it would drop cost no Python time, and the node answers services while a
-frame is processed.
+diagnostics timer; no executor touches camera images: the frame path's intake thread
+takes the newest one from each depth-1 DDS reader when it is ready for it
+(frame_reader.py), so frames it would drop cost no Python time; inference and the
+postprocess + publish of the previous frame overlap on two more threads (frame_path.py),
+and the node answers services while frames are processed.
 """
 
 import threading
@@ -30,6 +31,7 @@ from .backends.base import Backend
 from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
 from .executors import FramePathCallbackGroup
+from .frame_path import FramePath
 from .frame_reader import FrameReader, PulledCallbackGroup
 from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
                              label_info_message, label_info_type, missing_vision_msgs_hint)
@@ -92,6 +94,11 @@ class _Channel:
                             self.confidence_pub, self.camera_info_pub) if p is not None]
 
 
+# One camera frame on the frame path: its channel, the message (header; it owns the
+# data the view reads) and the converted view.
+_Frame = Tuple[_Channel, Any, Any]
+
+
 class SegformerNode(LifecycleNode):
     """Lifecycle node running semantic segmentation on camera images."""
 
@@ -108,7 +115,7 @@ class SegformerNode(LifecycleNode):
         self._params: Dict[str, Any] = {}
         self._channels: List[_Channel] = []
         self._slots: Optional[FrameReader] = None
-        self._worker: Optional[threading.Thread] = None
+        self._frame_path: Optional[FramePath] = None
         self._stats: Optional[StageStats] = None
         self._diag_pub: Optional[Any] = None
         self._diag_timer: Optional[Any] = None
@@ -215,9 +222,12 @@ class SegformerNode(LifecycleNode):
             workspace_mb=params['workspace_mb'], input_hw=config.input_size,
             max_batch=max(1, len(specs)), device_id=params['device_id'])
         info = self._backend.configure()
-        self._pipeline = select_pipeline(params['pipeline'], self._backend, config,
-                                         params['onnxruntime_provider'],
-                                         self.get_logger().info, max_batch=len(specs))
+        batch_limit = int(params.get('max_batch_size', 0))
+        self._pipeline = select_pipeline(
+            params['pipeline'], self._backend, config, params['onnxruntime_provider'],
+            self.get_logger().info,
+            max_batch=min(len(specs), batch_limit) if batch_limit else len(specs),
+            frames_per_submission=len(specs))
         self._backend.warmup(params['warmup_iterations'], self._pipeline.input_hw)
         # One frame through the whole pipeline: a fault around the model fails here.
         warm_up_pipeline(self._pipeline, len(specs), int(params.get('max_batch_size', 0)))
@@ -310,19 +320,27 @@ class SegformerNode(LifecycleNode):
             self._match_sub = self.create_subscription(
                 CameraInfo, self._params['match_camera_info'], self._on_match_camera_info,
                 SENSOR_QOS, callback_group=self._image_group)
-        self._slots = FrameReader(self.context, [ch.subscription for ch in self._channels])
-        self._worker = threading.Thread(target=self._worker_loop, args=(self._slots,),
-                                        name='segformer_inference', daemon=True)
-        self._worker.start()
+        slots = FrameReader(self.context, [ch.subscription for ch in self._channels])
+        self._slots = slots
+        window_s = float(self._params.get('batch_window_ms', 5.0)) / 1e3
+        trimmer, counters = HeapTrimmer(), [0, 0]
+        # With inference on the GPU the next message is taken while the model runs; on
+        # the CPU only when the model is free (frame_path.py says why).
+        self._frame_path = FramePath(
+            take=lambda: self._take_frames(slots, trimmer, window_s, counters),
+            submit=self._submit_frames, finish=self._publish_results,
+            on_error=self._on_frame_error,
+            prefetch=bool(getattr(self._pipeline, 'inference_on_device', False)),
+            keep_running=lambda: not slots.closed and self.context.ok(),
+            bind_thread=self._backend.bind_thread, name='segformer')
+        self._frame_path.start()
 
     def _stop_processing(self) -> None:
         # The worker first: it waits on the image subscriptions destroyed below.
         if self._slots is not None:
             self._slots.close()
-        if self._worker is not None:
-            self._worker.join(timeout=30.0)
-            if self._worker.is_alive():
-                self.get_logger().warn('inference worker did not stop within 30 s')
+        if self._frame_path is not None and not self._frame_path.stop(timeout_s=30.0):
+            self.get_logger().warn('frame path threads did not stop within 30 s')
         for ch in self._channels:
             for sub in (ch.subscription, ch.camera_info_sub):
                 if sub is not None:
@@ -333,48 +351,33 @@ class SegformerNode(LifecycleNode):
             self._match_sub = None
         if self._slots is not None:
             self._slots.destroy()
-        self._worker = None
+        self._frame_path = None
         self._slots = None
 
     # ------------------------------------------------------------ frame path
-    def _worker_loop(self, slots: FrameReader) -> None:
-        self._backend.bind_thread()   # CUDA's current device is per thread (device_id)
-        window_s = float(self._params.get('batch_window_ms', 5.0)) / 1e3
-        seen = dropped = 0
-        trimmer = HeapTrimmer()
-        while True:
-            trimmer.maybe_trim()
-            batch = slots.take_batch(window_s, timeout_s=0.5)
-            if not batch:
-                if slots.closed or not self.context.ok():
-                    return
-                continue
-            stats = self._stats
-            if stats is not None:   # frames seen and skipped since the last batch
-                now_seen, now_dropped = slots.frames_seen(), sum(slots.drop_counts().values())
-                stats.input_rate.tick(now_seen - seen)
-                stats.count_drop(now_dropped - dropped)
-                seen, dropped = now_seen, now_dropped
-            try:
-                self._process(batch)
-            except Exception as exc:  # noqa: BLE001 - the node goes on
-                if not self.context.ok():
-                    # Ctrl-C / SIGTERM shut the context down while this frame was in flight:
-                    # its publish fails by design; that is shutdown, not an error.
-                    return
-                if self._stats is not None:
-                    self._stats.count_error()
-                self._log_error('inference', f'frame failed: {type(exc).__name__}: {exc}')
+    # frame_path.py runs these on overlapping threads: take (+ convert) -> submit
+    # (preprocess + inference) -> finish (postprocess + publish).
+    def _take_frames(self, slots: FrameReader, trimmer: HeapTrimmer, window_s: float,
+                     counters: List[int]) -> Optional[List[_Frame]]:
+        """Take and convert the newest frame of each camera; None when there is none yet."""
+        trimmer.maybe_trim()
+        batch = slots.take_batch(window_s, timeout_s=0.5)
+        stats = self._stats
+        if not batch or stats is None:
+            return None
+        # Frames seen and skipped since the last batch.
+        now_seen, now_dropped = slots.frames_seen(), sum(slots.drop_counts().values())
+        stats.input_rate.tick(now_seen - counters[0])
+        stats.count_drop(now_dropped - counters[1])
+        counters[0], counters[1] = now_seen, now_dropped
+        return self._convert(batch, stats) or None
 
-    def _process(self, batch: Sequence[Tuple[int, Any]]) -> None:
+    def _convert(self, batch: Sequence[Tuple[int, Any]], stats: StageStats) -> List[_Frame]:
         from .compressed import decode_compressed
         from .conversion import image_msg_to_array
 
-        pipeline, stats = self._pipeline, self._stats
-        if pipeline is None or stats is None or not self._follow_match_size(pipeline):
-            return
         max_pixels = int(self._params['max_input_pixels'])
-        frames: List[Tuple[_Channel, Any, Any]] = []
+        frames: List[_Frame] = []
         for index, msg in batch:
             ch = self._channels[index]
             t0 = time.perf_counter()
@@ -390,21 +393,30 @@ class SegformerNode(LifecycleNode):
                 continue
             stats.add_times({'convert': time.perf_counter() - t0})
             frames.append((ch, msg, view))
-        if not frames:
-            return
+        return frames
+
+    def _submit_frames(self, frames: List[_Frame]) -> Optional[Any]:
+        """Preprocess and start inference; the pending results go to _publish_results."""
+        pipeline = self._pipeline
+        if pipeline is None or not self._follow_match_size(pipeline):
+            return None
         want_overlay = any(ch.overlay_pub.get_subscription_count() > 0 for ch, _, _ in frames)
         want_summary = any(ch.summary_pub.get_subscription_count() > 0 for ch, _, _ in frames)
         want_confidence = pipeline.has_logits and any(
             ch.confidence_pub.get_subscription_count() > 0 for ch, _, _ in frames)
-        alpha = float(self.get_parameter('overlay_alpha').value)
-        inputs = [(view.array, view.channel_order) for _, _, view in frames]
-        limit = int(self._params.get('max_batch_size', 0)) or len(inputs)
-        results = []
-        for start in range(0, len(inputs), limit):
-            results.extend(pipeline.process_batch(
-                inputs[start:start + limit], want_overlay=want_overlay,
-                want_summary=want_summary, overlay_alpha=alpha,
-                want_confidence=want_confidence))
+        return pipeline.submit_batch(
+            [(view.array, view.channel_order) for _, _, view in frames],
+            want_overlay=want_overlay, want_summary=want_summary,
+            overlay_alpha=float(self.get_parameter('overlay_alpha').value),
+            want_confidence=want_confidence,
+            batch_limit=int(self._params.get('max_batch_size', 0)))
+
+    def _publish_results(self, frames: List[_Frame], pending: Any) -> None:
+        """Wait for the results of ``frames`` and publish them."""
+        results = pending.collect()
+        stats, pipeline = self._stats, self._pipeline
+        if stats is None or pipeline is None:
+            return
         for (ch, msg, _), result in zip(frames, results):
             t0 = time.perf_counter()
             if not ch.label_info_sent:
@@ -429,6 +441,15 @@ class SegformerNode(LifecycleNode):
             times['publish'] = time.perf_counter() - t0
             stats.add_times(times)
             stats.output_rate.tick()
+
+    def _on_frame_error(self, stage: str, exc: BaseException) -> None:
+        if not self.context.ok():
+            # Ctrl-C / SIGTERM shut the context down while a frame was in flight: its
+            # publish fails by design; that is shutdown, not an error.
+            return
+        if self._stats is not None:
+            self._stats.count_error()
+        self._log_error(f'frame:{stage}', f'frame failed ({stage}): {type(exc).__name__}: {exc}')
 
     # ---------------------------------------------------- match_camera_info
     def _on_match_camera_info(self, msg: CameraInfo) -> None:

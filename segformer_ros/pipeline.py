@@ -9,13 +9,13 @@ hands the arrays (or :class:`~segformer_ros.conversion.ImageView` objects) here.
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .backends.base import Backend, OutputKind
 from .config import PipelineConfig
-from .errors import ConfigError
+from .errors import BackendStateError, ConfigError
 from .geometry import ResizeGeometry
 from .labels import palette_lut
 from .overlay import blend_overlay, overlay_channel_order
@@ -100,6 +100,11 @@ class SegmentationPipeline:
         """True when the model outputs logits (so a confidence map can be computed)."""
         return self._kind is OutputKind.LOGITS
 
+    @property
+    def inference_on_device(self) -> bool:
+        """False: inference runs on the host CPU (see GpuSegmentationPipeline)."""
+        return False
+
     def set_output_resolution(self, output_resolution: str) -> None:
         """Publish at another size from the next frame on ('input', 'model' or 'WxH').
 
@@ -128,22 +133,48 @@ class SegmentationPipeline:
         Uses one ``backend.infer`` call when the model's batch dimension is dynamic or equals
         ``len(frames)``; otherwise runs chunks of the fixed batch size (the last one padded).
         """
-        if not frames:
-            return []
-        chunk = len(frames) if self._max_batch is None else int(self._max_batch)
-        results: List[SegmentationResult] = []
-        for start in range(0, len(frames), chunk):
-            results.extend(self._run_chunk(list(frames[start:start + chunk]), chunk,
-                                           want_overlay, want_summary, overlay_alpha,
-                                           want_confidence and self.has_logits))
-        return results
+        return self.submit_batch(frames, want_overlay=want_overlay, want_summary=want_summary,
+                                 overlay_alpha=overlay_alpha,
+                                 want_confidence=want_confidence).collect()
 
-    def _run_chunk(self, frames: List[Tuple[Frame, Optional[str]]], batch: int,
-                   want_overlay: bool, want_summary: bool,
-                   overlay_alpha: Optional[float],
-                   want_confidence: bool = False) -> List[SegmentationResult]:
+    def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
+                     want_overlay: bool = True, want_summary: bool = True,
+                     overlay_alpha: Optional[float] = None,
+                     want_confidence: bool = False, batch_limit: int = 0
+                     ) -> 'PendingResults':
+        """Preprocess and infer now; postprocess, overlay and summary when collected.
+
+        The split lets a caller (the node's frame path) run the next frame's inference
+        while another thread finishes this one: :meth:`PendingResults.collect` needs only
+        the model outputs, the geometries and the frames, all held by the returned object
+        (the preprocess buffer is free again once this returns). The frames must stay
+        unchanged until then (the overlay blends them). ``batch_limit``: most frames per
+        inference (0: as many as the model takes).
+        """
         cfg = self._config
         alpha = cfg.postprocess.overlay_alpha if overlay_alpha is None else overlay_alpha
+        confidence = want_confidence and self.has_logits
+        fixed = None if self._max_batch is None else int(self._max_batch)
+        step = len(frames) if fixed is None else fixed
+        if batch_limit > 0:
+            step = min(step, int(batch_limit))
+        step = max(1, step)
+        inferred = []
+        for start in range(0, len(frames), step):
+            part = list(frames[start:start + step])
+            inferred.append(self._infer_chunk(part, fixed or len(part)))
+
+        def finish() -> List[SegmentationResult]:
+            results: List[SegmentationResult] = []
+            for item in inferred:
+                results.extend(self._finish_chunk(item, cfg, want_overlay, want_summary,
+                                                  alpha, confidence))
+            return results
+        return PendingResults(finish)
+
+    def _infer_chunk(self, frames: List[Tuple[Frame, Optional[str]]], batch: int
+                     ) -> '_Inferred':
+        cfg = self._config
         with self._lock:
             t0 = time.perf_counter()
             buf = self._buffer(batch)
@@ -152,17 +183,22 @@ class SegmentationPipeline:
             if len(frames) < batch:
                 buf[len(frames):] = 0.0  # padding items of a fixed-size batch
             t1 = time.perf_counter()
-            outputs = self._backend.infer(buf)
+            outputs = self._backend.infer(buf)   # a fresh array: the buffer is reused
             t2 = time.perf_counter()
+        return _Inferred(frames, list(geos), outputs, t1 - t0, t2 - t1)
+
+    def _finish_chunk(self, item: '_Inferred', cfg: PipelineConfig, want_overlay: bool,
+                      want_summary: bool, alpha: float,
+                      want_confidence: bool) -> List[SegmentationResult]:
         results = []
-        for i, ((frame, order), geo) in enumerate(zip(frames, geos)):
-            times = {'preprocess': t1 - t0, 'inference': t2 - t1}
+        for i, ((frame, order), geo) in enumerate(zip(item.frames, item.geometries)):
+            times = {'preprocess': item.preprocess_s, 'inference': item.inference_s}
             t = time.perf_counter()
-            mask = ids_from_output(outputs[i], self._kind, geo, cfg.postprocess,
+            mask = ids_from_output(item.outputs[i], self._kind, geo, cfg.postprocess,
                                    cfg.classes.num_classes)
             confidence = None
             if want_confidence:
-                confidence = confidence_from_logits(outputs[i], geo, cfg.postprocess)
+                confidence = confidence_from_logits(item.outputs[i], geo, cfg.postprocess)
             times['postprocess'] = time.perf_counter() - t
             array, frame_order = unpack_frame(frame, order)
             overlay = None
@@ -178,3 +214,42 @@ class SegmentationPipeline:
             results.append(SegmentationResult(mask, overlay, overlay_channel_order(frame_order),
                                               summary, geo, times, confidence))
         return results
+
+
+@dataclass
+class _Inferred:
+    """One chunk between inference and postprocessing."""
+
+    frames: List[Tuple[Frame, Optional[str]]]
+    geometries: List[ResizeGeometry]
+    outputs: np.ndarray
+    preprocess_s: float
+    inference_s: float
+
+
+class PendingResults:
+    """Results of a submitted batch, finished by :meth:`collect` (once, on any thread)."""
+
+    def __init__(self, finish: Callable[[], List[SegmentationResult]],
+                 release: Optional[Callable[[], None]] = None) -> None:
+        self._finish: Optional[Callable[[], List[SegmentationResult]]] = finish
+        self._release = release
+
+    def collect(self) -> List[SegmentationResult]:
+        """Finish the batch and return one result per submitted frame, in order."""
+        finish = self._finish
+        if finish is None:
+            raise BackendStateError('expected results not collected yet, got a second '
+                                    'collect() of the same submission')
+        self._finish = None
+        try:
+            return finish()
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Give the submission's resources back without results (shutdown)."""
+        self._finish = None
+        release, self._release = self._release, None
+        if release is not None:
+            release()

@@ -544,7 +544,9 @@ def _resources(previous: Optional[Dict[str, float]] = None) -> Dict[str, float]:
             # Threads not started by Python: Fast DDS, ONNX Runtime's pool.
             'native_threads': float(os_threads - len(py)),
             'fds': float(len(fd_targets(pid))),
-            'inference_threads': float(sum(1 for t in py if t.name == 'segformer_inference'))}
+            'inference_threads': float(sum(1 for t in py if t.name.startswith('segformer_')
+                                           and t.name.rsplit('_', 1)[-1] in
+                                           ('intake', 'submit', 'finish')))}
 
 
 def _frame_path_counts(running: 'InProcessNode', matched: bool) -> Dict[str, float]:
@@ -612,7 +614,7 @@ def lifecycle_cycles(model: Path, domain_id: int, cycles: int,
                         row.update(_frame_path_counts(running, matched))
                 row['deactivate_ok'] = float(node.trigger_deactivate() == ok)
                 row['cleanup_ok'] = float(node.trigger_cleanup() == ok)
-                row['released'] = float(node._backend is None and node._worker is None
+                row['released'] = float(node._backend is None and node._frame_path is None
                                         and not node._channels)
                 row['seconds'] = time.monotonic() - t0
                 row.update(_resources(samples[-1] if samples else None))

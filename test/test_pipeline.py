@@ -102,6 +102,54 @@ def test_fixed_batch_runs_chunks_and_pads():
         np.testing.assert_array_equal(r.mask, results[0].mask)
 
 
+def test_submit_then_collect_on_another_thread_equals_process_batch():
+    """The node's split: inference of frame n+1 runs before frame n is postprocessed."""
+    import threading
+
+    from segformer_ros.errors import BackendStateError
+
+    backend = BrightnessBackend(None, logits=True)
+    backend.configure()
+    pipe = SegmentationPipeline(backend, PipelineConfig(
+        classes=ClassConfig(names=('background', 'box'), colors=((0, 0, 0), (0, 255, 0)),
+                            drivable_ids=(0,))))
+    first = [(_frame(), 'rgb'), (_frame(40, 40, 'bgr'), 'bgr')]
+    second = [(_frame(order='bgr')[::-1].copy(), 'bgr')]
+    expected = pipe.process_batch(first, want_confidence=True) + pipe.process_batch(second)
+    calls_before = len(backend.calls)
+    pending = [pipe.submit_batch(first, want_confidence=True), pipe.submit_batch(second)]
+    # Both inferences ran (the preprocess buffer was reused in between) before either
+    # batch was finished; the outputs held by the first were not overwritten.
+    assert len(backend.calls) == calls_before + 2
+    collected = []
+    thread = threading.Thread(target=lambda: collected.extend(
+        pending[0].collect() + pending[1].collect()))
+    thread.start()
+    thread.join(10)
+    assert len(collected) == 3
+    for got, want in zip(collected, expected):
+        np.testing.assert_array_equal(got.mask, want.mask)
+        np.testing.assert_array_equal(got.overlay, want.overlay)
+        assert got.summary == want.summary
+    np.testing.assert_array_equal(collected[0].confidence, expected[0].confidence)
+    assert collected[2].confidence is None
+    with pytest.raises(BackendStateError, match='second collect'):
+        pending[0].collect()
+
+
+def test_batch_limit_splits_inferences():
+    dynamic = BrightnessBackend(None)
+    dynamic.configure()
+    frames = [(_frame(), 'rgb')] * 5
+    results = SegmentationPipeline(dynamic, PipelineConfig()).submit_batch(
+        frames, batch_limit=2).collect()
+    assert dynamic.calls == [2, 2, 1] and len(results) == 5
+    fixed = BrightnessBackend(4)
+    fixed.configure()
+    SegmentationPipeline(fixed, PipelineConfig()).submit_batch(frames, batch_limit=3).collect()
+    assert fixed.calls == [4, 4]   # 3 + 2 frames, each padded to the model's fixed batch
+
+
 def test_dynamic_size_needs_input_size():
     backend = BrightnessBackend(1, hw=(None, None))
     backend.configure()

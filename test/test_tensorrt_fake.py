@@ -7,8 +7,8 @@ binding sources in its docstring.
 
 import json
 import threading
+import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import List
 
 import numpy as np
@@ -162,7 +162,7 @@ def test_select_pipeline_uses_backend_device(tmp_path, monkeypatch):
     class Recorder:
         batch = 1
 
-        def __init__(self, config, engine, device=0):
+        def __init__(self, config, engine, device=0, depth=1):
             seen.append(device)
 
     monkeypatch.setattr(gpu_pipeline, 'GpuPipeline', Recorder)
@@ -175,15 +175,26 @@ def test_select_pipeline_uses_backend_device(tmp_path, monkeypatch):
     be.release()
 
 
-def test_node_worker_binds_its_thread():
-    pytest.importorskip('rclpy')
-    from segformer_ros.node import SegformerNode
+def test_frame_path_threads_bind_their_device():
+    """Every frame-path thread (intake, submit, finish) makes the backend's GPU current."""
+    from segformer_ros.frame_path import FramePath
     calls = []
-    fake_self = SimpleNamespace(_backend=SimpleNamespace(bind_thread=lambda: calls.append(
-        threading.current_thread().name)), _params={'batch_window_ms': 1.0})
-    slots = SimpleNamespace(take_batch=lambda *a, **k: [], closed=True)
-    SegformerNode._worker_loop(fake_self, slots)
-    assert calls == [threading.current_thread().name]
+    lock = threading.Lock()
+
+    def bind():
+        with lock:
+            calls.append(threading.current_thread().name)
+    path = FramePath(take=lambda: None, submit=lambda item: None,
+                     finish=lambda item, pending: None, on_error=lambda *a: None,
+                     prefetch=True, bind_thread=bind, name='segformer')
+    path.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        assert path.stop(timeout_s=5)
+    assert sorted(calls) == ['segformer_finish', 'segformer_intake', 'segformer_submit']
 
 
 # ----------------------------------------------------------------- defect 3: CLI

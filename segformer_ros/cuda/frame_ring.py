@@ -2,9 +2,11 @@
 
 Pure Python (no CUDA): submission ``n`` goes to slot ``n % depth``; a slot is busy from
 its submission until its ticket is collected, so at most ``depth`` submissions are in
-flight and a slot's buffers are reused only after its results were handed out.
+flight and a slot's buffers are reused only after its results were handed out. One thread
+may submit while another collects (the node's frame path): the bookkeeping is locked.
 """
 
+import threading
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -30,14 +32,20 @@ class FrameRing:
         self.depth = depth
         self._busy: List[Optional[GpuTicket]] = [None] * depth
         self._seq = 0
+        self._lock = threading.Lock()
 
     @property
     def in_flight(self) -> int:
         """Submissions not collected yet."""
-        return sum(t is not None for t in self._busy)
+        with self._lock:
+            return sum(t is not None for t in self._busy)
 
     def acquire(self, count: int) -> GpuTicket:
         """Reserve the next slot for a submission of ``count`` frames."""
+        with self._lock:
+            return self._acquire(count)
+
+    def _acquire(self, count: int) -> GpuTicket:
         slot = self._seq % self.depth
         held = self._busy[slot]
         if held is not None:
@@ -52,7 +60,8 @@ class FrameRing:
 
     def oldest(self) -> GpuTicket:
         """Return the submission in flight longest (collect() without a ticket takes it)."""
-        held = [t for t in self._busy if t is not None]
+        with self._lock:
+            held = [t for t in self._busy if t is not None]
         if not held:
             raise BackendStateError('expected a submission in flight to collect, got none; '
                                     'call submit() first')
@@ -60,11 +69,16 @@ class FrameRing:
 
     def check(self, ticket: GpuTicket) -> None:
         """Raise unless ``ticket`` is in flight (not yet collected, from this ring)."""
+        with self._lock:
+            self._check(ticket)
+
+    def _check(self, ticket: GpuTicket) -> None:
         if not (0 <= ticket.slot < self.depth) or self._busy[ticket.slot] != ticket:
             raise BackendStateError(f'expected a ticket in flight, got {ticket} (already '
                                     f'collected, or from another pipeline)')
 
     def release(self, ticket: GpuTicket) -> None:
         """Mark ``ticket``'s slot free again."""
-        self.check(ticket)
-        self._busy[ticket.slot] = None
+        with self._lock:
+            self._check(ticket)
+            self._busy[ticket.slot] = None
