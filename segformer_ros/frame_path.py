@@ -13,7 +13,7 @@ frames/s on the H200 (docs/benchmarks.md, "Node vs pipeline"). Here the work is 
 inference runs. That pays when inference runs off the host (the GPU pipeline). When it
 runs on the host CPU the two would compete for the same cores, and a frame taken during
 a long inference would be stale by the time the model is free, so without ``prefetch``
-the intake thread submits itself (it takes the newest frame only when the model is free).
+the intake thread submits itself, and takes the newest frame only once a slot is free.
 
 At most ``in_flight`` submissions are between submit and the end of finish: enough to
 overlap one frame's finish with the next one's inference, without queueing stale frames.
@@ -176,20 +176,27 @@ class FramePath:
     def _intake_loop(self) -> None:
         try:
             while self._running():
-                if self._prefetch and not self._taken.wait_for_room():
+                if self._prefetch:
+                    if not self._taken.wait_for_room():
+                        return
+                elif not self._acquire_slot():
                     return
+                # Without prefetch the slot is held before the take: the newest frame is
+                # taken only when the model can start on it (it would go stale waiting).
                 try:
                     item = self._take()
                 except Exception as exc:  # noqa: BLE001 - the node goes on
+                    item = None
                     self._on_error('take', exc)
-                    continue
                 if item is None:
+                    if not self._prefetch:
+                        self._slots.release()
                     continue
                 if self._prefetch:
                     if not self._taken.put(item):
                         return
                 else:
-                    self._submit_one(item)
+                    self._submit_held(item)
         finally:
             self._taken.close()
             if not self._prefetch:
@@ -205,10 +212,19 @@ class FramePath:
         finally:
             self._pending.close()
 
-    def _submit_one(self, item: Any) -> None:
+    def _acquire_slot(self) -> bool:
+        """Wait for a free in-flight slot; False when stopping."""
         while not self._slots.acquire(timeout=_POLL_S):
             if self._stopping.is_set():
-                return
+                return False
+        return True
+
+    def _submit_one(self, item: Any) -> None:
+        if self._acquire_slot():
+            self._submit_held(item)
+
+    def _submit_held(self, item: Any) -> None:
+        """Submit ``item`` with a slot already held; the finish thread gives it back."""
         try:
             pending = self._submit(item)
         except Exception as exc:  # noqa: BLE001 - the node goes on

@@ -324,11 +324,12 @@ def backend_device(backend: Backend) -> int:
 
 def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provider: str,
                     log: Callable[[str], None], max_batch: int = 1,
-                    frames_per_submission: int = 0) -> Any:
+                    frames_per_submission: int = 0, in_flight: int = 2) -> Any:
     """Build the pipeline the ``pipeline`` parameter asks for.
 
     ``max_batch``: most frames per inference; ``frames_per_submission``: most frames per
-    ``submit_batch`` (one per camera; default ``max_batch``).
+    ``submit_batch`` (one per camera; default ``max_batch``); ``in_flight``: submissions the
+    GPU pipeline holds buffers for.
     ``cpu``: the numpy/OpenCV pipeline. ``gpu``: the CUDA pipeline, failing with the reason
     when it cannot run. ``auto``: the CUDA pipeline when inference runs on a GPU and
     cuda-python works, else the CPU pipeline, logging why.
@@ -343,7 +344,8 @@ def select_pipeline(choice: str, backend: Backend, config: PipelineConfig, provi
         # The backend's GPU, not the calling thread's current device (device_id != 0).
         return GpuSegmentationPipeline(backend, config, device=backend_device(backend),
                                        max_batch=max_batch,
-                                       frames_per_submission=frames_per_submission)
+                                       frames_per_submission=frames_per_submission,
+                                       in_flight=in_flight)
     except Exception as exc:  # noqa: BLE001 - cuda-python/driver errors vary by platform
         if choice == 'gpu':
             raise BackendError(f'pipeline gpu cannot start ({type(exc).__name__}: {exc}); '

@@ -227,7 +227,7 @@ class SegformerNode(LifecycleNode):
             params['pipeline'], self._backend, config, params['onnxruntime_provider'],
             self.get_logger().info,
             max_batch=min(len(specs), batch_limit) if batch_limit else len(specs),
-            frames_per_submission=len(specs))
+            frames_per_submission=len(specs), in_flight=max(2, params['frames_in_flight']))
         self._backend.warmup(params['warmup_iterations'], self._pipeline.input_hw)
         # One frame through the whole pipeline: a fault around the model fails here.
         warm_up_pipeline(self._pipeline, len(specs), int(params.get('max_batch_size', 0)))
@@ -324,14 +324,16 @@ class SegformerNode(LifecycleNode):
         self._slots = slots
         window_s = float(self._params.get('batch_window_ms', 5.0)) / 1e3
         trimmer, counters = HeapTrimmer(), [0, 0]
-        # With inference on the GPU the next message is taken while the model runs; on
-        # the CPU only when the model is free (frame_path.py says why).
+        # With inference on the GPU the next image is taken and the last results published
+        # while the model runs; on the CPU that would compete with the model for the same
+        # cores (measured: docs/benchmarks.md, "Node vs pipeline"), so one frame at a time.
+        on_device = bool(getattr(self._pipeline, 'inference_on_device', False))
+        in_flight = int(self._params['frames_in_flight']) or (2 if on_device else 1)
         self._frame_path = FramePath(
             take=lambda: self._take_frames(slots, trimmer, window_s, counters),
             submit=self._submit_frames, finish=self._publish_results,
-            on_error=self._on_frame_error,
-            prefetch=bool(getattr(self._pipeline, 'inference_on_device', False)),
-            keep_running=lambda: not slots.closed and self.context.ok(),
+            on_error=self._on_frame_error, prefetch=on_device and in_flight > 1,
+            in_flight=in_flight, keep_running=lambda: not slots.closed and self.context.ok(),
             bind_thread=self._backend.bind_thread, name='segformer')
         self._frame_path.start()
 

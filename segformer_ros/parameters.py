@@ -128,6 +128,12 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'camera_info with the mask\'s header and size (intrinsics scaled to it).'),
     ParamSpec('max_batch_size', 0, 'Most frames per inference across cameras (0 = as many as the '
               'model allows; 1 = never batch).', min_value=0, max_value=64),
+    ParamSpec('frames_in_flight', 0, 'Frames between inference and publish at once: 1 = one '
+              'at a time; 2 = the next frame\'s inference overlaps the last one\'s '
+              'postprocess and publish, and with inference on the GPU the next image is taken '
+              'meanwhile; 0 = auto (2 with inference on the GPU, 1 with inference on the CPU, '
+              'where the overlap would compete with the model for the same cores).',
+              min_value=0, max_value=4),
     ParamSpec('batch_window_ms', 5.0, 'How long the first frame waits for the other cameras\' '
               'frames to share one inference.', min_value=0.0, max_value=200.0),
     # --- drivable occupancy grid (segmentation/drivable_grid; needs camera_info_topics)

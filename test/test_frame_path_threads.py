@@ -136,6 +136,17 @@ def test_never_more_than_in_flight_submissions_unfinished(in_flight: int) -> Non
     assert rec.most_unfinished == in_flight
 
 
+def test_one_in_flight_takes_only_after_the_last_frame_was_published() -> None:
+    """frames_in_flight 1 (CPU inference): strictly one frame at a time, the newest."""
+    rec = Recorder(frames=5, submit_s=0.02, finish_s=0.05)
+    run_path(rec, prefetch=False, in_flight=1)
+    assert rec.finished == list(range(5))
+    takes = {e[2]: e[0] for e in rec.events if e[1] == 'take'}
+    finishes = rec.spans('finish_start', 'finish_end')
+    for i in range(4):
+        assert takes[i + 1] >= finishes[i][1], f'frame {i + 1} taken before {i} was published'
+
+
 def test_failing_stages_are_reported_and_the_path_goes_on() -> None:
     rec = Recorder(frames=10)
     submit, finish, take = rec.submit, rec.finish, rec.take

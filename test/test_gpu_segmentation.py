@@ -136,6 +136,7 @@ def test_gpu_pipeline_runs_a_cpu_session(tmp_path, street_frames_bgr) -> None:
     cpu.configure()
     pipeline = select_pipeline('gpu', cpu, config, 'cpu', print)
     assert isinstance(pipeline._engine, HostInference)
+    assert not pipeline.inference_on_device   # the node takes frames only when it is free
     warm_up_pipeline(pipeline)                 # what configure runs: no device-binding error
     reference = SegmentationPipeline(cpu, config)
     for frame in street_frames_bgr[:2]:
@@ -145,3 +146,60 @@ def test_gpu_pipeline_runs_a_cpu_session(tmp_path, street_frames_bgr) -> None:
         assert float((got.mask == want.mask).mean()) > 0.98
     pipeline.release()
     cpu.release()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_usable(), reason='needs a CUDA GPU and cuda-python')
+@pytest.mark.parametrize('max_batch', [2, 1])
+def test_gpu_submissions_in_flight_collected_on_another_thread(tmp_path, street_frames_bgr,
+                                                               max_batch) -> None:
+    """The node's frame path: two submissions in flight, collected by another thread."""
+    import threading
+
+    import onnxruntime as ort
+
+    if 'CUDAExecutionProvider' not in ort.get_available_providers():
+        pytest.skip('needs onnxruntime-gpu')
+    model = str(logits_model(tmp_path / 'tiny.onnx', input_hw=(128, 128), dynamic=True))
+    config = PipelineConfig(input_size=(128, 128))
+    gpu = OnnxRuntimeBackend(model, provider='cuda', input_hw=(128, 128))
+    gpu.configure()
+    # Two cameras per submission; max_batch 1 runs them as two inferences (two ring slots).
+    pipeline = select_pipeline('gpu', gpu, config, 'cuda', print, max_batch=max_batch,
+                               frames_per_submission=2)
+    assert pipeline.inference_on_device
+    a = [(f, 'bgr') for f in street_frames_bgr[:2]]
+    b = [(np.ascontiguousarray(f[::-1]), 'bgr') for f in street_frames_bgr[1:3]]
+    c = [(np.ascontiguousarray(f[:, ::-1]), 'bgr') for f in street_frames_bgr[:2]]
+    want = {k: pipeline.process_batch(v) for k, v in (('a', a), ('b', b), ('c', c))}
+    pending_a = pipeline.submit_batch(a)
+    pending_b = pipeline.submit_batch(b)
+    third = []
+    submitter = threading.Thread(target=lambda: third.append(pipeline.submit_batch(c)))
+    submitter.start()
+    submitter.join(0.5)
+    assert submitter.is_alive(), 'a third submission did not wait for a free slot'
+    got = {}
+    collector = threading.Thread(target=lambda: got.update(a=pending_a.collect(),
+                                                           b=pending_b.collect()))
+    collector.start()
+    collector.join(30)
+    submitter.join(30)
+    assert not submitter.is_alive() and len(third) == 1
+    got['c'] = third[0].collect()
+    for key in 'abc':
+        for g, w in zip(got[key], want[key]):
+            np.testing.assert_array_equal(g.mask, w.mask)
+            np.testing.assert_array_equal(g.overlay, w.overlay)
+            assert g.summary == w.summary
+    # A rebuild (new output size) waits for the submission still out, then applies.
+    pending = pipeline.submit_batch(a)
+    resized = threading.Thread(target=pipeline.set_output_resolution, args=('model',))
+    resized.start()
+    resized.join(0.5)
+    assert resized.is_alive(), 'the rebuild did not wait for the submission in flight'
+    np.testing.assert_array_equal(pending.collect()[0].mask, want['a'][0].mask)
+    resized.join(30)
+    assert pipeline.process_batch(a)[0].mask.shape == (128, 128)
+    pipeline.release()
+    gpu.release()
