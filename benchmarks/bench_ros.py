@@ -100,6 +100,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    'node runs with cameras [cam0, ...] and batches their frames')
     p.add_argument('--pipeline-seconds', type=float, default=None,
                    help='seconds of the standalone pipeline loop (default: --duration / 2)')
+    p.add_argument('--rounds', type=int, default=1,
+                   help='run the scenarios this many times, interleaved (pipeline, node, '
+                   'pipeline, node, ...); node-vs-pipeline figures are the medians of the '
+                   'per-round ones, so load that changes between minutes cancels')
     p.add_argument('--check-ratio', type=float, default=None, metavar='R',
                    help='exit 3 when a mask-only node scenario delivers less than R x what '
                    'the standalone pipeline measured in this run allows (CI check)')
@@ -115,6 +119,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args.window_s = 1.0 if args.quick else 5.0
     args.write_docs = args.write_docs and not (args.quick or args.no_write_docs)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.rounds < 1:
+        p.error(f'expected --rounds >= 1, got {args.rounds}')
     if args.duration <= args.settle_s or args.rate <= 0 or args.flood_rate <= 0:
         p.error(f'expected --duration > {args.settle_s} s and positive rates, got '
                 f'{args.duration}, {args.rate}, {args.flood_rate}')
@@ -872,6 +878,53 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
+_ROUND_FIELDS = ('output_hz', 'allowed_hz', 'throughput_ratio', 'cpu_ratio', 'latency_p50_ms',
+                 'latency_p95_ms', 'node_cpu_ms_per_output', 'node_cpu_ms_outside_inference',
+                 'latency_target_ms')
+
+
+def _median(values: Sequence[Any]) -> Optional[float]:
+    numbers = sorted(float(v) for v in values if isinstance(v, (int, float)))
+    if not numbers:
+        return None
+    mid = len(numbers) // 2
+    return numbers[mid] if len(numbers) % 2 else (numbers[mid - 1] + numbers[mid]) / 2
+
+
+def median_of_rounds(rounds: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Node-vs-pipeline figures over interleaved rounds: the median of each.
+
+    With one round it is that round. Each round pairs a standalone loop with the node runs
+    next to it, so a ratio's median over rounds resists load that comes and goes.
+    """
+    rounds = [r for r in rounds if r]
+    if len(rounds) <= 1:
+        return dict(rounds[0]) if rounds else {}
+    out: Dict[str, Any] = {k: _r(_median([r.get(k) for r in rounds]) or 0.0, 3)
+                           for k, v in rounds[0].items() if isinstance(v, (int, float))}
+    out['rounds'] = len(rounds)
+    out['scenarios'] = {}
+    names = [n for n in rounds[0]['scenarios']]
+    for name in names:
+        entries = [r['scenarios'][name] for r in rounds if name in r['scenarios']]
+        entry: Dict[str, Any] = {k: _r(_median([e.get(k) for e in entries]) or 0.0, 3)
+                                 for k in _ROUND_FIELDS if any(k in e for e in entries)}
+        entry['per_round'] = {k: [e.get(k) for e in entries]
+                              for k in ('throughput_ratio', 'cpu_ratio', 'latency_p50_ms')}
+        stages: Dict[str, Any] = {}
+        for stage in entries[0].get('stages', {}):
+            rows = [e['stages'][stage] for e in entries if stage in e.get('stages', {})]
+            stages[stage] = {k: _r(_median([row[k] for row in rows]) or 0.0, 2)
+                             for k in ('node_ms', 'pipeline_ms', 'inflation')}
+        entry['stages'] = stages
+        if 'latency_target_ms' in entry and entry.get('latency_p50_ms') is not None:
+            entry['latency_pass'] = bool(
+                entry['latency_p50_ms'] <= entry['latency_target_ms']
+                and (entry.get('latency_p95_ms') or 0.0) <= P95_OVER_P50 * entry['latency_p50_ms'])
+        out['scenarios'][name] = entry
+    return out
+
+
 def ratio_check(report: Dict[str, Any], minimum: float,
                 basis: str = 'cpu') -> Tuple[bool, str]:
     """Pass when every mask-only node scenario reaches ``minimum`` x the pipeline.
@@ -911,7 +964,10 @@ def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
              f'transport p50 {_fmt(nvp["transport_p50_ms"])} = **{nvp["latency_floor_ms"]} ms**.'
              + (f' GPU pipeline with two frames in flight: '
                 f'**{nvp["pipeline_two_in_flight_fps"]} frames/s**.'
-                if nvp.get('pipeline_two_in_flight_fps') else ''),
+                if nvp.get('pipeline_two_in_flight_fps') else '')
+             + (f' Figures are the medians of {nvp["rounds"]} interleaved rounds (pipeline, '
+                f'node, pipeline, node, ...); per-round ratios below the table.'
+                if nvp.get('rounds') else ''),
              '', '| scenario | masks/s | allowed/s | ratio | CPU ratio | latency p50 / p95 (ms) | '
              'node CPU ms / output | outside inference | worst stage inflation |',
              '|---|---|---|---|---|---|---|---|---|']
@@ -924,6 +980,13 @@ def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
                      f'{_fmt(e["latency_p50_ms"])} / '
                      f'{_fmt(e["latency_p95_ms"])} | {_fmt(e["node_cpu_ms_per_output"])} | '
                      f'{_fmt(e["node_cpu_ms_outside_inference"])} | {worst_text} |')
+    for name, e in nvp['scenarios'].items():
+        per = e.get('per_round')
+        if per:
+            lines.append(f'\n{name} per round: ratio '
+                         f'{", ".join(_fmt(v, 2) for v in per["throughput_ratio"])}; CPU ratio '
+                         f'{", ".join(_fmt(v, 2) for v in per["cpu_ratio"])}; latency p50 '
+                         f'{", ".join(_fmt(v) for v in per["latency_p50_ms"])} ms')
     return lines
 
 
@@ -958,14 +1021,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     state = _Run(args)
     results: List[Dict[str, Any]] = []
     try:
-        for scenario in scenarios:
-            print(f'bench_ros: {scenario.name} ({scenario.label}, {scenario.rate_hz:g} Hz, '
-                  f'{args.duration:g} s) ...', flush=True)
+        for rnd, scenario in ((r, s) for r in range(args.rounds) for s in scenarios):
+            tag = f' round {rnd + 1}/{args.rounds}' if args.rounds > 1 else ''
+            print(f'bench_ros: {scenario.name}{tag} ({scenario.label}, {scenario.rate_hz:g} '
+                  f'Hz, {args.duration:g} s) ...', flush=True)
             t0 = time.monotonic()
             runner = run_node if scenario.node else (
                 run_pipeline if scenario.name == 'pipeline' else run_transport)
             result = runner(state, scenario)
             result['wall_s'] = round(time.monotonic() - t0, 1)
+            result['round'] = rnd
             lat = result['latency']
             print(f'bench_ros:   published {result["publish_hz"]} Hz, outputs '
                   f'{result["output_hz"]} Hz, latency p50 {lat["p50_ms"]} / p95 '
@@ -973,6 +1038,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             results.append(result)
     finally:
         state.close()
+    rounds = [node_vs_pipeline([r for r in results if r['round'] == rnd])
+              for rnd in range(args.rounds)]
     command = 'make bench-ros' + (f' ARGS={shlex.quote(shlex.join(args.argv))}'
                                   if args.argv else '')
     json_path = Path(args.out) / 'bench_ros.json'
@@ -983,12 +1050,14 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                    'cameras': args.cameras, 'overrides': args.overrides,
                    'flood_rate_hz': args.flood_rate, 'duration_s': args.duration,
                    'settle_s': args.settle_s, 'window_s': args.window_s,
-                   'quick': args.quick, 'model': _rel(Path(args.model)),
+                   'quick': args.quick, 'rounds': args.rounds,
+                   'model': _rel(Path(args.model)),
                    'params': _rel(Path(args.params)), 'video': _rel(Path(args.video)),
                    'backend': args.backend, 'note': args.note},
         'backend': next((r.get('backend') for r in results if r.get('backend')), None),
         'results': results, 'target': overall_verdict(results),
-        'node_vs_pipeline': node_vs_pipeline(results),
+        'node_vs_pipeline_rounds': rounds,
+        'node_vs_pipeline': median_of_rounds(rounds),
         'json_path': _rel(json_path), 'domain_id': state.domain,
     }
     json_path.write_text(json.dumps(report, indent=1))

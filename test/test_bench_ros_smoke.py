@@ -14,9 +14,36 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_ros import (SECTION_TITLE, flood_bounded, latency_stats,
-                                  latency_windows, replace_section)
+                                  latency_windows, median_of_rounds, ratio_check,
+                                  replace_section)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _round(ratio, cpu_ratio, p50, fps):
+    return {'pipeline_fps': fps, 'pipeline_cpu_ms_per_frame': 100.0,
+            'scenarios': {'mask_only': {
+                'output_hz': ratio * fps, 'allowed_hz': fps, 'throughput_ratio': ratio,
+                'cpu_ratio': cpu_ratio, 'latency_p50_ms': p50, 'latency_p95_ms': p50 * 1.2,
+                'latency_target_ms': 100.0, 'node_cpu_ms_per_output': 110.0,
+                'node_cpu_ms_outside_inference': 10.0,
+                'stages': {'inference': {'node_ms': 70.0, 'pipeline_ms': 66.0,
+                                         'inflation': 1.06}}}}}
+
+
+def test_rounds_take_the_median_of_each_figure():
+    rounds = [_round(0.95, 1.0, 90.0, 14.0), _round(0.40, 0.9, 180.0, 7.0),
+              _round(0.91, 1.1, 95.0, 13.0)]
+    nvp = median_of_rounds(rounds)
+    entry = nvp['scenarios']['mask_only']
+    # One round under a burst of load does not decide: the median does.
+    assert entry['throughput_ratio'] == 0.91 and entry['cpu_ratio'] == 1.0
+    assert entry['latency_p50_ms'] == 95.0 and entry['latency_pass'] is True
+    assert entry['per_round']['throughput_ratio'] == [0.95, 0.40, 0.91]
+    assert nvp['pipeline_fps'] == 13.0 and nvp['rounds'] == 3
+    assert ratio_check({'node_vs_pipeline': nvp}, 0.9, 'wall')[0]
+    assert not ratio_check({'node_vs_pipeline': nvp}, 0.92, 'wall')[0]
+    assert median_of_rounds(rounds[:1]) == rounds[0]
 
 
 def test_latency_stats_discard_the_settle_period():

@@ -16,7 +16,10 @@
 #
 # Runs bench_ros with pipeline: gpu and ONNX Runtime's CUDA provider: transport floor,
 # standalone pipeline (one frame at a time and two in flight), the node mask only / full /
-# 200 Hz flood at 1920x1080, then 2 and 4 cameras; each report lands in OUT_DIR.
+# 200 Hz flood at 1920x1080 ("one"), then 2 and 4 cameras ("cams"), the fp16 model if
+# STAGE_DIR has segformer_b0_random_1024_fp16.onnx ("fp16"), and the CPU pipeline with
+# 8 ONNX Runtime threads ("cpu"); BENCH_GPU_PARTS picks some (default: all). Each report
+# lands in OUT_DIR.
 set -eo pipefail
 stage=${1:?usage: $0 STAGE_DIR OUT_DIR [DURATION_S]}
 out=${2:?usage: $0 STAGE_DIR OUT_DIR [DURATION_S]}
@@ -44,13 +47,39 @@ python3 -c 'import onnxruntime as o; p = o.get_available_providers(); print(p); 
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 uptime
 
-common=(--model "$stage/segformer_b0_random_1024.onnx" --video "$stage/solidWhiteRight.mp4"
-        --params config/segformer_cityscapes.yaml --set pipeline=gpu
-        --set onnxruntime_provider=cuda --no-write-docs --duration "$duration")
-python3 -m benchmarks.bench_ros "${common[@]}" \
-  --scenarios transport,pipeline,mask_only,full,flood --out "$out/one" 2>&1 | tee "$out/one.log"
-for n in 2 4; do
-  python3 -m benchmarks.bench_ros "${common[@]}" --cameras "$n" \
-    --scenarios pipeline,mask_only --out "$out/cams$n" 2>&1 | tee "$out/cams$n.log"
-done
+parts=${BENCH_GPU_PARTS:-one cams fp16 cpu}
+common=(--video "$stage/solidWhiteRight.mp4" --params config/segformer_cityscapes.yaml
+        --set pipeline=gpu --set onnxruntime_provider=cuda --no-write-docs
+        --duration "$duration")
+fp32=(--model "$stage/segformer_b0_random_1024.onnx")
+if [[ $parts == *one* ]]; then
+  python3 -m benchmarks.bench_ros "${common[@]}" "${fp32[@]}" \
+    --scenarios transport,pipeline,mask_only,full,flood --out "$out/one" 2>&1 | tee "$out/one.log"
+fi
+if [[ $parts == *cams* ]]; then
+  for n in 2 4; do
+    python3 -m benchmarks.bench_ros "${common[@]}" "${fp32[@]}" --cameras "$n" \
+      --scenarios pipeline,mask_only --out "$out/cams$n" 2>&1 | tee "$out/cams$n.log"
+  done
+fi
+# fp16: the same model converted by benchmarks/fp16_model.py (fp16 inputs and logits; the
+# GPU kernels read and write fp16), i.e. what an fp16 engine's I/O looks like.
+if [[ $parts == *fp16* && -f $stage/segformer_b0_random_1024_fp16.onnx ]]; then
+  python3 -m benchmarks.bench_ros "${common[@]}" \
+    --model "$stage/segformer_b0_random_1024_fp16.onnx" \
+    --scenarios transport,pipeline,mask_only,flood --out "$out/fp16" 2>&1 | tee "$out/fp16.log"
+  python3 -m benchmarks.bench_ros "${common[@]}" \
+    --model "$stage/segformer_b0_random_1024_fp16.onnx" --cameras 4 \
+    --scenarios pipeline,mask_only --out "$out/fp16_cams4" 2>&1 | tee "$out/fp16_cams4.log"
+fi
+# The CPU pipeline on the 16-core host (the issue's first table): bundled DeepLab, ONNX
+# Runtime CPU with 8 threads, one frame at a time (the default there) and two in flight.
+if [[ $parts == *cpu* ]]; then
+  for k in 1 2; do
+    python3 -m benchmarks.bench_ros --no-write-docs --duration "$duration" \
+      --set pipeline=cpu --set onnxruntime_provider=cpu --set num_threads=8 \
+      --set frames_in_flight=$k --scenarios transport,pipeline,mask_only,flood \
+      --out "$out/cpu_inflight$k" 2>&1 | tee "$out/cpu_inflight$k.log"
+  done
+fi
 uptime
