@@ -44,7 +44,8 @@ PLOT = REPO_ROOT / 'docs' / 'images' / 'bench_ros_latency.png'
 SECTION_TITLE = '## End-to-end over ROS 2 (make bench-ros)'
 CAMERA_TOPIC = '/camera/image_raw'
 TARGET_OVERHEAD_MS = 15.0
-STAGES = ('convert', 'preprocess', 'inference', 'postprocess', 'overlay', 'summary', 'publish')
+STAGES = ('input_age', 'convert', 'preprocess', 'inference', 'postprocess', 'overlay', 'summary',
+          'publish')
 
 # (receipt time, latency), both in seconds.
 Sample = Tuple[float, float]

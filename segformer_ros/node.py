@@ -46,8 +46,8 @@ from .output_size import MAX_SIDE, size_text
 from .stats import RateLimiter, StageStats
 from .warmup import warm_up_pipeline
 
-STAGES: Tuple[str, ...] = ('convert', 'preprocess', 'inference', 'postprocess', 'overlay',
-                           'summary', 'publish')
+STAGES: Tuple[str, ...] = ('input_age', 'convert', 'preprocess', 'inference', 'postprocess',
+                           'overlay', 'summary', 'publish')
 
 # Longest error text logged per frame problem (the supported-encodings list fits).
 _MAX_LOG_CHARS = 1000
@@ -380,8 +380,15 @@ class SegformerNode(LifecycleNode):
 
         max_pixels = int(self._params['max_input_pixels'])
         frames: List[_Frame] = []
+        now_ns = time.time_ns()
         for index, msg in batch:
             ch = self._channels[index]
+            # input_age: from the image's stamp to its take (DDS transport plus the time it
+            # waited in the depth-1 reader for the model to be free); the part of the
+            # latency that is not the node's work. Stamps on another clock are skipped.
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            if 0 < stamp_ns <= now_ns and now_ns - stamp_ns < 60_000_000_000:
+                stats.add_times({'input_age': (now_ns - stamp_ns) / 1e9})
             t0 = time.perf_counter()
             try:
                 if isinstance(msg, CompressedImage):

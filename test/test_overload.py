@@ -128,6 +128,7 @@ def test_overload_keeps_latency_memory_and_services_bounded(tmp_path, ros_domain
         'published': published['frames_sent'], 'node_frames_in': n_in,
         'node_frames_out': n_out, 'dropped': n_drop, 'failed': n_fail,
         'masks_received': len(masks), 'frame_ms_p50': round(frame_ms, 1),
+        'input_age_ms_p50': float(diag['input_age_ms_p50']),
         'latency_p50_ms': round(float(np.median(lat)) * 1e3, 1),
         'latency_p95_first20s_ms': round(p95_first * 1e3, 1),
         'latency_p95_last20s_ms': round(p95_last * 1e3, 1),
@@ -157,3 +158,5 @@ def test_overload_keeps_latency_memory_and_services_bounded(tmp_path, ros_domain
     assert all(0 <= b <= IN_FLIGHT for b in balance), summary
     assert n_in == n_out + n_drop + n_fail, summary
     assert n_fail == 0, summary
+    # The age of the image when taken (stamp -> take) is part of the latency, not all of it.
+    assert 0.0 < summary['input_age_ms_p50'] < summary['latency_p50_ms'], summary
