@@ -16,7 +16,6 @@ import time
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
-from nav_msgs.msg import OccupancyGrid
 from std_msgs.msg import Header
 
 from .channels import ChannelSpec
@@ -36,9 +35,9 @@ def tf_available() -> bool:
 
 
 def occupancy_grid_message(grid: np.ndarray, settings: GridSettings,
-                           header: Header) -> OccupancyGrid:
+                           header: Header) -> Any:
     """Build a nav_msgs/OccupancyGrid of an int8 (height, width) grid, stamped ``header``."""
-    msg = OccupancyGrid()
+    msg = _occupancy_grid_type()()
     msg.header.stamp = header.stamp
     msg.header.frame_id = settings.frame
     info = msg.info
@@ -87,7 +86,7 @@ class DrivableGridOutput:
         self._tf = _TfPoses(node) if settings.mounting is None else None
         self._fixed_pose = settings.mounting.camera_pose() if settings.mounting else None
         self.publisher = node.create_lifecycle_publisher(
-            OccupancyGrid, spec.output_topic('drivable_grid'), qos)
+            _occupancy_grid_type(), spec.output_topic('drivable_grid'), qos)
         #: Frames computed and the seconds they took (tests and benchmarks read them).
         self.frames_computed = 0
         self.seconds = 0.0
@@ -170,3 +169,9 @@ def drivable_grid_output(node: Any, spec: ChannelSpec, params: Mapping[str, Any]
             f'> 0 (and grid_camera_x/y/roll/pitch/yaw) or install tf2_ros to read it from TF')
         return None
     return DrivableGridOutput(node, spec, settings, config, qos, log_error)
+
+
+def _occupancy_grid_type() -> Any:
+    """nav_msgs/OccupancyGrid, imported when a grid is configured (not for every node)."""
+    from nav_msgs.msg import OccupancyGrid
+    return OccupancyGrid
