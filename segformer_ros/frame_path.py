@@ -18,11 +18,20 @@ the intake thread submits itself, and takes the newest frame only once a slot is
 At most ``in_flight`` submissions are between submit and the end of finish: enough to
 overlap one frame's finish with the next one's inference, without queueing stale frames.
 Results are finished in submission order.
+
+The threads share one GIL. Taking a 1080p message (rclpy copies it three times with the
+GIL held) and publishing a mask are long C calls that keep it; when the submit thread comes
+back from the GPU meanwhile, its next dozen short calls (copy, kernel launches, events)
+each wait for the GIL: on the H200 the submit thread spent ~3 ms of every 10 ms frame so.
+:class:`GilTurns` takes turns instead: intake and finish start their GIL-bound work while
+the submit thread waits inside inference (which holds no GIL), not while it launches work.
 """
 
 import threading
 from collections import deque
-from typing import Any, Callable, Deque, Generic, List, Optional, Tuple, TypeVar
+from contextlib import contextmanager
+from typing import (Any, Callable, ContextManager, Deque, Generic, Iterator, List, Optional,
+                    Tuple, TypeVar)
 
 T = TypeVar('T')
 
@@ -89,19 +98,66 @@ class Handoff(Generic[T]):
             return len(self._items)
 
 
+class GilTurns:
+    """Lets GIL-heavy work of other threads wait while the submit thread does host work.
+
+    The submit thread marks its submission :meth:`busy` and the engine call inside it
+    :meth:`released` (the wait for inference holds no GIL); the other threads call
+    :meth:`wait_turn` before their long GIL-holding calls. Waits are bounded
+    (``max_wait_s``): a turn is an optimisation, never a dependency.
+    """
+
+    def __init__(self, max_wait_s: float = 0.010) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._max_wait_s = max_wait_s
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """Mark the submit thread's host work (it needs the GIL often)."""
+        self._set(True)
+        try:
+            yield
+        finally:
+            self._set(False)
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Inside :meth:`busy`: the thread waits in a call that released the GIL."""
+        self._set(False)
+        try:
+            yield
+        finally:
+            self._set(True)
+
+    def wait_turn(self) -> None:
+        """Return once the submit thread is not doing host work (or after max_wait_s)."""
+        with self._cond:
+            if self._busy:
+                self._cond.wait_for(lambda: not self._busy, self._max_wait_s)
+
+    def _set(self, busy: bool) -> None:
+        with self._cond:
+            self._busy = busy
+            if not busy:
+                self._cond.notify_all()
+
+
 class FramePath:
     """Run ``take -> submit -> finish`` on overlapping threads (see the module docstring).
 
-    ``take()`` returns a work item or None (nothing yet: it is called again while
-    ``keep_running()``); ``submit(item)`` returns a pending object with ``discard()`` (or
-    None: nothing to finish); ``finish(item, pending)`` completes it. An exception in
+    ``take(wait_turn)`` returns a work item or None (nothing yet: it is called again while
+    ``keep_running()``; it calls ``wait_turn()`` right before its long GIL-bound call);
+    ``submit(item, around_inference)`` returns a pending object with ``collect()`` and
+    ``discard()`` (or None: nothing to finish), entering ``around_inference()`` around its
+    engine call; ``finish(item, results)`` gets what ``collect()`` returned. An exception in
     ``submit`` or ``finish`` goes to ``on_error(stage, exc)`` and the path goes on; one in
     ``take`` too (stage ``'take'``). ``bind_thread`` runs first on every thread (CUDA's
     current device is per thread).
     """
 
-    def __init__(self, take: Callable[[], Optional[Any]],
-                 submit: Callable[[Any], Optional[Any]],
+    def __init__(self, take: Callable[[Callable[[], None]], Optional[Any]],
+                 submit: Callable[[Any, Callable[[], ContextManager[Any]]], Optional[Any]],
                  finish: Callable[[Any, Any], None],
                  on_error: Callable[[str, BaseException], None], *,
                  prefetch: bool = False, in_flight: int = 2,
@@ -121,6 +177,7 @@ class FramePath:
         self._taken: Handoff[Any] = Handoff(1)
         self._pending: Handoff[Tuple[Any, Any]] = Handoff(in_flight)
         self._threads: List[threading.Thread] = []
+        self._turns = GilTurns()
 
     @property
     def prefetch(self) -> bool:
@@ -167,6 +224,7 @@ class FramePath:
         return not self._stopping.is_set() and self._keep_running()
 
     def _run(self, target: Callable[[], None]) -> None:
+        _name_native_thread(threading.current_thread().name)
         try:
             self._bind_thread()
         except Exception as exc:  # noqa: BLE001 - reported; the loop's stages fail with it
@@ -184,7 +242,7 @@ class FramePath:
                 # Without prefetch the slot is held before the take: the newest frame is
                 # taken only when the model can start on it (it would go stale waiting).
                 try:
-                    item = self._take()
+                    item = self._take(self._turns.wait_turn)
                 except Exception as exc:  # noqa: BLE001 - the node goes on
                     item = None
                     self._on_error('take', exc)
@@ -226,7 +284,8 @@ class FramePath:
     def _submit_held(self, item: Any) -> None:
         """Submit ``item`` with a slot already held; the finish thread gives it back."""
         try:
-            pending = self._submit(item)
+            with self._turns.busy():
+                pending = self._submit(item, self._turns.released)
         except Exception as exc:  # noqa: BLE001 - the node goes on
             self._slots.release()
             self._on_error('submit', exc)
@@ -242,12 +301,24 @@ class FramePath:
                 return
             item, pending = entry
             try:
-                self._finish(item, pending)
+                results = pending.collect()   # waits for the model: no GIL held
+                self._turns.wait_turn()
+                self._finish(item, results)
             except Exception as exc:  # noqa: BLE001 - the node goes on
                 self._on_error('finish', exc)
             finally:
                 _discard(pending)
                 self._slots.release()
+
+
+def _name_native_thread(name: str) -> None:
+    """Give the OS thread the Python name (top -H, /proc/PID/task/*/comm; 15 chars)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode()[:15] + b'\0', 0, 0, 0)   # PR_SET_NAME
+    except (OSError, AttributeError):   # not Linux: names are only for diagnostics
+        pass
 
 
 def _discard(pending: Optional[Any]) -> None:

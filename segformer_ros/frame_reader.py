@@ -18,7 +18,7 @@ inside DDS, without Python. The publisher's sequence numbers tell how many were 
 
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from rclpy.callback_groups import CallbackGroup
 from rclpy.guard_condition import GuardCondition
@@ -126,9 +126,12 @@ class FrameReader:
             ready = set(wait_set.get_ready_entities('subscription'))
         return [i for i, h in zip(indices, handles) if h in ready]
 
-    def _take(self, index: int) -> Optional[Any]:
+    def _take(self, index: int, before_take: Optional[Callable[[], None]] = None
+              ) -> Optional[Any]:
         """Take the newest message of one subscription (None when there is none)."""
         sub = self._subs[index]
+        if before_take is not None:
+            before_take()   # frame_path.GilTurns: the take holds the GIL for milliseconds
         # One take: the depth-1 reader holds only the newest sample. (Draining "until
         # empty" livelocks under a flood: a new 6 MB frame lands during every take.)
         with sub.handle:
@@ -141,9 +144,12 @@ class FrameReader:
             self.taken[index] += 1
         return msg
 
-    def take_batch(self, window_s: float, timeout_s: Optional[float] = None
-                   ) -> List[Tuple[int, Any]]:
-        """Wait for frames; return ``(channel, message)`` pairs to process together."""
+    def take_batch(self, window_s: float, timeout_s: Optional[float] = None,
+                   before_take: Optional[Callable[[], None]] = None) -> List[Tuple[int, Any]]:
+        """Wait for frames; return ``(channel, message)`` pairs to process together.
+
+        ``before_take`` runs right before each take (after the wait for data).
+        """
         everyone = list(range(len(self._subs)))
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         batch: Dict[int, Any] = {}
@@ -152,7 +158,7 @@ class FrameReader:
             if remaining <= 0 or self._closed:
                 return []
             for i in self._wait(everyone, min(remaining, 0.5)):
-                msg = self._take(i)
+                msg = self._take(i, before_take)
                 if msg is not None:
                     batch[i] = msg
             if not self._context.ok():
@@ -165,7 +171,7 @@ class FrameReader:
                     break
                 missing = [i for i in everyone if i not in batch]
                 for i in self._wait(missing, remaining):
-                    msg = self._take(i)
+                    msg = self._take(i, before_take)
                     if msg is not None:
                         batch[i] = msg
         return sorted(batch.items())

@@ -13,7 +13,7 @@ CPU assembles the summary from the GPU's histograms.
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -120,13 +120,16 @@ class GpuSegmentationPipeline:
     def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
                      want_overlay: bool = True, want_summary: bool = True,
                      overlay_alpha: Optional[float] = None,
-                     want_confidence: bool = False, batch_limit: int = 0) -> PendingResults:
+                     want_confidence: bool = False, batch_limit: int = 0,
+                     around_inference: Optional[Callable[[], ContextManager[Any]]] = None
+                     ) -> PendingResults:
         """Copy the frames into pinned memory and queue their GPU work; collect() waits.
 
         Up to ``in_flight`` submissions may be outstanding (collected on any thread, in
         submission order); one more blocks here until the oldest is collected. The frames
         may be reused as soon as this returns (they were copied). ``batch_limit``: most
-        frames per inference (0: the engine's batch).
+        frames per inference (0: the engine's batch). ``around_inference``: a context
+        entered around each engine call.
         """
         if not self._free.acquire(timeout=_DRAIN_TIMEOUT_S):
             raise BackendStateError(f'expected a free GPU pipeline slot within '
@@ -144,7 +147,8 @@ class GpuSegmentationPipeline:
             tickets: List[Tuple[Any, List[str]]] = []
             try:
                 for start in range(0, len(jobs), chunk):
-                    tickets.append((gpu.submit_batch(jobs[start:start + chunk], want_overlay),
+                    tickets.append((gpu.submit_batch(jobs[start:start + chunk], want_overlay,
+                                                     around_inference),
                                     [order for _, order in unpacked[start:start + chunk]]))
             except Exception:
                 _collect_quietly(gpu, [t for t, _ in tickets])

@@ -14,7 +14,7 @@ and the node answers services while frames are processed.
 
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -330,7 +330,8 @@ class SegformerNode(LifecycleNode):
         on_device = bool(getattr(self._pipeline, 'inference_on_device', False))
         in_flight = int(self._params['frames_in_flight']) or (2 if on_device else 1)
         self._frame_path = FramePath(
-            take=lambda: self._take_frames(slots, trimmer, window_s, counters),
+            take=lambda wait_turn: self._take_frames(slots, trimmer, window_s, counters,
+                                                     wait_turn),
             submit=self._submit_frames, finish=self._publish_results,
             on_error=self._on_frame_error, prefetch=on_device and in_flight > 1,
             in_flight=in_flight, keep_running=lambda: not slots.closed and self.context.ok(),
@@ -360,10 +361,11 @@ class SegformerNode(LifecycleNode):
     # frame_path.py runs these on overlapping threads: take (+ convert) -> submit
     # (preprocess + inference) -> finish (postprocess + publish).
     def _take_frames(self, slots: FrameReader, trimmer: HeapTrimmer, window_s: float,
-                     counters: List[int]) -> Optional[List[_Frame]]:
+                     counters: List[int], wait_turn: Callable[[], None]
+                     ) -> Optional[List[_Frame]]:
         """Take and convert the newest frame of each camera; None when there is none yet."""
         trimmer.maybe_trim()
-        batch = slots.take_batch(window_s, timeout_s=0.5)
+        batch = slots.take_batch(window_s, timeout_s=0.5, before_take=wait_turn)
         stats = self._stats
         if not batch or stats is None:
             return None
@@ -404,7 +406,8 @@ class SegformerNode(LifecycleNode):
             frames.append((ch, msg, view))
         return frames
 
-    def _submit_frames(self, frames: List[_Frame]) -> Optional[Any]:
+    def _submit_frames(self, frames: List[_Frame],
+                       around_inference: Callable[[], ContextManager[Any]]) -> Optional[Any]:
         """Preprocess and start inference; the pending results go to _publish_results."""
         pipeline = self._pipeline
         if pipeline is None or not self._follow_match_size(pipeline):
@@ -418,11 +421,11 @@ class SegformerNode(LifecycleNode):
             want_overlay=want_overlay, want_summary=want_summary,
             overlay_alpha=float(self.get_parameter('overlay_alpha').value),
             want_confidence=want_confidence,
-            batch_limit=int(self._params.get('max_batch_size', 0)))
+            batch_limit=int(self._params.get('max_batch_size', 0)),
+            around_inference=around_inference)
 
-    def _publish_results(self, frames: List[_Frame], pending: Any) -> None:
-        """Wait for the results of ``frames`` and publish them."""
-        results = pending.collect()
+    def _publish_results(self, frames: List[_Frame], results: List[Any]) -> None:
+        """Publish the results of ``frames``."""
         stats, pipeline = self._stats, self._pipeline
         if stats is None or pipeline is None:
             return

@@ -6,10 +6,11 @@ touches ROS: the node converts messages with :mod:`.conversion` / :mod:`.compres
 hands the arrays (or :class:`~segformer_ros.conversion.ImageView` objects) here.
 """
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -140,7 +141,8 @@ class SegmentationPipeline:
     def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
                      want_overlay: bool = True, want_summary: bool = True,
                      overlay_alpha: Optional[float] = None,
-                     want_confidence: bool = False, batch_limit: int = 0
+                     want_confidence: bool = False, batch_limit: int = 0,
+                     around_inference: Optional[Callable[[], ContextManager[Any]]] = None
                      ) -> 'PendingResults':
         """Preprocess and infer now; postprocess, overlay and summary when collected.
 
@@ -149,7 +151,8 @@ class SegmentationPipeline:
         the model outputs, the geometries and the frames, all held by the returned object
         (the preprocess buffer is free again once this returns). The frames must stay
         unchanged until then (the overlay blends them). ``batch_limit``: most frames per
-        inference (0: as many as the model takes).
+        inference (0: as many as the model takes). ``around_inference``: a context entered
+        around each ``backend.infer`` call.
         """
         cfg = self._config
         alpha = cfg.postprocess.overlay_alpha if overlay_alpha is None else overlay_alpha
@@ -162,7 +165,8 @@ class SegmentationPipeline:
         inferred = []
         for start in range(0, len(frames), step):
             part = list(frames[start:start + step])
-            inferred.append(self._infer_chunk(part, fixed or len(part)))
+            inferred.append(self._infer_chunk(part, fixed or len(part),
+                                              around_inference or contextlib.nullcontext))
 
         def finish() -> List[SegmentationResult]:
             results: List[SegmentationResult] = []
@@ -172,8 +176,8 @@ class SegmentationPipeline:
             return results
         return PendingResults(finish)
 
-    def _infer_chunk(self, frames: List[Tuple[Frame, Optional[str]]], batch: int
-                     ) -> '_Inferred':
+    def _infer_chunk(self, frames: List[Tuple[Frame, Optional[str]]], batch: int,
+                     around_inference: Callable[[], ContextManager[Any]]) -> '_Inferred':
         cfg = self._config
         with self._lock:
             t0 = time.perf_counter()
@@ -183,7 +187,8 @@ class SegmentationPipeline:
             if len(frames) < batch:
                 buf[len(frames):] = 0.0  # padding items of a fixed-size batch
             t1 = time.perf_counter()
-            outputs = self._backend.infer(buf)   # a fresh array: the buffer is reused
+            with around_inference():
+                outputs = self._backend.infer(buf)   # a fresh array: the buffer is reused
             t2 = time.perf_counter()
         return _Inferred(frames, list(geos), outputs, t1 - t0, t2 - t1)
 

@@ -13,15 +13,20 @@ from typing import Any, List, Optional
 
 import pytest
 
-from segformer_ros.frame_path import FramePath, Handoff
+from segformer_ros.frame_path import FramePath, GilTurns, Handoff
 
 
 class Pending:
-    """Stands in for PendingResults: counts discards."""
+    """Stands in for PendingResults: collect() once, counts discards."""
 
     def __init__(self, item: int) -> None:
         self.item = item
         self.discarded = 0
+        self.collected = 0
+
+    def collect(self) -> int:
+        self.collected += 1
+        return self.item
 
     def discard(self) -> None:
         self.discarded += 1
@@ -47,7 +52,8 @@ class Recorder:
         with self.lock:
             self.events.append((time.monotonic(), what, item, threading.current_thread().name))
 
-    def take(self) -> Optional[int]:
+    def take(self, wait_turn=lambda: None) -> Optional[int]:
+        wait_turn()
         item = next(self.counter)
         if item >= self.frames:
             self.done.set()
@@ -56,7 +62,7 @@ class Recorder:
         self.log('take', item)
         return item
 
-    def submit(self, item: int) -> Pending:
+    def submit(self, item: int, around_inference=None) -> Pending:
         with self.lock:
             self.unfinished += 1
             self.most_unfinished = max(self.most_unfinished, self.unfinished)
@@ -67,8 +73,8 @@ class Recorder:
         self.pendings.append(pending)
         return pending
 
-    def finish(self, item: int, pending: Pending) -> None:
-        assert pending.item == item
+    def finish(self, item: int, result: int) -> None:
+        assert result == item
         self.log('finish_start', item)
         time.sleep(self.finish_s)
         with self.lock:
@@ -151,22 +157,22 @@ def test_failing_stages_are_reported_and_the_path_goes_on() -> None:
     rec = Recorder(frames=10)
     submit, finish, take = rec.submit, rec.finish, rec.take
 
-    def flaky_submit(item: int) -> Pending:
+    def flaky_submit(item: int, around_inference) -> Pending:
         if item % 3 == 0:
             raise RuntimeError(f'submit {item}')
         return submit(item)
 
-    def flaky_finish(item: int, pending: Pending) -> None:
+    def flaky_finish(item: int, result: int) -> None:
         if item % 3 == 1:
             raise ValueError(f'finish {item}')
-        finish(item, pending)
+        finish(item, result)
 
     calls = itertools.count()
 
-    def flaky_take() -> Optional[int]:
+    def flaky_take(wait_turn) -> Optional[int]:
         if next(calls) == 2:
             raise OSError('take')
-        return take()
+        return take(wait_turn)
     rec.submit, rec.finish, rec.take = flaky_submit, flaky_finish, flaky_take
     path = FramePath(rec.take, rec.submit, rec.finish, rec.on_error, prefetch=False,
                      in_flight=1, name='flaky')
@@ -211,6 +217,79 @@ def test_keep_running_false_ends_the_intake() -> None:
         assert time.monotonic() < deadline, 'intake kept running'
         time.sleep(0.01)
     assert path.stop(timeout_s=5.0)
+
+
+def test_gil_turns_hold_other_threads_only_during_host_work() -> None:
+    turns = GilTurns(max_wait_s=2.0)
+    waited: List[float] = []
+
+    def other() -> None:
+        t0 = time.monotonic()
+        turns.wait_turn()
+        waited.append(time.monotonic() - t0)
+    t0 = time.monotonic()
+    turns.wait_turn()                      # nobody submitting: no wait
+    assert time.monotonic() - t0 < 0.05
+    with turns.busy():
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.1)
+        assert not waited, 'wait_turn returned during the host work'
+        with turns.released():             # the submit thread waits in inference
+            thread.join(1.0)
+            assert waited and waited[0] < 0.5
+        waited.clear()
+        bounded = GilTurns(max_wait_s=0.05)
+        with bounded.busy():
+            t0 = time.monotonic()
+            bounded.wait_turn()            # a turn never blocks for long
+            assert 0.04 <= time.monotonic() - t0 < 0.5
+
+
+def test_the_submit_thread_is_busy_outside_inference_and_others_take_turns() -> None:
+    """Take and finish run their GIL-bound calls while submit waits in inference."""
+    events: List[tuple] = []
+    lock = threading.Lock()
+    frames = iter(range(6))
+
+    def log(what: str) -> None:
+        with lock:
+            events.append((time.monotonic(), what))
+
+    def take(wait_turn) -> Optional[int]:
+        item = next(frames, None)
+        if item is None:
+            time.sleep(0.01)
+            return None
+        wait_turn()
+        log('take')
+        return item
+
+    def submit(item: int, around_inference) -> Pending:
+        log('host_start')
+        time.sleep(0.004)                  # copy + launches (< the turn's 10 ms bound)
+        log('host_end')
+        with around_inference():
+            time.sleep(0.03)               # waiting for the model: no GIL
+        return Pending(item)
+
+    def finish(item: int, result: int) -> None:
+        log('publish')
+    path = FramePath(take, submit, finish, lambda *a: None, prefetch=True, name='turns')
+    path.start()
+    time.sleep(0.8)
+    assert path.stop(timeout_s=5.0)
+    host = []
+    start = None
+    for t, what in events:
+        if what == 'host_start':
+            start = t
+        elif what == 'host_end' and start is not None:
+            host.append((start, t))
+    inside = [t for t, what in events if what in ('take', 'publish')
+              and any(a + 0.0005 < t < b - 0.0005 for a, b in host)]
+    assert sum(what == 'publish' for _, what in events) == 6
+    assert inside == [], 'a take or publish started during the submit thread\'s host work'
 
 
 def test_handoff_bounds_orders_and_closes() -> None:

@@ -184,7 +184,7 @@ def test_frame_path_threads_bind_their_device():
     def bind():
         with lock:
             calls.append(threading.current_thread().name)
-    path = FramePath(take=lambda: None, submit=lambda item: None,
+    path = FramePath(take=lambda wait_turn: None, submit=lambda item, around: None,
                      finish=lambda item, pending: None, on_error=lambda *a: None,
                      prefetch=True, bind_thread=bind, name='segformer')
     path.start()

@@ -28,9 +28,10 @@ given size; capture failures fall back to plain launches. CUDA events time each 
 (:attr:`GpuResult.times_ms`).
 """
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -493,8 +494,14 @@ class GpuPipeline:
         return self.submit_batch([(frame, encoding)], want_overlay)
 
     def submit_batch(self, frames: Sequence[Tuple[np.ndarray, str]],
-                     want_overlay: bool = True) -> GpuTicket:
-        """Queue up to :attr:`batch` ``(frame, encoding)`` pairs as one inference."""
+                     want_overlay: bool = True,
+                     around_inference: Optional[Callable[[], ContextManager[Any]]] = None
+                     ) -> GpuTicket:
+        """Queue up to :attr:`batch` ``(frame, encoding)`` pairs as one inference.
+
+        ``around_inference``: a context entered around the engine call (the node's frame
+        path uses it to know when this thread waits in inference, not needing the GIL).
+        """
         if not 1 <= len(frames) <= self.batch:
             raise ImageFormatError(f'expected 1 to {self.batch} frames per submission (the '
                                    f'engine batch), got {len(frames)}')
@@ -503,7 +510,8 @@ class GpuPipeline:
         ticket = self.ring.acquire(len(frames))
         slot = self.slots[ticket.slot]
         try:
-            self._queue(slot, frames, layouts, key, want_overlay)
+            self._queue(slot, frames, layouts, key, want_overlay,
+                        around_inference or contextlib.nullcontext)
         except Exception:
             self.ring.release(ticket)
             raise
@@ -511,7 +519,8 @@ class GpuPipeline:
 
     def _queue(self, slot: _Slot, frames: Sequence[Tuple[np.ndarray, str]],
                layouts: List[Tuple[int, Tuple[int, int, int], str]], key: Tuple[Any, ...],
-               want_overlay: bool) -> None:
+               want_overlay: bool,
+               around_inference: Callable[[], ContextManager[Any]]) -> None:
         if key != slot.key:
             slot.free_sized()
             slot.images = [_Image(self, slot, i, f.shape[0], f.shape[1], cn, offs, order)
@@ -537,7 +546,8 @@ class GpuPipeline:
         self.stream.wait(ev[_EV_PRE])
         if self.timing:
             ev[_EV_INF0].record(self.stream)
-        self.engine.infer_device(slot.dev_input.ptr, slot.dev_output.ptr, self.stream.ptr)
+        with around_inference():
+            self.engine.infer_device(slot.dev_input.ptr, slot.dev_output.ptr, self.stream.ptr)
         ev[_EV_INF1].record(self.stream)  # always: the slot stream waits on it
         st.wait(ev[_EV_INF1])
         if slot.graphed:
