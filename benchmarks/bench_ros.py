@@ -892,6 +892,11 @@ def _median(values: Sequence[Any]) -> Optional[float]:
     return numbers[mid] if len(numbers) % 2 else (numbers[mid - 1] + numbers[mid]) / 2
 
 
+def _median_or_none(values: Sequence[Any]) -> Optional[float]:
+    median = _median(values)
+    return None if median is None else _r(median, 3)
+
+
 def median_of_rounds(rounds: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Node-vs-pipeline figures over interleaved rounds: the median of each.
 
@@ -901,14 +906,15 @@ def median_of_rounds(rounds: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     rounds = [r for r in rounds if r]
     if len(rounds) <= 1:
         return dict(rounds[0]) if rounds else {}
-    out: Dict[str, Any] = {k: _r(_median([r.get(k) for r in rounds]) or 0.0, 3)
-                           for k, v in rounds[0].items() if isinstance(v, (int, float))}
+    out: Dict[str, Any] = {k: _median_or_none([r.get(k) for r in rounds])
+                           for k, v in rounds[0].items()
+                           if v is None or isinstance(v, (int, float))}
     out['rounds'] = len(rounds)
     out['scenarios'] = {}
     names = [n for n in rounds[0]['scenarios']]
     for name in names:
         entries = [r['scenarios'][name] for r in rounds if name in r['scenarios']]
-        entry: Dict[str, Any] = {k: _r(_median([e.get(k) for e in entries]) or 0.0, 3)
+        entry: Dict[str, Any] = {k: _median_or_none([e.get(k) for e in entries])
                                  for k in _ROUND_FIELDS if any(k in e for e in entries)}
         entry['per_round'] = {k: [e.get(k) for e in entries]
                               for k in ('throughput_ratio', 'cpu_ratio', 'latency_p50_ms')}

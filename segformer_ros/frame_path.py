@@ -27,9 +27,11 @@ each wait for the GIL: on the H200 the submit thread spent ~3 ms of every 10 ms 
 the submit thread waits inside inference (which holds no GIL), not while it launches work.
 """
 
+import os
 import threading
 from collections import deque
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import (Any, Callable, ContextManager, Deque, Generic, Iterator, List, Optional,
                     Tuple, TypeVar)
 
@@ -96,6 +98,55 @@ class Handoff(Generic[T]):
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)
+
+
+@dataclass(frozen=True)
+class FramePathPlan:
+    """How many frames overlap, and whether the next image is taken during inference."""
+
+    in_flight: int
+    prefetch: bool
+    reason: str
+
+
+def plan_frame_path(frames_in_flight: int, inference_on_device: bool, inference_threads: int,
+                    cpu_count: Optional[int] = None) -> FramePathPlan:
+    """Resolve the ``frames_in_flight`` parameter (0 = auto) for this pipeline and machine.
+
+    Auto, as measured (docs/benchmarks.md, "Node vs pipeline"): inference on the GPU ->
+    2 in flight with prefetch (H200 flood 0.66 -> 0.96 of the pipeline); inference on the
+    CPU with at least two cores to spare beside its threads -> 2 (16-core host, 8 ORT
+    threads: flood 0.84 -> 1.01); otherwise 1 (2 cores: the overlap slowed inference
+    itself, 0.83 -> 0.79). ``inference_threads`` 0 means "all cores" (ORT's default).
+    """
+    cores = int(cpu_count or os.cpu_count() or 1)
+    if frames_in_flight > 0:
+        return FramePathPlan(frames_in_flight, inference_on_device and frames_in_flight > 1,
+                             f'frames_in_flight {frames_in_flight} (set)')
+    if inference_on_device:
+        return FramePathPlan(2, True, 'auto: inference on the GPU, 2 frames in flight, the '
+                                      'next image taken during inference')
+    threads = inference_threads if inference_threads > 0 else cores
+    spare = cores - threads
+    if spare >= 2:
+        return FramePathPlan(2, False, f'auto: inference on the CPU with {threads} of {cores} '
+                                       f'cores, 2 frames in flight')
+    return FramePathPlan(1, False, f'auto: inference on the CPU with {threads} of {cores} '
+                                   f'cores, one frame at a time (no cores to spare for '
+                                   f'overlap)')
+
+
+def batch_window_s(window_ms: float, frames_per_inference: Optional[int],
+                   max_batch_size: int) -> float:
+    """How long the first camera's frame waits for the others (batch_window_ms).
+
+    Zero when frames cannot share an inference (a fixed batch of 1, or max_batch_size 1):
+    the wait would only delay the first frame and keep the intake from the next one (4
+    cameras at 30 Hz on the H200, fixed-batch SegFormer: frames replaced in the readers).
+    """
+    if frames_per_inference == 1 or max_batch_size == 1:
+        return 0.0
+    return max(0.0, float(window_ms)) / 1e3
 
 
 class GilTurns:

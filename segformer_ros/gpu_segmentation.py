@@ -103,6 +103,11 @@ class GpuSegmentationPipeline:
                                   want_confidence=want_confidence)[0]
 
     @property
+    def frames_per_inference(self) -> Optional[int]:
+        """Frames one inference takes (the engine's batch)."""
+        return int(self._gpu.batch)
+
+    @property
     def inference_on_device(self) -> bool:
         """True when inference runs on the GPU (not a CPU session between the kernels)."""
         from .cuda.gpu_pipeline import HostInference

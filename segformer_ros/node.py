@@ -31,7 +31,7 @@ from .backends.base import Backend
 from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
 from .executors import FramePathCallbackGroup
-from .frame_path import FramePath
+from .frame_path import FramePath, batch_window_s, plan_frame_path
 from .frame_reader import FrameReader, PulledCallbackGroup
 from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
                              label_info_message, label_info_type, missing_vision_msgs_hint)
@@ -322,19 +322,22 @@ class SegformerNode(LifecycleNode):
                 SENSOR_QOS, callback_group=self._image_group)
         slots = FrameReader(self.context, [ch.subscription for ch in self._channels])
         self._slots = slots
-        window_s = float(self._params.get('batch_window_ms', 5.0)) / 1e3
+        window_s = batch_window_s(float(self._params['batch_window_ms']),
+                                  getattr(self._pipeline, 'frames_per_inference', None),
+                                  int(self._params['max_batch_size']))
         trimmer, counters = HeapTrimmer(), [0, 0]
-        # With inference on the GPU the next image is taken and the last results published
-        # while the model runs; on the CPU that would compete with the model for the same
-        # cores (measured: docs/benchmarks.md, "Node vs pipeline"), so one frame at a time.
-        on_device = bool(getattr(self._pipeline, 'inference_on_device', False))
-        in_flight = int(self._params['frames_in_flight']) or (2 if on_device else 1)
+        # Overlap by measurement (frame_path.plan_frame_path says what and why).
+        plan = plan_frame_path(int(self._params['frames_in_flight']),
+                               bool(getattr(self._pipeline, 'inference_on_device', False)),
+                               int(self._params['num_threads']))
+        self.get_logger().info(f'frame path: {plan.reason}')
         self._frame_path = FramePath(
             take=lambda wait_turn: self._take_frames(slots, trimmer, window_s, counters,
                                                      wait_turn),
             submit=self._submit_frames, finish=self._publish_results,
-            on_error=self._on_frame_error, prefetch=on_device and in_flight > 1,
-            in_flight=in_flight, keep_running=lambda: not slots.closed and self.context.ok(),
+            on_error=self._on_frame_error, prefetch=plan.prefetch,
+            in_flight=plan.in_flight,
+            keep_running=lambda: not slots.closed and self.context.ok(),
             bind_thread=self._backend.bind_thread, name='segformer')
         self._frame_path.start()
 

@@ -1,6 +1,5 @@
 """Entry point of ``segformer_node`` (``ros2 run segformer_ros segformer_node``)."""
 
-import os
 import sys
 from typing import List, Optional
 
@@ -45,9 +44,6 @@ def main(args: Optional[List[str]] = None) -> int:
     # Before any image buffer exists: image buffers from the heap, reused across frames;
     # the worker trims the heap once a second (memory.py says why, with numbers).
     keep_image_buffers()
-    switch = os.environ.get('SEGFORMER_ROS_GIL_SWITCH_S')   # experiment knob (issue 9)
-    if switch:
-        sys.setswitchinterval(float(switch))
     rclpy.init(args=args)
     node = SegformerNode()
     # The frame path apart from services and timers (executors.py says why, with

@@ -102,6 +102,11 @@ class SegmentationPipeline:
         return self._kind is OutputKind.LOGITS
 
     @property
+    def frames_per_inference(self) -> Optional[int]:
+        """The model's fixed batch (frames one inference takes), None when dynamic."""
+        return None if self._max_batch is None else int(self._max_batch)
+
+    @property
     def inference_on_device(self) -> bool:
         """False: inference runs on the host CPU (see GpuSegmentationPipeline)."""
         return False

@@ -13,7 +13,8 @@ from typing import Any, List, Optional
 
 import pytest
 
-from segformer_ros.frame_path import FramePath, GilTurns, Handoff
+from segformer_ros.frame_path import (
+    FramePath, GilTurns, Handoff, batch_window_s, plan_frame_path)
 
 
 class Pending:
@@ -316,3 +317,24 @@ def test_handoff_bounds_orders_and_closes() -> None:
     assert not handoff.wait_for_room()
     with pytest.raises(ValueError):
         Handoff(0)
+
+
+def test_plan_follows_the_measurements() -> None:
+    gpu = plan_frame_path(0, inference_on_device=True, inference_threads=0, cpu_count=12)
+    assert (gpu.in_flight, gpu.prefetch) == (2, True)
+    two_cores = plan_frame_path(0, False, 0, cpu_count=2)
+    assert (two_cores.in_flight, two_cores.prefetch) == (1, False)
+    assert 'one frame at a time' in two_cores.reason
+    assert plan_frame_path(0, False, 1, cpu_count=2).in_flight == 1      # 1 spare core
+    assert plan_frame_path(0, False, 8, cpu_count=16).in_flight == 2     # 8 spare
+    assert plan_frame_path(0, False, 0, cpu_count=16).in_flight == 1     # ORT takes all
+    forced = plan_frame_path(3, False, 0, cpu_count=2)
+    assert (forced.in_flight, forced.prefetch) == (3, False) and '(set)' in forced.reason
+    assert plan_frame_path(1, True, 0).prefetch is False
+
+
+def test_batch_window_only_where_frames_can_share_an_inference() -> None:
+    assert batch_window_s(5.0, None, 0) == pytest.approx(0.005)   # dynamic batch
+    assert batch_window_s(5.0, 4, 0) == pytest.approx(0.005)
+    assert batch_window_s(5.0, 1, 0) == 0.0                        # fixed batch of 1
+    assert batch_window_s(5.0, None, 1) == 0.0                     # max_batch_size 1
