@@ -136,6 +136,15 @@ def plan_frame_path(frames_in_flight: int, inference_on_device: bool, inference_
                                    f'overlap)')
 
 
+def frames_can_share_inference(frames_per_inference: Optional[int],
+                               max_batch_size: int) -> bool:
+    """Tell whether frames may share an inference (one inference per frame if not).
+
+    Not with a model of fixed batch 1, nor with ``max_batch_size`` 1.
+    """
+    return not (frames_per_inference == 1 or max_batch_size == 1)
+
+
 def batch_window_s(window_ms: float, frames_per_inference: Optional[int],
                    max_batch_size: int) -> float:
     """How long the first camera's frame waits for the others (batch_window_ms).
@@ -144,7 +153,7 @@ def batch_window_s(window_ms: float, frames_per_inference: Optional[int],
     the wait would only delay the first frame and keep the intake from the next one (4
     cameras at 30 Hz on the H200, fixed-batch SegFormer: frames replaced in the readers).
     """
-    if frames_per_inference == 1 or max_batch_size == 1:
+    if not frames_can_share_inference(frames_per_inference, max_batch_size):
         return 0.0
     return max(0.0, float(window_ms)) / 1e3
 

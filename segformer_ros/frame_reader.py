@@ -83,6 +83,7 @@ class FrameReader:
         self._gaps = [_SequenceGap() for _ in self._subs]
         self.dropped: List[int] = [0] * len(self._subs)
         self.taken: List[int] = [0] * len(self._subs)
+        self._next_turn = 0
 
     @property
     def channels(self) -> int:
@@ -145,10 +146,14 @@ class FrameReader:
         return msg
 
     def take_batch(self, window_s: float, timeout_s: Optional[float] = None,
-                   before_take: Optional[Callable[[], None]] = None) -> List[Tuple[int, Any]]:
+                   before_take: Optional[Callable[[], None]] = None,
+                   one_frame: bool = False) -> List[Tuple[int, Any]]:
         """Wait for frames; return ``(channel, message)`` pairs to process together.
 
         ``before_take`` runs right before each take (after the wait for data).
+        ``one_frame``: take a single frame, the cameras served in turn (for models that
+        cannot batch: a frame taken with others would wait for their inferences, and the
+        others' readers would keep no newer frame meanwhile).
         """
         everyone = list(range(len(self._subs)))
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -157,10 +162,16 @@ class FrameReader:
             remaining = 0.5 if deadline is None else deadline - time.monotonic()
             if remaining <= 0 or self._closed:
                 return []
-            for i in self._wait(everyone, min(remaining, 0.5)):
+            ready = self._wait(everyone, min(remaining, 0.5))
+            if one_frame:
+                ready = self._in_turn(ready)
+            for i in ready:
                 msg = self._take(i, before_take)
                 if msg is not None:
                     batch[i] = msg
+                    if one_frame:
+                        self._next_turn = (i + 1) % len(self._subs)
+                        return [(i, msg)]
             if not self._context.ok():
                 return []
         if window_s > 0 and len(self._subs) > 1:
@@ -175,6 +186,11 @@ class FrameReader:
                     if msg is not None:
                         batch[i] = msg
         return sorted(batch.items())
+
+    def _in_turn(self, ready: Sequence[int]) -> List[int]:
+        """``ready`` ordered from the camera whose turn it is (round robin)."""
+        n = len(self._subs)
+        return sorted(ready, key=lambda i: (i - self._next_turn) % n)
 
     def frames_seen(self) -> int:
         """Frames that reached the readers: taken plus skipped."""

@@ -31,7 +31,8 @@ from .backends.base import Backend
 from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
 from .executors import FramePathCallbackGroup
-from .frame_path import FramePath, batch_window_s, plan_frame_path
+from .frame_path import (FramePath, batch_window_s, frames_can_share_inference,
+                         plan_frame_path)
 from .frame_reader import FrameReader, PulledCallbackGroup
 from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
                              label_info_message, label_info_type, missing_vision_msgs_hint)
@@ -322,9 +323,12 @@ class SegformerNode(LifecycleNode):
                 SENSOR_QOS, callback_group=self._image_group)
         slots = FrameReader(self.context, [ch.subscription for ch in self._channels])
         self._slots = slots
-        window_s = batch_window_s(float(self._params['batch_window_ms']),
-                                  getattr(self._pipeline, 'frames_per_inference', None),
+        per_inference = getattr(self._pipeline, 'frames_per_inference', None)
+        window_s = batch_window_s(float(self._params['batch_window_ms']), per_inference,
                                   int(self._params['max_batch_size']))
+        # Frames that cannot share an inference are taken one at a time, cameras in turn.
+        one_frame = not frames_can_share_inference(per_inference,
+                                                   int(self._params['max_batch_size']))
         trimmer, counters = HeapTrimmer(), [0, 0]
         # Overlap by measurement (frame_path.plan_frame_path says what and why).
         plan = plan_frame_path(int(self._params['frames_in_flight']),
@@ -333,7 +337,7 @@ class SegformerNode(LifecycleNode):
         self.get_logger().info(f'frame path: {plan.reason}')
         self._frame_path = FramePath(
             take=lambda wait_turn: self._take_frames(slots, trimmer, window_s, counters,
-                                                     wait_turn),
+                                                     wait_turn, one_frame),
             submit=self._submit_frames, finish=self._publish_results,
             on_error=self._on_frame_error, prefetch=plan.prefetch,
             in_flight=plan.in_flight,
@@ -364,11 +368,12 @@ class SegformerNode(LifecycleNode):
     # frame_path.py runs these on overlapping threads: take (+ convert) -> submit
     # (preprocess + inference) -> finish (postprocess + publish).
     def _take_frames(self, slots: FrameReader, trimmer: HeapTrimmer, window_s: float,
-                     counters: List[int], wait_turn: Callable[[], None]
-                     ) -> Optional[List[_Frame]]:
+                     counters: List[int], wait_turn: Callable[[], None],
+                     one_frame: bool = False) -> Optional[List[_Frame]]:
         """Take and convert the newest frame of each camera; None when there is none yet."""
         trimmer.maybe_trim()
-        batch = slots.take_batch(window_s, timeout_s=0.5, before_take=wait_turn)
+        batch = slots.take_batch(window_s, timeout_s=0.5, before_take=wait_turn,
+                                 one_frame=one_frame)
         stats = self._stats
         if not batch or stats is None:
             return None

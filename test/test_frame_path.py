@@ -57,6 +57,47 @@ def test_frame_reader_takes_the_newest_and_counts_the_skipped(rclpy_context) -> 
         node.destroy_node()
 
 
+def test_one_frame_at_a_time_serves_the_cameras_in_turn(rclpy_context) -> None:
+    """Models that cannot batch: one frame per take, every camera served in its turn."""
+    from std_msgs.msg import Header
+
+    from segformer_ros.frame_reader import FrameReader, PulledCallbackGroup
+    from segformer_ros.node import SENSOR_QOS
+
+    node = _node(rclpy_context, 'frame_reader_turns')
+    group = PulledCallbackGroup()
+    subs = [node.create_subscription(Header, f'cam{i}', lambda m: None, SENSOR_QOS,
+                                     callback_group=group) for i in range(3)]
+    pubs = [node.create_publisher(Header, f'cam{i}', 10) for i in range(3)]
+    reader = FrameReader(rclpy_context, subs)
+    try:
+        assert wait_until(lambda: all(p.get_subscription_count() >= 1 for p in pubs), 10.0)
+        order = []
+        for round_ in range(3):
+            for i, pub in enumerate(pubs):            # every camera has a frame waiting
+                pub.publish(Header(frame_id=f'{i}.{round_}'))
+            time.sleep(0.05)
+            for _ in range(3):
+                batch = reader.take_batch(0.0, timeout_s=5.0, one_frame=True)
+                assert len(batch) == 1
+                order.append(batch[0][0])
+                # A fast camera (0) has a new frame before every take: it must not win
+                # every time ahead of the others.
+                pubs[0].publish(Header(frame_id='again'))
+                time.sleep(0.03)
+        # Whatever was ready, each take went to the next camera in turn: none starves.
+        assert order == [0, 1, 2] * 3, order
+        reader.take_batch(0.0, timeout_s=0.2)         # camera 0's last extra frame
+        assert reader.take_batch(0.0, timeout_s=0.2) == []
+        for pub in pubs[:2]:
+            pub.publish(Header(frame_id='x'))
+        time.sleep(0.05)
+        assert [c for c, _ in reader.take_batch(0.0, timeout_s=5.0)] == [0, 1]   # batching
+    finally:
+        reader.destroy()
+        node.destroy_node()
+
+
 def test_split_executors_serve_each_side(rclpy_context) -> None:
     from std_msgs.msg import Header
 
