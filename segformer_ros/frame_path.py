@@ -22,16 +22,16 @@ Results are finished in submission order.
 The threads share one GIL. Taking a 1080p message (rclpy copies it three times with the
 GIL held) and publishing a mask are long C calls that keep it; when the submit thread comes
 back from the GPU meanwhile, its next dozen short calls (copy, kernel launches, events)
-each wait for the GIL: on the H200 the submit thread spent ~3 ms of every 10 ms frame so.
+each wait for the GIL: on the H200 the submit thread spent ~3 ms of every 9.7 ms frame
+off the CPU (thread CPU 70 % at 103 masks/s).
 :class:`GilTurns` takes turns instead: intake and finish start their GIL-bound work while
 the submit thread waits inside inference (which holds no GIL), not while it launches work.
 """
 
-import os
 import threading
+import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import (Any, Callable, ContextManager, Deque, Generic, Iterator, List, Optional,
                     Tuple, TypeVar)
 
@@ -52,19 +52,20 @@ class Handoff(Generic[T]):
         self._cond = threading.Condition()
         self._closed = False
 
+    def _wait_for_room_locked(self) -> bool:
+        while len(self._items) >= self._capacity and not self._closed:
+            self._cond.wait(_POLL_S)
+        return not self._closed
+
     def wait_for_room(self) -> bool:
         """Block until an item would fit; False once closed."""
         with self._cond:
-            while len(self._items) >= self._capacity and not self._closed:
-                self._cond.wait(_POLL_S)
-            return not self._closed
+            return self._wait_for_room_locked()
 
     def put(self, item: T) -> bool:
         """Append ``item`` (blocking while full); False (item not added) once closed."""
         with self._cond:
-            while len(self._items) >= self._capacity and not self._closed:
-                self._cond.wait(_POLL_S)
-            if self._closed:
+            if not self._wait_for_room_locked():
                 return False
             self._items.append(item)
             self._cond.notify_all()
@@ -87,75 +88,9 @@ class Handoff(Generic[T]):
             self._closed = True
             self._cond.notify_all()
 
-    def take_all(self) -> List[T]:
-        """Remove and return every item still queued."""
-        with self._cond:
-            items = list(self._items)
-            self._items.clear()
-            self._cond.notify_all()
-            return items
-
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)
-
-
-@dataclass(frozen=True)
-class FramePathPlan:
-    """How many frames overlap, and whether the next image is taken during inference."""
-
-    in_flight: int
-    prefetch: bool
-    reason: str
-
-
-def plan_frame_path(frames_in_flight: int, inference_on_device: bool, inference_threads: int,
-                    cpu_count: Optional[int] = None) -> FramePathPlan:
-    """Resolve the ``frames_in_flight`` parameter (0 = auto) for this pipeline and machine.
-
-    Auto, as measured (docs/benchmarks.md, "Node vs pipeline"): inference on the GPU ->
-    2 in flight with prefetch (H200 flood 0.66 -> 0.96 of the pipeline); inference on the
-    CPU with at least two cores to spare beside its threads -> 2 (16-core host, 8 ORT
-    threads: flood 0.84 -> 1.01); otherwise 1 (2 cores: the overlap slowed inference
-    itself, 0.83 -> 0.79). ``inference_threads`` 0 means "all cores" (ORT's default).
-    """
-    cores = int(cpu_count or os.cpu_count() or 1)
-    if frames_in_flight > 0:
-        return FramePathPlan(frames_in_flight, inference_on_device and frames_in_flight > 1,
-                             f'frames_in_flight {frames_in_flight} (set)')
-    if inference_on_device:
-        return FramePathPlan(2, True, 'auto: inference on the GPU, 2 frames in flight, the '
-                                      'next image taken during inference')
-    threads = inference_threads if inference_threads > 0 else cores
-    spare = cores - threads
-    if spare >= 2:
-        return FramePathPlan(2, False, f'auto: inference on the CPU with {threads} of {cores} '
-                                       f'cores, 2 frames in flight')
-    return FramePathPlan(1, False, f'auto: inference on the CPU with {threads} of {cores} '
-                                   f'cores, one frame at a time (no cores to spare for '
-                                   f'overlap)')
-
-
-def frames_can_share_inference(frames_per_inference: Optional[int],
-                               max_batch_size: int) -> bool:
-    """Tell whether frames may share an inference (one inference per frame if not).
-
-    Not with a model of fixed batch 1, nor with ``max_batch_size`` 1.
-    """
-    return not (frames_per_inference == 1 or max_batch_size == 1)
-
-
-def batch_window_s(window_ms: float, frames_per_inference: Optional[int],
-                   max_batch_size: int) -> float:
-    """How long the first camera's frame waits for the others (batch_window_ms).
-
-    Zero when frames cannot share an inference (a fixed batch of 1, or max_batch_size 1):
-    the wait would only delay the first frame and keep the intake from the next one (4
-    cameras at 30 Hz on the H200, fixed-batch SegFormer: frames replaced in the readers).
-    """
-    if not frames_can_share_inference(frames_per_inference, max_batch_size):
-        return 0.0
-    return max(0.0, float(window_ms)) / 1e3
 
 
 class GilTurns:
@@ -172,23 +107,21 @@ class GilTurns:
         self._busy = False
         self._max_wait_s = max_wait_s
 
-    @contextmanager
-    def busy(self) -> Iterator[None]:
+    def busy(self) -> ContextManager[None]:
         """Mark the submit thread's host work (it needs the GIL often)."""
-        self._set(True)
-        try:
-            yield
-        finally:
-            self._set(False)
+        return self._marked(True)
+
+    def released(self) -> ContextManager[None]:
+        """Inside :meth:`busy`: the thread waits in a call that released the GIL."""
+        return self._marked(False)
 
     @contextmanager
-    def released(self) -> Iterator[None]:
-        """Inside :meth:`busy`: the thread waits in a call that released the GIL."""
-        self._set(False)
+    def _marked(self, busy: bool) -> Iterator[None]:
+        self._set(busy)
         try:
             yield
         finally:
-            self._set(True)
+            self._set(not busy)
 
     def wait_turn(self) -> None:
         """Return once the submit thread is not doing host work (or after max_wait_s)."""
@@ -264,20 +197,15 @@ class FramePath:
         """
         self._stopping.set()
         self._taken.close()
-        deadline = timeout_s
-        alive = False
-        for thread in self._threads:
-            if thread.name.endswith('_finish'):
-                continue
-            thread.join(timeout=max(0.0, deadline))
-            alive = alive or thread.is_alive()
+        deadline = time.monotonic() + timeout_s
+        finishers = [t for t in self._threads if t.name.endswith('_finish')]
+        for thread in [t for t in self._threads if t not in finishers]:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         # Intake and submit are done: nothing more comes; finish drains what is queued.
         self._pending.close()
-        for thread in self._threads:
-            if thread.name.endswith('_finish'):
-                thread.join(timeout=max(0.0, deadline))
-                alive = alive or thread.is_alive()
-        return not alive
+        for thread in finishers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
     # ------------------------------------------------------------------ threads
     def _running(self) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 from .backends.base import Backend, OutputKind
 from .config import PipelineConfig
 from .errors import BackendError, BackendStateError, ConfigError
-from .pipeline import PendingResults, SegmentationResult
+from .pipeline import PendingResults, SegmentationResult, SubmittingPipeline
 from .preprocessing import Frame, unpack_frame
 from .summary import summary_from_counts
 
@@ -44,8 +44,11 @@ def gpu_encoding(array: np.ndarray, channel_order: str) -> str:
     return encoding
 
 
-class GpuSegmentationPipeline:
-    """SegmentationPipeline's interface over the CUDA pipeline (cuda.gpu_pipeline)."""
+class GpuSegmentationPipeline(SubmittingPipeline):
+    """SegmentationPipeline's interface over the CUDA pipeline (cuda.gpu_pipeline).
+
+    ``want_confidence``: see :func:`gpu_confidence`.
+    """
 
     def __init__(self, backend: Backend, config: PipelineConfig, device: int = 0,
                  max_batch: int = 1, in_flight: int = 2,
@@ -90,18 +93,6 @@ class GpuSegmentationPipeline:
         """True for logits models (confidence maps: see :func:`gpu_confidence`)."""
         return self._kind is OutputKind.LOGITS
 
-    def process(self, frame: Frame, channel_order: Optional[str] = None, *,
-                want_overlay: bool = True, want_summary: bool = True,
-                overlay_alpha: Optional[float] = None,
-                want_confidence: bool = False) -> SegmentationResult:
-        """Segment one frame on the GPU; same result type as the CPU pipeline.
-
-        ``want_confidence``: see :func:`gpu_confidence`.
-        """
-        return self.process_batch([(frame, channel_order)], want_overlay=want_overlay,
-                                  want_summary=want_summary, overlay_alpha=overlay_alpha,
-                                  want_confidence=want_confidence)[0]
-
     @property
     def frames_per_inference(self) -> Optional[int]:
         """Frames one inference takes (the engine's batch)."""
@@ -112,15 +103,6 @@ class GpuSegmentationPipeline:
         """True when inference runs on the GPU (not a CPU session between the kernels)."""
         from .cuda.gpu_pipeline import HostInference
         return not isinstance(self._engine, HostInference)
-
-    def process_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
-                      want_overlay: bool = True, want_summary: bool = True,
-                      overlay_alpha: Optional[float] = None,
-                      want_confidence: bool = False) -> List[SegmentationResult]:
-        """Segment several frames (one per camera): up to the engine's batch per inference."""
-        return self.submit_batch(frames, want_overlay=want_overlay, want_summary=want_summary,
-                                 overlay_alpha=overlay_alpha,
-                                 want_confidence=want_confidence).collect()
 
     def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
                      want_overlay: bool = True, want_summary: bool = True,
@@ -227,9 +209,10 @@ class GpuSegmentationPipeline:
         if alpha is None or alpha == self._config.postprocess.overlay_alpha:
             return
         # Called with one submission slot held (submit_batch): wait for the others.
-        self._config = replace(self._config, postprocess=replace(
+        config = replace(self._config, postprocess=replace(
             self._config.postprocess, overlay_alpha=float(alpha)))
         with self._all_collected(held=1):
+            self._config = config
             self._rebuild()
 
     def _rebuild(self) -> None:

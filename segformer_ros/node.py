@@ -31,8 +31,8 @@ from .backends.base import Backend
 from .channels import ChannelSpec, channels_from_lists
 from .errors import ImageFormatError, SegformerRosError
 from .executors import FramePathCallbackGroup
-from .frame_path import (FramePath, batch_window_s, frames_can_share_inference,
-                         plan_frame_path)
+from .frame_path import FramePath
+from .frame_path_plan import FramePathPlan, plan_frame_path
 from .frame_reader import FrameReader, PulledCallbackGroup
 from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
                              label_info_message, label_info_type, missing_vision_msgs_hint)
@@ -44,7 +44,7 @@ from .ros_compat import wrap_change_state_service
 from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_message,
                            image_message, summary_message)
 from .output_size import MAX_SIDE, size_text
-from .stats import RateLimiter, StageStats
+from .stats import RateLimiter, StageStats, stamp_age_s
 from .warmup import warm_up_pipeline
 
 STAGES: Tuple[str, ...] = ('input_age', 'convert', 'preprocess', 'inference', 'postprocess',
@@ -323,21 +323,18 @@ class SegformerNode(LifecycleNode):
                 SENSOR_QOS, callback_group=self._image_group)
         slots = FrameReader(self.context, [ch.subscription for ch in self._channels])
         self._slots = slots
-        per_inference = getattr(self._pipeline, 'frames_per_inference', None)
-        window_s = batch_window_s(float(self._params['batch_window_ms']), per_inference,
-                                  int(self._params['max_batch_size']))
-        # Frames that cannot share an inference are taken one at a time, cameras in turn.
-        one_frame = not frames_can_share_inference(per_inference,
-                                                   int(self._params['max_batch_size']))
-        trimmer, counters = HeapTrimmer(), [0, 0]
-        # Overlap by measurement (frame_path.plan_frame_path says what and why).
+        # Overlap and batching by measurement (frame_path_plan says what and why).
         plan = plan_frame_path(int(self._params['frames_in_flight']),
                                bool(getattr(self._pipeline, 'inference_on_device', False)),
-                               int(self._params['num_threads']))
+                               int(self._params['num_threads']),
+                               float(self._params['batch_window_ms']),
+                               getattr(self._pipeline, 'frames_per_inference', None),
+                               int(self._params['max_batch_size']))
         self.get_logger().info(f'frame path: {plan.reason}')
+        trimmer, counters = HeapTrimmer(), [0, 0]
         self._frame_path = FramePath(
-            take=lambda wait_turn: self._take_frames(slots, trimmer, window_s, counters,
-                                                     wait_turn, one_frame),
+            take=lambda wait_turn: self._take_frames(slots, trimmer, plan, counters,
+                                                     wait_turn),
             submit=self._submit_frames, finish=self._publish_results,
             on_error=self._on_frame_error, prefetch=plan.prefetch,
             in_flight=plan.in_flight,
@@ -367,13 +364,13 @@ class SegformerNode(LifecycleNode):
     # ------------------------------------------------------------ frame path
     # frame_path.py runs these on overlapping threads: take (+ convert) -> submit
     # (preprocess + inference) -> finish (postprocess + publish).
-    def _take_frames(self, slots: FrameReader, trimmer: HeapTrimmer, window_s: float,
-                     counters: List[int], wait_turn: Callable[[], None],
-                     one_frame: bool = False) -> Optional[List[_Frame]]:
+    def _take_frames(self, slots: FrameReader, trimmer: HeapTrimmer, plan: FramePathPlan,
+                     counters: List[int], wait_turn: Callable[[], None]
+                     ) -> Optional[List[_Frame]]:
         """Take and convert the newest frame of each camera; None when there is none yet."""
         trimmer.maybe_trim()
-        batch = slots.take_batch(window_s, timeout_s=0.5, before_take=wait_turn,
-                                 one_frame=one_frame)
+        batch = slots.take_batch(plan.batch_window_s, timeout_s=0.5, before_take=wait_turn,
+                                 one_frame=plan.one_frame)
         stats = self._stats
         if not batch or stats is None:
             return None
@@ -396,9 +393,9 @@ class SegformerNode(LifecycleNode):
             # input_age: from the image's stamp to its take (DDS transport plus the time it
             # waited in the depth-1 reader for the model to be free); the part of the
             # latency that is not the node's work. Stamps on another clock are skipped.
-            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            if 0 < stamp_ns <= now_ns and now_ns - stamp_ns < 60_000_000_000:
-                stats.add_times({'input_age': (now_ns - stamp_ns) / 1e9})
+            age = stamp_age_s(msg.header.stamp.sec, msg.header.stamp.nanosec, now_ns)
+            if age is not None:
+                stats.add_times({'input_age': age})
             t0 = time.perf_counter()
             try:
                 if isinstance(msg, CompressedImage):

@@ -47,7 +47,70 @@ class SegmentationResult:
     confidence: Optional[np.ndarray] = None
 
 
-class SegmentationPipeline:
+class PendingResults:
+    """Results of a submitted batch, finished by :meth:`collect` (once, on any thread)."""
+
+    def __init__(self, finish: Callable[[], List[SegmentationResult]],
+                 release: Optional[Callable[[], None]] = None) -> None:
+        self._finish: Optional[Callable[[], List[SegmentationResult]]] = finish
+        self._release = release
+
+    def collect(self) -> List[SegmentationResult]:
+        """Finish the batch and return one result per submitted frame, in order."""
+        finish = self._finish
+        if finish is None:
+            raise BackendStateError('expected results not collected yet, got a second '
+                                    'collect() of the same submission')
+        self._finish = None
+        try:
+            return finish()
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Give the submission's resources back without results (shutdown)."""
+        self._finish = None
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+class SubmittingPipeline:
+    """``process`` and ``process_batch`` of both pipelines, on top of ``submit_batch``.
+
+    A pipeline implements ``submit_batch`` (inference started, a :class:`PendingResults`
+    back); the synchronous calls are that and ``collect()``, in one place.
+    """
+
+    def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
+                     want_overlay: bool = True, want_summary: bool = True,
+                     overlay_alpha: Optional[float] = None,
+                     want_confidence: bool = False, batch_limit: int = 0,
+                     around_inference: Optional[Callable[[], ContextManager[Any]]] = None
+                     ) -> PendingResults:
+        """Start segmenting ``(frame, channel_order)`` pairs; see the implementations."""
+        raise NotImplementedError
+
+    def process(self, frame: Frame, channel_order: Optional[str] = None, *,
+                want_overlay: bool = True, want_summary: bool = True,
+                overlay_alpha: Optional[float] = None,
+                want_confidence: bool = False) -> SegmentationResult:
+        """Segment one frame (uint8 array with ``channel_order``, or an ImageView)."""
+        return self.process_batch([(frame, channel_order)], want_overlay=want_overlay,
+                                  want_summary=want_summary, overlay_alpha=overlay_alpha,
+                                  want_confidence=want_confidence)[0]
+
+    def process_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
+                      want_overlay: bool = True, want_summary: bool = True,
+                      overlay_alpha: Optional[float] = None,
+                      want_confidence: bool = False) -> List[SegmentationResult]:
+        """Segment several ``(frame, channel_order)`` pairs (e.g. one per camera), now."""
+        return self.submit_batch(frames, want_overlay=want_overlay, want_summary=want_summary,
+                                 overlay_alpha=overlay_alpha,
+                                 want_confidence=want_confidence).collect()
+
+
+class SegmentationPipeline(SubmittingPipeline):
     """Run a configured backend on camera frames and post-process its outputs."""
 
     def __init__(self, backend: Backend, config: PipelineConfig) -> None:
@@ -121,35 +184,16 @@ class SegmentationPipeline:
             post = replace(self._config.postprocess, output_resolution=output_resolution)
             self._config = replace(self._config, postprocess=post)
 
-    def process(self, frame: Frame, channel_order: Optional[str] = None, *,
-                want_overlay: bool = True, want_summary: bool = True,
-                overlay_alpha: Optional[float] = None,
-                want_confidence: bool = False) -> SegmentationResult:
-        """Segment one frame (uint8 array with ``channel_order``, or an ImageView)."""
-        return self.process_batch([(frame, channel_order)], want_overlay=want_overlay,
-                                  want_summary=want_summary, overlay_alpha=overlay_alpha,
-                                  want_confidence=want_confidence)[0]
-
-    def process_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
-                      want_overlay: bool = True, want_summary: bool = True,
-                      overlay_alpha: Optional[float] = None,
-                      want_confidence: bool = False) -> List[SegmentationResult]:
-        """Segment several ``(frame, channel_order)`` pairs (e.g. one per camera).
-
-        Uses one ``backend.infer`` call when the model's batch dimension is dynamic or equals
-        ``len(frames)``; otherwise runs chunks of the fixed batch size (the last one padded).
-        """
-        return self.submit_batch(frames, want_overlay=want_overlay, want_summary=want_summary,
-                                 overlay_alpha=overlay_alpha,
-                                 want_confidence=want_confidence).collect()
-
     def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
                      want_overlay: bool = True, want_summary: bool = True,
                      overlay_alpha: Optional[float] = None,
                      want_confidence: bool = False, batch_limit: int = 0,
                      around_inference: Optional[Callable[[], ContextManager[Any]]] = None
-                     ) -> 'PendingResults':
+                     ) -> PendingResults:
         """Preprocess and infer now; postprocess, overlay and summary when collected.
+
+        Uses one ``backend.infer`` call when the model's batch dimension is dynamic or equals
+        ``len(frames)``; otherwise runs chunks of the fixed batch size (the last one padded).
 
         The split lets a caller (the node's frame path) run the next frame's inference
         while another thread finishes this one: :meth:`PendingResults.collect` needs only
@@ -235,31 +279,3 @@ class _Inferred:
     outputs: np.ndarray
     preprocess_s: float
     inference_s: float
-
-
-class PendingResults:
-    """Results of a submitted batch, finished by :meth:`collect` (once, on any thread)."""
-
-    def __init__(self, finish: Callable[[], List[SegmentationResult]],
-                 release: Optional[Callable[[], None]] = None) -> None:
-        self._finish: Optional[Callable[[], List[SegmentationResult]]] = finish
-        self._release = release
-
-    def collect(self) -> List[SegmentationResult]:
-        """Finish the batch and return one result per submitted frame, in order."""
-        finish = self._finish
-        if finish is None:
-            raise BackendStateError('expected results not collected yet, got a second '
-                                    'collect() of the same submission')
-        self._finish = None
-        try:
-            return finish()
-        finally:
-            self.discard()
-
-    def discard(self) -> None:
-        """Give the submission's resources back without results (shutdown)."""
-        self._finish = None
-        release, self._release = self._release, None
-        if release is not None:
-            release()

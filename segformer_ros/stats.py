@@ -145,3 +145,19 @@ class RateLimiter:
     def take_suppressed(self, key: str) -> int:
         """How many events for ``key`` were suppressed since the last call (and reset)."""
         return self.suppressed.pop(key, 0)
+
+
+# A stamp further back than this is on another clock (sim time, an unset camera clock).
+_MAX_PLAUSIBLE_AGE_NS = 60_000_000_000
+
+
+def stamp_age_s(sec: int, nanosec: int, now_ns: int) -> Optional[float]:
+    """Seconds from a header stamp to ``now_ns`` (system clock); None when not comparable.
+
+    Zero stamps, stamps in the future and stamps over a minute old are taken to be on
+    another clock than the system's, and give None rather than a meaningless age.
+    """
+    stamp_ns = int(sec) * 1_000_000_000 + int(nanosec)
+    if stamp_ns <= 0 or stamp_ns > now_ns or now_ns - stamp_ns >= _MAX_PLAUSIBLE_AGE_NS:
+        return None
+    return (now_ns - stamp_ns) / 1e9

@@ -13,8 +13,8 @@ from typing import Any, List, Optional
 
 import pytest
 
-from segformer_ros.frame_path import (
-    FramePath, GilTurns, Handoff, batch_window_s, plan_frame_path)
+from segformer_ros.frame_path import FramePath, GilTurns, Handoff
+from segformer_ros.frame_path_plan import plan_frame_path
 
 
 class Pending:
@@ -334,7 +334,11 @@ def test_plan_follows_the_measurements() -> None:
 
 
 def test_batch_window_only_where_frames_can_share_an_inference() -> None:
-    assert batch_window_s(5.0, None, 0) == pytest.approx(0.005)   # dynamic batch
-    assert batch_window_s(5.0, 4, 0) == pytest.approx(0.005)
-    assert batch_window_s(5.0, 1, 0) == 0.0                        # fixed batch of 1
-    assert batch_window_s(5.0, None, 1) == 0.0                     # max_batch_size 1
+    def batching(window_ms, per_inference, max_batch_size):
+        plan = plan_frame_path(0, False, 0, window_ms, per_inference, max_batch_size)
+        return plan.batch_window_s, plan.one_frame
+    assert batching(5.0, None, 0) == (pytest.approx(0.005), False)   # dynamic batch
+    assert batching(5.0, 4, 0) == (pytest.approx(0.005), False)
+    assert batching(5.0, 1, 0) == (0.0, True)                         # fixed batch of 1
+    assert batching(5.0, None, 1) == (0.0, True)                      # max_batch_size 1
+    assert batching(0.0, None, 0) == (0.0, False)   # no window, but frames may still share

@@ -20,10 +20,11 @@ from benchmarks.processes import RosProcess  # noqa: E402
 pytestmark = pytest.mark.ros
 
 
-def _start_node(tmp_path: Path, domain: int, model: Path, cameras: List[str]) -> RosProcess:
+def _start_node(tmp_path: Path, domain: int, model: Path, cameras: List[str],
+                frames_in_flight: int = 0) -> RosProcess:
     proc = start_preset_node(tmp_path, domain, model, autostart=True, cameras=cameras,
                              camera_topics=[f'/{c}/image_raw' for c in cameras],
-                             batch_window_ms=20.0)
+                             batch_window_ms=20.0, frames_in_flight=frames_in_flight)
     assert proc.wait_for_log('configured', 60.0), proc.log()[-2000:]
     return proc
 
@@ -68,13 +69,16 @@ class _Cameras:
         self.pubs[camera].publish(msg)
 
 
-@pytest.mark.parametrize('cameras', [['front', 'left'], ['front', 'left', 'right']])
-def test_cameras_keep_their_own_headers_and_sizes(cameras, tmp_path, ros_domain,
-                                                  rclpy_context, deeplab_model,
+# frames_in_flight 2: the overlapped frame path (inference of one frame while the last is
+# published, the default on CPUs with cores to spare) must not mix up cameras or order.
+@pytest.mark.parametrize('cameras,frames_in_flight', [
+    (['front', 'left'], 0), (['front', 'left', 'right'], 0), (['front', 'left', 'right'], 2)])
+def test_cameras_keep_their_own_headers_and_sizes(cameras, frames_in_flight, tmp_path,
+                                                  ros_domain, rclpy_context, deeplab_model,
                                                   street_frames_bgr) -> None:
     import cv2
 
-    proc = _start_node(tmp_path, ros_domain, deeplab_model, cameras)
+    proc = _start_node(tmp_path, ros_domain, deeplab_model, cameras, frames_in_flight)
     try:
         rig = _Cameras(rclpy_context, cameras)
         rig.wait_subscribed()
@@ -93,6 +97,10 @@ def test_cameras_keep_their_own_headers_and_sizes(cameras, tmp_path, ros_domain,
                 assert m.header.frame_id == f'{c}_optical'
                 assert 1000 * (i + 1) <= m.header.stamp.sec < 1000 * (i + 2)
                 assert (m.width, m.height) == sizes[c]
+            stamps = [m.header.stamp.sec for m in rig.masks[c]]
+            assert stamps == sorted(set(stamps)), f'{c}: masks out of order {stamps}'
+        if frames_in_flight:
+            assert f'frame path: frames_in_flight {frames_in_flight} (set)' in proc.log()
         rig.spin(1.5)  # one more diagnostics period
         for c in cameras:
             assert f'{c}_frames_dropped' in rig.diagnostics, rig.diagnostics

@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from segformer_ros.stats import LatencyWindow, RateLimiter, RateMeter, StageStats, percentiles
 
 
@@ -61,3 +63,14 @@ def test_stage_stats_snapshot() -> None:
     assert snap['inference_ms_p50'] == 10.0
     assert snap['publish_ms_p50'] == 1.0
     assert snap['frames_dropped'] == 3.0
+
+
+def test_stamp_age_only_for_stamps_on_the_system_clock():
+    from segformer_ros.stats import stamp_age_s
+
+    now = 1_800_000_000 * 1_000_000_000
+    assert stamp_age_s(1_800_000_000, 0, now + 25_000_000) == pytest.approx(0.025)
+    assert stamp_age_s(1_799_999_999, 990_000_000, now) == pytest.approx(0.010)
+    assert stamp_age_s(0, 0, now) is None                    # unset stamp
+    assert stamp_age_s(1_800_000_001, 0, now) is None        # in the future
+    assert stamp_age_s(1_000, 0, now) is None                # sim time / another clock
