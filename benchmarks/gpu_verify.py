@@ -104,7 +104,8 @@ class FixedOutputEngine(DeviceInference):
         """See DeviceInference."""
         return self.spec
 
-    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int) -> None:
+    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int,
+                     frames: int = 0) -> None:
         """Copy the known output (graph-capturable)."""
         rt.check(rt.bindings()[0].cudaMemcpyAsync(
             output_ptr, self.staging.device_ptr, self.output.nbytes,
@@ -346,7 +347,8 @@ class TorchGraphInference(DeviceInference):
         """See DeviceInference."""
         return self.spec
 
-    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int) -> None:
+    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int,
+                     frames: int = 0) -> None:
         """Copy in, replay the graph on the pipeline stream, copy out."""
         st = _PtrStream(stream_ptr)
         rt.memcpy_async(self.static_in.data_ptr(), input_ptr, self.spec.input_nbytes, st)

@@ -99,6 +99,18 @@ class GpuSegmentationPipeline(SubmittingPipeline):
         return int(self._gpu.batch)
 
     @property
+    def partial_batch_sizes(self) -> Tuple[int, ...]:
+        """Frame counts below the engine batch that run as inferences of their own shape.
+
+        A dynamic-batch ONNX Runtime model runs only the frames a submission filled, each
+        size in a session of its own, created and tuned on first use: the configure
+        warm-up runs each of these once.
+        """
+        if not getattr(self._engine, 'runs_partial_batches', False):
+            return ()
+        return tuple(range(1, int(self._gpu.batch)))
+
+    @property
     def inference_on_device(self) -> bool:
         """True when inference runs on the GPU (not a CPU session between the kernels)."""
         from .cuda.gpu_pipeline import HostInference
@@ -293,7 +305,8 @@ def device_engine(backend: Backend, config: PipelineConfig, max_batch: int = 1,
     session = backend.session
     # A fixed batch dimension decides; a dynamic one takes one slot per camera.
     batch = backend.model_info.max_batch or max(1, max_batch)
-    ort = OrtCudaInference(session, config.input_size, batch=batch, device=device)
+    ort = OrtCudaInference(session, config.input_size, batch=batch, device=device,
+                           session_for_batch=getattr(backend, 'session_for_batch', None))
     if session_on_cuda(session):
         return ort
     spec = ort.device_io_spec()

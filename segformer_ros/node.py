@@ -206,6 +206,8 @@ class SegformerNode(LifecycleNode):
                 f'match_camera_info sizes one camera\'s mask, got {len(specs)} cameras; leave '
                 f'it empty and set output_resolution: WIDTHxHEIGHT instead')
         self._params = params
+        batch_limit = int(params.get('max_batch_size', 0))
+        max_batch = min(len(specs), batch_limit) if batch_limit else len(specs)
         # /diagnostics first: a TensorRT engine build can take minutes, and the timer (its
         # own callback group, another executor thread) reports its progress meanwhile.
         self._build_progress = None
@@ -221,13 +223,11 @@ class SegformerNode(LifecycleNode):
             rebuild_stale_engine=params['rebuild_stale_engine'],
             allow_engine_host_code=params['allow_engine_host_code'],
             workspace_mb=params['workspace_mb'], input_hw=config.input_size,
-            max_batch=max(1, len(specs)), device_id=params['device_id'])
+            max_batch=max(1, max_batch), device_id=params['device_id'])
         info = self._backend.configure()
-        batch_limit = int(params.get('max_batch_size', 0))
         self._pipeline = select_pipeline(
             params['pipeline'], self._backend, config, params['onnxruntime_provider'],
-            self.get_logger().info,
-            max_batch=min(len(specs), batch_limit) if batch_limit else len(specs),
+            self.get_logger().info, max_batch=max_batch,
             frames_per_submission=len(specs), in_flight=max(2, params['frames_in_flight']))
         self._backend.warmup(params['warmup_iterations'], self._pipeline.input_hw)
         # One frame through the whole pipeline: a fault around the model fails here.

@@ -37,6 +37,12 @@ def warm_up_pipeline(pipeline: Any, cameras: int = 1, max_batch_size: int = 0) -
         results = pipeline.process_batch([(frame, 'rgb')] * batch, want_overlay=True,
                                          want_summary=True,
                                          want_confidence=bool(pipeline.has_logits))
+        # Batch sizes set up on first use (a dynamic batch on the GPU: a session and its
+        # tuning per size): the first 3-camera inference would otherwise stall the frame
+        # path for seconds.
+        for partial in getattr(pipeline, 'partial_batch_sizes', ()):
+            pipeline.process_batch([(frame, 'rgb')] * int(partial), want_overlay=True,
+                                   want_summary=False, want_confidence=False)
     except Exception as exc:  # noqa: BLE001 - any failure here fails configure with its reason
         raise BackendError(
             f'the configure warm-up frame failed in {name} ({type(exc).__name__}: '

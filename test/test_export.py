@@ -63,6 +63,30 @@ def test_dynamic_export_runs_at_two_sizes(tiny_checkpoint, tmp_path, capsys):
             assert np.isfinite(out_logits).all()
 
 
+def test_dynamic_batch_export_keeps_height_and_width(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / 'dynamic_batch.onnx'
+    rc = export.main([str(tiny_checkpoint), '-o', str(out), '--dynamic-batch', '--height', '64',
+                      '--width', '96', '--check'])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert 'check (96x64; batch 1, 2)' in text and ': ok' in text
+    with OnnxRuntimeBackend(str(out)) as backend:
+        info = backend.model_info
+        assert info.input_shape == (None, 3, 64, 96)
+        # The exporter leaves the logits' H/W symbolic here; the runs below pin them.
+        assert info.output_shape[:2] == (None, 19)
+        for n in (1, 3):
+            assert backend.infer(np.zeros((n, 3, 64, 96), np.float32)).shape == (n, 19, 16, 24)
+        with pytest.raises(Exception):  # the height and width stay fixed
+            backend.infer(np.zeros((1, 3, 96, 96), np.float32))
+
+
+def test_dynamic_and_dynamic_batch_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        export.main(['ckpt', '-o', str(tmp_path / 'x.onnx'), '--dynamic', '--dynamic-batch'])
+    assert 'not allowed with argument' in capsys.readouterr().err
+
+
 def test_export_matches_torch(tiny_checkpoint, tmp_path):
     torch = pytest.importorskip('torch')
     model = export.load_model(str(tiny_checkpoint))

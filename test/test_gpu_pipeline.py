@@ -76,7 +76,7 @@ def test_gpu_matches_cpu_path(policy, mode, encoding):
             return DeviceIOSpec('in', (1, 3, 64, 48), 'float32', 'out', logits.shape,
                                 'float32', OutputKind.LOGITS)
 
-        def infer_device(self, inp, out, stream):
+        def infer_device(self, inp, out, stream, frames=0):
             rt.copy_to_device(logits, out)
 
     bgr = _frame(rng)
@@ -115,7 +115,7 @@ def _fixed_engine(batch, rng):
             return DeviceIOSpec('in', (batch, 3, 64, 48), 'float32', 'out', logits.shape,
                                 'float32', OutputKind.LOGITS)
 
-        def infer_device(self, inp, out, stream):
+        def infer_device(self, inp, out, stream, frames=0):
             rt.copy_to_device(logits, out, stream)
     return Fixed(), logits
 

@@ -203,3 +203,97 @@ def test_gpu_submissions_in_flight_collected_on_another_thread(tmp_path, street_
     assert pipeline.process_batch(a)[0].mask.shape == (128, 128)
     pipeline.release()
     gpu.release()
+
+
+def test_ort_cuda_inference_runs_partial_batches_only_for_dynamic_batch_models(tmp_path):
+    """Which models run only the frames a submission filled (session metadata, ORT CPU here)."""
+    from segformer_ros.cuda.gpu_pipeline import OrtCudaInference
+
+    def inference(model, batch):
+        backend = OnnxRuntimeBackend(str(model), input_hw=(64, 64))
+        backend.configure()
+        try:
+            return OrtCudaInference(backend.session, (64, 64), batch=batch)
+        finally:
+            backend.release()
+
+    dynamic = logits_model(tmp_path / 'dynamic.onnx', dynamic=True)
+    assert inference(dynamic, 4).runs_partial_batches
+    assert inference(dynamic, 4).device_io_spec().input_shape == (4, 3, 64, 64)
+    assert not inference(dynamic, 1).runs_partial_batches       # nothing partial in 1
+    fixed = logits_model(tmp_path / 'fixed4.onnx', batch=4)
+    assert not inference(fixed, 4).runs_partial_batches         # a fixed shape runs whole
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_usable(), reason='needs a CUDA GPU and cuda-python')
+def test_partial_batches_of_a_dynamic_model_match_and_reuse_buffers(tmp_path,
+                                                                    street_frames_bgr) -> None:
+    """Submissions of 1-4 frames run as their own shapes and keep their slot's buffers.
+
+    4 cameras out of step fill 1-4 of a batch: each count must equal the CPU pipeline, and
+    a slot must keep its buffers and graphs when the count changes back.
+    """
+    import onnxruntime as ort
+
+    from segformer_ros.warmup import warm_up_pipeline
+
+    if 'CUDAExecutionProvider' not in ort.get_available_providers():
+        pytest.skip('needs onnxruntime-gpu')
+    model = str(logits_model(tmp_path / 'tiny.onnx', input_hw=(128, 128), dynamic=True))
+    config = PipelineConfig(input_size=(128, 128))
+    cpu = OnnxRuntimeBackend(model, input_hw=(128, 128))
+    cpu.configure()
+    gpu = OnnxRuntimeBackend(model, provider='cuda', input_hw=(128, 128))
+    gpu.configure()
+    reference = SegmentationPipeline(cpu, config)
+    pipeline = select_pipeline('gpu', gpu, config, 'cuda', print, max_batch=4, in_flight=1)
+    assert pipeline.partial_batch_sizes == (1, 2, 3)
+    warm_up_pipeline(pipeline, cameras=4)
+    frames = [(street_frames_bgr[i % len(street_frames_bgr)], 'bgr') for i in range(4)]
+    frames[3] = (np.ascontiguousarray(frames[3][0][::-1]), 'bgr')
+    slot = pipeline._gpu.slots[0]
+    images_after_first_round = None
+    for round_ in range(3):                 # round 2+ replays the graphs of each count
+        for count in (1, 3, 4, 2):
+            got = pipeline.process_batch(frames[:count])
+            want = reference.process_batch(frames[:count])
+            assert len(got) == count
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g.mask, w.mask)
+                assert g.summary.class_pixel_counts == w.summary.class_pixel_counts
+            if round_ >= 1:
+                assert slot.graphed, pipeline._gpu.graph_error
+        if round_ == 0:
+            images_after_first_round = dict(slot._images)
+    # One buffer set per frame position, kept across counts (not rebuilt per change).
+    # Each batch size ran in a session of its own (one input shape per session).
+    assert sorted(gpu._batch_sessions) == [1, 2, 3, 4]
+    # (The warm-up's synthetic frames are rgb8: buffers of their own.)
+    assert len([key for key in slot._images if key[3] == 'bgr8']) == 4
+    assert all(slot._images[k] is v for k, v in images_after_first_round.items())
+    pipeline.release()
+    gpu.release()
+    cpu.release()
+
+
+def test_session_for_batch_fixes_the_batch_of_a_dynamic_model(tmp_path) -> None:
+    """One session per batch size, its batch fixed; same logits as the dynamic session."""
+    dynamic = OnnxRuntimeBackend(str(logits_model(tmp_path / 'dynamic.onnx', dynamic=True)),
+                                 input_hw=(64, 64))
+    dynamic.configure()
+    two = dynamic.session_for_batch(2)
+    assert two is dynamic.session_for_batch(2) and two is not dynamic.session
+    assert two.get_inputs()[0].shape[0] == 2
+    assert dynamic.session.get_inputs()[0].shape[0] == 'N'
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    np.testing.assert_allclose(two.run(None, {'input': x})[0],
+                               dynamic.session.run(None, {'input': x})[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception):         # its batch is fixed now
+        two.run(None, {'input': x[:1]})
+    dynamic.release()
+    assert dynamic._batch_sessions == {}
+    fixed = OnnxRuntimeBackend(str(logits_model(tmp_path / 'fixed.onnx')))
+    fixed.configure()
+    assert fixed.session_for_batch(1) is fixed.session
+    fixed.release()

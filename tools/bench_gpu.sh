@@ -17,9 +17,10 @@
 # Runs bench_ros with pipeline: gpu and ONNX Runtime's CUDA provider: transport floor,
 # standalone pipeline (one frame at a time and two in flight), the node mask only / full /
 # 200 Hz flood at 1920x1080 ("one"), then 2 and 4 cameras ("cams"), the fp16 model if
-# STAGE_DIR has segformer_b0_random_1024_fp16.onnx ("fp16"), and the CPU pipeline with
-# 8 ONNX Runtime threads ("cpu"); BENCH_GPU_PARTS picks some (default: all). Each report
-# lands in OUT_DIR.
+# STAGE_DIR has segformer_b0_random_1024_fp16.onnx ("fp16"), a dynamic-batch export with 2
+# and 4 cameras if it has segformer_b0_random_1024_dynbatch.onnx ("dyn"), and the CPU
+# pipeline with 8 ONNX Runtime threads ("cpu"); BENCH_GPU_PARTS picks some (default: all).
+# Each report lands in OUT_DIR.
 set -eo pipefail
 stage=${1:?usage: $0 STAGE_DIR OUT_DIR [DURATION_S]}
 out=${2:?usage: $0 STAGE_DIR OUT_DIR [DURATION_S]}
@@ -47,7 +48,7 @@ python3 -c 'import onnxruntime as o; p = o.get_available_providers(); print(p); 
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 uptime
 
-parts=${BENCH_GPU_PARTS:-one cams fp16 cpu}
+parts=${BENCH_GPU_PARTS:-one cams fp16 dyn cpu}
 common=(--video "$stage/solidWhiteRight.mp4" --params config/segformer_cityscapes.yaml
         --set pipeline=gpu --set onnxruntime_provider=cuda --no-write-docs
         --duration "$duration")
@@ -71,6 +72,24 @@ if [[ $parts == *fp16* && -f $stage/segformer_b0_random_1024_fp16.onnx ]]; then
   python3 -m benchmarks.bench_ros "${common[@]}" \
     --model "$stage/segformer_b0_random_1024_fp16.onnx" --cameras 4 \
     --scenarios pipeline,mask_only --out "$out/fp16_cams4" 2>&1 | tee "$out/fp16_cams4.log"
+fi
+# A dynamic-batch export of the same architecture (segformer-ros-export --dynamic-batch;
+# a stage part may have left it in /root/c): ONNX Runtime inference alone at batch 1-4, the
+# sizes in turn in one session and in one session per size (the fixed model with and
+# without ORT's CUDA graph beside it), then 2 and 4 cameras sharing inferences.
+dyn=$stage/segformer_b0_random_1024_dynbatch.onnx
+[[ -f $dyn ]] || dyn=/root/c/segformer_b0_random_1024_dynbatch.onnx
+if [[ $parts == *dyn* && -f $dyn ]]; then
+  { python3 -m benchmarks.ort_cuda_probe "$stage/segformer_b0_random_1024.onnx" --cuda-graph
+    python3 -m benchmarks.ort_cuda_probe "$dyn" --batches 1,2,3,4
+    python3 -m benchmarks.ort_cuda_probe "$dyn" --batches 4,1,3,2 --alternate \
+      --conv-search=EXHAUSTIVE,HEURISTIC
+    python3 -m benchmarks.ort_cuda_probe "$dyn" --batches 4,1,3,2 --alternate --session-per-size
+  } 2>&1 | tee "$out/ort_probe.jsonl" || true
+  for n in 4 2; do
+    python3 -m benchmarks.bench_ros "${common[@]}" --model "$dyn" --cameras "$n" \
+      --scenarios pipeline,mask_only --out "$out/dyn_cams$n" 2>&1 | tee "$out/dyn_cams$n.log"
+  done
 fi
 # The CPU pipeline on the 16-core host (the issue's first table): bundled DeepLab, ONNX
 # Runtime CPU with 8 threads, one frame at a time (the default there) and two in flight.

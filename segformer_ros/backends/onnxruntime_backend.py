@@ -17,6 +17,8 @@ backend, see :mod:`.factory`):
 After :meth:`configure` the ``onnxruntime.InferenceSession`` is available as
 :attr:`OnnxRuntimeBackend.session`; GPU code that keeps tensors on the device can build
 an ``IOBinding`` from it and run it with :meth:`OnnxRuntimeBackend.run_with_binding`.
+:meth:`OnnxRuntimeBackend.session_for_batch` gives a dynamic-batch model one session per
+batch size (see there why).
 """
 
 import os
@@ -136,6 +138,7 @@ class OnnxRuntimeBackend(Backend):
         self.engine_cache_dir = str(options.get('engine_cache_dir', '') or '')
         self.workspace_mb = int(options.get('workspace_mb', 0) or 0)
         self._session: Any = None
+        self._batch_sessions: Dict[int, Any] = {}
         self._output_index = 0
 
     # ------------------------------------------------------------------ extras
@@ -146,6 +149,27 @@ class OnnxRuntimeBackend(Backend):
             raise BackendStateError('onnxruntime backend: session requested before configure(); '
                                     'call configure() first')
         return self._session
+
+    def session_for_batch(self, batch: int) -> Any:
+        """Return a session that only ever sees ``batch`` frames (kept until release).
+
+        With the CUDA provider, every change of the input's batch size within one session
+        cost 0.7-1.8 s (H200, SegFormer-B0 1024², sizes 4, 1, 3, 2 in turn; exhaustive and
+        heuristic cuDNN search alike) against 5-16 ms per run at a steady size
+        (docs/benchmarks.md, "Node vs pipeline", third session). Several cameras out of step
+        fill 1..N items of a batch, so each size gets its own session with the batch fixed
+        (a free dimension override). Models with a fixed batch, or a batch dimension
+        without a name, use :attr:`session`.
+        """
+        session = self.session
+        dim = session.get_inputs()[0].shape[0]
+        if not isinstance(dim, str) or not dim:
+            return session
+        if batch not in self._batch_sessions:
+            import onnxruntime as ort
+            self._batch_sessions[batch] = self._new_session(ort, self._check_path(),
+                                                            {dim: int(batch)})
+        return self._batch_sessions[batch]
 
     def run_with_binding(self, binding: Any) -> None:
         """Run the session on a prepared ``onnxruntime.IOBinding`` (device-resident I/O)."""
@@ -239,8 +263,22 @@ class OnnxRuntimeBackend(Backend):
         except ImportError as exc:
             raise BackendError(f'onnxruntime is not importable ({exc}); '
                                f'pip install onnxruntime (or onnxruntime-gpu)') from None
+        session = self._new_session(ort, path)
+        info = self._inspect(session)  # on error the local session is simply dropped
+        if self.provider != 'cpu' and session.get_providers()[0] == 'CPUExecutionProvider':
+            raise BackendError(
+                f"onnxruntime_provider '{self.provider}' was requested but ONNX Runtime fell back "
+                f'to the CPU (its CUDA/TensorRT libraries did not load: check the CUDA, cuDNN '
+                f'and TensorRT installation); or set onnxruntime_provider: cpu')
+        self._session = session
+        return info
+
+    def _new_session(self, ort: Any, path: str,
+                     fixed_dims: Optional[Dict[str, int]] = None) -> Any:
         providers = self._providers(ort)
         so = ort.SessionOptions()
+        for name, value in (fixed_dims or {}).items():
+            so.add_free_dimension_override_by_name(name, value)
         so.graph_optimization_level = stable_optimization_level(ort)
         so.log_severity_level = 3  # errors only: optimizer notices are noise in node logs
         if self.num_threads:
@@ -251,19 +289,11 @@ class OnnxRuntimeBackend(Backend):
         so.add_session_config_entry('session.intra_op.allow_spinning',
                                     '1' if self.allow_spinning else '0')
         try:
-            session = ort.InferenceSession(path, sess_options=so, providers=providers)
+            return ort.InferenceSession(path, sess_options=so, providers=providers)
         except Exception as exc:  # ORT raises its own pybind exception types
             raise ModelError(f"cannot load '{path}' as an ONNX model: {_condense(exc)}; "
                              f'expected a valid ONNX file (segformer-ros-export writes one)'
                              ) from None
-        info = self._inspect(session)  # on error the local session is simply dropped
-        if self.provider != 'cpu' and session.get_providers()[0] == 'CPUExecutionProvider':
-            raise BackendError(
-                f"onnxruntime_provider '{self.provider}' was requested but ONNX Runtime fell back "
-                f'to the CPU (its CUDA/TensorRT libraries did not load: check the CUDA, cuDNN '
-                f'and TensorRT installation); or set onnxruntime_provider: cpu')
-        self._session = session
-        return info
 
     def _inspect(self, session: Any) -> ModelInfo:
         inputs = session.get_inputs()
@@ -307,6 +337,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _release_impl(self) -> None:
         self._session = None
+        self._batch_sessions = {}
 
     def _has_resources(self) -> bool:
         return self._session is not None

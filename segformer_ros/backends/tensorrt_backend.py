@@ -676,8 +676,13 @@ class TensorRTBackend(Backend):
         self._stream.synchronize()
         return self._host_out.view(self._out_dtype, self._out_shape).copy()
 
-    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int) -> None:
-        """Queue one inference on device pointers (GPU pipeline); no synchronization."""
+    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int,
+                     frames: int = 0) -> None:
+        """Queue one inference on device pointers (GPU pipeline); no synchronization.
+
+        ``frames`` is not used: the context's input shape is the one set at configure (the
+        engine's batch), so partial submissions run the whole batch.
+        """
         self._set_address(self._in_name, input_ptr)
         self._set_address(self._out_name, output_ptr)
         if not self._context.execute_async_v3(int(stream_ptr)):

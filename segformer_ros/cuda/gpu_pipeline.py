@@ -93,9 +93,19 @@ class DeviceInference:
         """Return the engine's I/O (concrete batch and H/W)."""
         raise NotImplementedError
 
-    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int) -> None:
-        """Queue one inference reading ``input_ptr`` and writing ``output_ptr`` on the stream."""
+    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int,
+                     frames: int = 0) -> None:
+        """Queue one inference reading ``input_ptr`` and writing ``output_ptr`` on the stream.
+
+        ``frames``: batch items filled (0 = the spec's batch). Engines with a dynamic batch
+        may run only those; fixed-shape engines run the whole batch.
+        """
         raise NotImplementedError
+
+    @property
+    def runs_partial_batches(self) -> bool:
+        """True when :meth:`infer_device` runs only the ``frames`` filled (a new shape each)."""
+        return False
 
 
 _ORT_DTYPES = {'tensor(float)': 'float32', 'tensor(float16)': 'float16',
@@ -107,13 +117,17 @@ class OrtCudaInference(DeviceInference):
 
     Create the session with provider option ``user_compute_stream`` set to the pipeline
     stream (``same_stream=True``) so ORT's kernels queue behind the preprocess kernel;
-    otherwise the stream is synchronized before each run.
+    otherwise the stream is synchronized before each run. ``session_for_batch(n)``: the
+    session to run ``n`` frames of a dynamic-batch model with (one per size: see
+    ``OnnxRuntimeBackend.session_for_batch``); without it every size runs in ``session``.
     """
 
     def __init__(self, session: Any, input_hw: Optional[Tuple[int, int]] = None,
                  same_stream: bool = False, output_name: Optional[str] = None,
-                 batch: int = 1, device: int = 0) -> None:
+                 batch: int = 1, device: int = 0,
+                 session_for_batch: Optional[Callable[[int], Any]] = None) -> None:
         self.session = session
+        self._session_for_batch = session_for_batch
         self.same_stream = same_stream
         self.device = int(device)   # the pointers' GPU: IOBinding must name it (device_id)
         inp = session.get_inputs()[0]
@@ -125,6 +139,9 @@ class OrtCudaInference(DeviceInference):
                 raise BackendError(f'model input {inp.name} has dynamic H/W {inp.shape}; '
                                    f'pass input_hw (input_height/input_width parameters)')
             shape[2], shape[3] = input_hw
+        # A dynamic batch runs as many items as a submission filled (frames=), not always
+        # the largest: 4 cameras arriving out of step mostly fill 1-3 of 4.
+        self._dynamic_batch = shape[0] is None
         if shape[0] is None:
             shape[0] = batch
         elif shape[0] != batch:
@@ -144,26 +161,44 @@ class OrtCudaInference(DeviceInference):
         kind = OutputKind.LOGITS if out_dtype.startswith('float') else OutputKind.CLASS_IDS
         self._spec = DeviceIOSpec(inp.name, tuple(shape), in_dtype, out.name, tuple(out_shape),
                                   out_dtype, kind, graph_capturable=False)
+        # The binding of the last run: a new one whenever the pointers or the item count
+        # change. Keeping one binding per ring slot and reusing it was slower (H200, 4
+        # cameras, 8 slots: inference 5.3 -> 9.9-10.1 ms in the node, 118 -> 85-87 masks/s,
+        # same lease; docs/benchmarks.md).
         self._binding: Any = None
-        self._bound: Tuple[int, int] = (0, 0)
+        self._bound: Tuple[int, int, int] = (0, 0, 0)
 
     def device_io_spec(self) -> DeviceIOSpec:
         """See :class:`DeviceInference`."""
         return self._spec
 
-    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int) -> None:
+    @property
+    def runs_partial_batches(self) -> bool:
+        """See :class:`DeviceInference`."""
+        return self._dynamic_batch and self._spec.batch > 1
+
+    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int,
+                     frames: int = 0) -> None:
         """See :class:`DeviceInference`."""
         s = self._spec
-        if self._binding is None or self._bound != (input_ptr, output_ptr):
-            b = self.session.io_binding()
-            b.bind_input(s.input_name, 'cuda', self.device, np.dtype(s.input_dtype),
-                         list(s.input_shape), input_ptr)
-            b.bind_output(s.output_name, 'cuda', self.device, np.dtype(s.output_dtype),
-                          list(s.output_shape), output_ptr)
-            self._binding, self._bound = b, (input_ptr, output_ptr)
+        items = s.batch
+        if self._dynamic_batch and 0 < frames < s.batch:
+            items = int(frames)
+        key = (input_ptr, output_ptr, items)
+        if self._binding is None or self._bound != key:
+            session = self.session
+            if self._dynamic_batch and self._session_for_batch is not None:
+                session = self._session_for_batch(items)
+            binding = session.io_binding()
+            binding.bind_input(s.input_name, 'cuda', self.device, np.dtype(s.input_dtype),
+                               [items, *s.input_shape[1:]], input_ptr)
+            binding.bind_output(s.output_name, 'cuda', self.device, np.dtype(s.output_dtype),
+                                [items, *s.output_shape[1:]], output_ptr)
+            self._binding, self._bound = (session, binding), key
         if not self.same_stream:
             rt.check(rt.bindings()[0].cudaStreamSynchronize(stream_ptr), 'cudaStreamSynchronize')
-        self.session.run_with_iobinding(self._binding)
+        session, binding = self._binding
+        session.run_with_iobinding(binding)
 
 
 class HostInference(DeviceInference):
@@ -183,7 +218,8 @@ class HostInference(DeviceInference):
         """See :class:`DeviceInference`."""
         return self._spec
 
-    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int) -> None:
+    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int,
+                     frames: int = 0) -> None:
         """Copy the input down after the stream's work, run on the host, copy the output up."""
         s = self._spec
         rt.copy_to_host(input_ptr, self._input, stream_ptr)
@@ -352,8 +388,19 @@ class _Image:
         self.buffers = []
 
 
+# Submission layouts (frame sizes, encodings, count) a slot keeps buffers and graphs for;
+# past this many (cameras changing resolution) it starts over.
+_MAX_LAYOUTS = 16
+
+
 class _Slot:
-    """One ring slot: its stream, events, engine I/O buffers, frames and captured graphs."""
+    """One ring slot: its stream, events, engine I/O buffers, frames and captured graphs.
+
+    Buffers are kept per frame position and layout, graphs per submission layout: with
+    several cameras a slot sees submissions of 1..batch frames in turn, and rebuilding
+    whenever the count changed would repeat configure-time work (pinned allocations of
+    the frame and its outputs, lookup tables, graph capture) on the frame path.
+    """
 
     def __init__(self, pipe: 'GpuPipeline') -> None:
         s = pipe.spec
@@ -364,19 +411,55 @@ class _Slot:
         mh, mw = s.map_hw
         self.dev_small = rt.DeviceBuffer(s.batch * mh * mw)
         self.images: List[_Image] = []
+        self._images: Dict[Tuple[Any, ...], _Image] = {}     # (position, h, w, encoding)
         self.key: Optional[Tuple[Any, ...]] = None
         self.graphs: Dict[str, rt.Graph] = {}
-        self.frames_at_key = 0
+        self._graphs: Dict[Tuple[Any, ...], Dict[str, rt.Graph]] = {}
+        self._frames_at: Dict[Tuple[Any, ...], int] = {}
         self.graphed = False
         self.want_overlay = True
 
+    @property
+    def frames_at_key(self) -> int:
+        """Submissions this slot ran with the current layout."""
+        return self._frames_at.get(self.key, 0) if self.key is not None else 0
+
+    def count_frame(self) -> None:
+        if self.key is not None:
+            self._frames_at[self.key] = self.frames_at_key + 1
+
+    def use_layout(self, pipe: 'GpuPipeline', key: Tuple[Any, ...],
+                   frames: Sequence[Tuple[np.ndarray, str]],
+                   layouts: List[Tuple[int, Tuple[int, int, int], str]]) -> None:
+        """Point :attr:`images` and :attr:`graphs` at the buffers of this layout."""
+        if key == self.key:
+            return
+        if key not in self._graphs and len(self._graphs) >= _MAX_LAYOUTS:
+            self.free_sized()
+        images = []
+        for i, ((f, enc), (cn, offs, order)) in enumerate(zip(frames, layouts)):
+            at = (i, f.shape[0], f.shape[1], enc)
+            if at not in self._images:
+                self._images[at] = _Image(pipe, self, i, f.shape[0], f.shape[1], cn, offs,
+                                          order)
+            images.append(self._images[at])
+        self.images = images
+        self.graphs = self._graphs.setdefault(key, {})
+        self.key = key
+
+    def drop_graphs(self) -> None:
+        """Forget every captured graph (capture failed: plain launches from now on)."""
+        for graphs in self._graphs.values():
+            for g in graphs.values():
+                g.destroy()
+            graphs.clear()
+
     def free_sized(self) -> None:
-        for g in self.graphs.values():
-            g.destroy()
-        self.graphs = {}
-        for im in self.images:
+        self.drop_graphs()
+        self._graphs, self._frames_at, self.graphs = {}, {}, {}
+        for im in self._images.values():
             im.free()
-        self.images = []
+        self._images, self.images = {}, []
         self.key = None
 
     def release(self) -> None:
@@ -477,9 +560,8 @@ class GpuPipeline:
         except BackendError as exc:
             self.graph_error = f'CUDA graph capture of {name} failed ({exc}); plain launches'
             self.use_graphs = False
-            for graph in slot.graphs.values():
-                graph.destroy()
-            slot.graphs = {}
+            for each in self.slots:
+                each.drop_graphs()
         finally:
             self._capturing = False
 
@@ -521,11 +603,7 @@ class GpuPipeline:
                layouts: List[Tuple[int, Tuple[int, int, int], str]], key: Tuple[Any, ...],
                want_overlay: bool,
                around_inference: Callable[[], ContextManager[Any]]) -> None:
-        if key != slot.key:
-            slot.free_sized()
-            slot.images = [_Image(self, slot, i, f.shape[0], f.shape[1], cn, offs, order)
-                           for i, ((f, _), (cn, offs, order)) in enumerate(zip(frames, layouts))]
-            slot.key, slot.frames_at_key = key, 0
+        slot.use_layout(self, key, frames, layouts)
         # The one CPU copy per frame: message bytes -> pinned mapped buffer.
         for im, (f, _) in zip(slot.images, frames):
             np.copyto(im.frame_host.reshape(f.shape), f)
@@ -547,7 +625,8 @@ class GpuPipeline:
         if self.timing:
             ev[_EV_INF0].record(self.stream)
         with around_inference():
-            self.engine.infer_device(slot.dev_input.ptr, slot.dev_output.ptr, self.stream.ptr)
+            self.engine.infer_device(slot.dev_input.ptr, slot.dev_output.ptr, self.stream.ptr,
+                                     frames=len(frames))
         ev[_EV_INF1].record(self.stream)  # always: the slot stream waits on it
         st.wait(ev[_EV_INF1])
         if slot.graphed:
@@ -556,7 +635,7 @@ class GpuPipeline:
             self._postprocess(slot)
         if self.timing:
             ev[_EV_END].record(st)
-        slot.frames_at_key += 1
+        slot.count_frame()
         slot.want_overlay = want_overlay
 
     def collect(self, ticket: Optional[GpuTicket] = None) -> GpuResult:

@@ -49,9 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help='input height (fixed export; with --dynamic: trace/check size)')
     parser.add_argument('--width', type=int, default=1024,
                         help='input width (fixed export; with --dynamic: trace/check size)')
-    parser.add_argument('--dynamic', action='store_true',
+    shapes = parser.add_mutually_exclusive_group()
+    shapes.add_argument('--dynamic', action='store_true',
                         help='dynamic batch, height and width (set input_height/input_width '
                              'in the node parameters, or the TensorRT profile)')
+    shapes.add_argument('--dynamic-batch', action='store_true',
+                        help='dynamic batch, fixed height and width: several cameras share '
+                             'one inference (the node batches up to max_batch_size frames)')
     parser.add_argument('--opset', type=int, default=MIN_OPSET,
                         help=f'ONNX opset (>= {MIN_OPSET}, default {MIN_OPSET})')
     parser.add_argument('--check', action='store_true',
@@ -85,8 +89,11 @@ def load_model(checkpoint: str) -> Any:
 
 
 def export_onnx(model: Any, output: Path, height: int, width: int, dynamic: bool,
-                opset: int = MIN_OPSET) -> None:
-    """Trace ``model`` to ONNX with one input ``input`` and one output ``logits``."""
+                opset: int = MIN_OPSET, dynamic_batch: bool = False) -> None:
+    """Trace ``model`` to ONNX with one input ``input`` and one output ``logits``.
+
+    ``dynamic``: batch, height and width dynamic; ``dynamic_batch``: the batch alone.
+    """
     torch, _transformers = _import_deps()
 
     class LogitsOnly(torch.nn.Module):
@@ -105,6 +112,8 @@ def export_onnx(model: Any, output: Path, height: int, width: int, dynamic: bool
     if dynamic:
         dynamic_axes = {INPUT_NAME: {0: 'batch', 2: 'height', 3: 'width'},
                         OUTPUT_NAME: {0: 'batch', 2: 'logits_height', 3: 'logits_width'}}
+    elif dynamic_batch:
+        dynamic_axes = {INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}}
     output.parent.mkdir(parents=True, exist_ok=True)
     kwargs = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                   opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True)
@@ -144,16 +153,20 @@ def graph_summary(path: Path) -> dict:
     }
 
 
-def check_export(model: Any, path: Path, sizes: Sequence[Tuple[int, int]]) -> float:
-    """Largest |torch - onnxruntime| logit difference over random inputs of ``sizes``."""
+def check_export(model: Any, path: Path, sizes: Sequence[Tuple[int, int]],
+                 batches: Sequence[int] = (1,)) -> float:
+    """Largest |torch - onnxruntime| logit difference over random inputs of ``sizes``.
+
+    Each size runs at every batch in ``batches`` (several prove a dynamic batch).
+    """
     torch, _transformers = _import_deps()
     from ..backends.onnxruntime_backend import OnnxRuntimeBackend
 
     rng = np.random.default_rng(0)
     worst = 0.0
     with OnnxRuntimeBackend(str(path)) as backend:
-        for h, w in sizes:
-            x = rng.standard_normal((1, 3, h, w)).astype(np.float32)
+        for (h, w), n in ((size, n) for size in sizes for n in batches):
+            x = rng.standard_normal((n, 3, h, w)).astype(np.float32)
             with torch.no_grad():
                 ref = model(pixel_values=torch.from_numpy(x)).logits.numpy()
             got = backend.infer(x)
@@ -195,7 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         num_labels = int(model.config.num_labels)
         _print(f'loaded {args.checkpoint}: {type(model).__name__}, {num_labels} classes, '
                f'hidden sizes {list(model.config.hidden_sizes)}')
-        export_onnx(model, output, args.height, args.width, args.dynamic, args.opset)
+        export_onnx(model, output, args.height, args.width, args.dynamic, args.opset,
+                    dynamic_batch=args.dynamic_batch)
     except RuntimeError as exc:
         _error(str(exc))
         return 2
@@ -218,11 +232,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # A second, different size proves the H/W really are dynamic.
             sizes.append((max(32, args.height // 2), max(32, args.width // 2 + 32)))
         try:
-            diff = check_export(model, output, sizes)
+            batches = (1, 2) if (args.dynamic or args.dynamic_batch) else (1,)
+            diff = check_export(model, output, sizes, batches)
         except Exception as exc:  # report any runtime failure of the export as a failed check
             _error(f'check failed: {exc}')
             return 1
         sizes_text = ', '.join(f'{w}x{h}' for h, w in sizes)
+        if len(batches) > 1:
+            sizes_text += f'; batch {", ".join(map(str, batches))}'
         verdict = 'ok' if diff <= args.tolerance else 'FAILED'
         _print(f'check ({sizes_text}): max abs logit difference torch vs onnxruntime '
                f'{diff:.3g} (tolerance {args.tolerance:g}): {verdict}')
