@@ -95,6 +95,7 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / 'bench_ros.json').read_text())
     results = {r['scenario']: r for r in report['results']}
+    results_all = dict(results)
     assert sorted(results) == ['flood', 'full', 'mask_only', 'pipeline', 'transport']
     assert report['config']['quick'] is True and report['config']['width'] == 640
     alone = results.pop('pipeline')['standalone']
@@ -106,6 +107,7 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
         entry = nvp['scenarios'][name]
         # CPU per output: >= 0 (3 s runs sample /proc once or twice: 10 ms ticks can read 0).
         assert entry['throughput_ratio'] > 0 and entry['node_cpu_ms_per_output'] >= 0, name
+        assert entry['received_hz'] == results_all[name]['output_hz'], name
         assert 'inference' in entry['stages'], name
     for name, r in results.items():
         lat = r['latency']
@@ -122,6 +124,16 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
         assert r['not_taken_by_node'] >= 0, name
         assert r['node_process']['cpu_percent'] >= 0, name   # 3 s: 10 ms ticks may read 0
         assert r['node_process']['rss_mb_max'] > 50, name   # a loaded model, not an empty proc
+        # The whole machine was at least as busy as the node alone, never over its cores.
+        machine = r['machine_cpu']
+        assert machine['cores'] == os.cpu_count(), name
+        assert 0.0 <= machine['idle_percent_of_machine'] <= 100.0, name
+        assert machine['cpu_percent'] + 20 >= r['node_process']['cpu_percent'], name
+        assert r['recorder_process']['cpu_percent'] >= 0, name
+        # Throughput from the node's own published count; the recorder's is kept beside it.
+        assert r['node_output_hz'] > 0 and r['recorder_missed'] is not None, name
+        assert r['node_output_hz'] == pytest.approx(r['node_frames_out'] / (
+            r['published'] / r['publish_hz']), rel=0.05), name
         assert r['target']['overhead_ms'] is not None, name
         # The mask cannot arrive before the frame has been through inference. (On the
         # latency maximum: the latency samples skip the settle period, the node's inference
@@ -138,3 +150,4 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
     # Quick mode leaves the docs alone and writes its section next to the JSON instead.
     section = (tmp_path / 'bench_ros_section.md').read_text()
     assert section.startswith(SECTION_TITLE) and '| transport only (no node) |' in section
+    assert 'Where the CPU went' in section
