@@ -29,6 +29,21 @@ def _cuda_usable() -> bool:
         return False
 
 
+def _tiny_model_on_cpu_and_cuda(tmp_path):
+    """Return config, CPU and CUDA backends of a tiny dynamic-batch model, CPU reference."""
+    import onnxruntime as ort
+
+    if 'CUDAExecutionProvider' not in ort.get_available_providers():
+        pytest.skip('needs onnxruntime-gpu')
+    model = str(logits_model(tmp_path / 'tiny.onnx', input_hw=(128, 128), dynamic=True))
+    config = PipelineConfig(input_size=(128, 128))
+    cpu = OnnxRuntimeBackend(model, input_hw=(128, 128))
+    cpu.configure()
+    gpu = OnnxRuntimeBackend(model, provider='cuda', input_hw=(128, 128))
+    gpu.configure()
+    return config, cpu, gpu, SegmentationPipeline(cpu, config)
+
+
 def test_gpu_encoding_names() -> None:
     assert gpu_encoding(np.zeros((2, 2, 3), np.uint8), 'bgr') == 'bgr8'
     assert gpu_encoding(np.zeros((2, 2, 4), np.uint8), 'rgb') == 'rgba8'
@@ -66,17 +81,7 @@ def test_gpu_unavailable_falls_back_or_fails_with_reason(cpu_backend) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not _cuda_usable(), reason='needs a CUDA GPU and cuda-python')
 def test_gpu_pipeline_matches_cpu_behind_node_interface(tmp_path, street_frames_bgr) -> None:
-    import onnxruntime as ort
-
-    if 'CUDAExecutionProvider' not in ort.get_available_providers():
-        pytest.skip('needs onnxruntime-gpu')
-    model = str(logits_model(tmp_path / 'tiny.onnx', input_hw=(128, 128), dynamic=True))
-    config = PipelineConfig(input_size=(128, 128))
-    cpu = OnnxRuntimeBackend(model, input_hw=(128, 128))
-    cpu.configure()
-    gpu = OnnxRuntimeBackend(model, provider='cuda', input_hw=(128, 128))
-    gpu.configure()
-    reference = SegmentationPipeline(cpu, config)
+    config, cpu, gpu, reference = _tiny_model_on_cpu_and_cuda(tmp_path)
     pipeline = select_pipeline('gpu', gpu, config, 'cuda', print, max_batch=2)
     frames = [(f, 'bgr') for f in street_frames_bgr[:2]]
     agreement = []
@@ -234,19 +239,9 @@ def test_partial_batches_of_a_dynamic_model_match_and_reuse_buffers(tmp_path,
     4 cameras out of step fill 1-4 of a batch: each count must equal the CPU pipeline, and
     a slot must keep its buffers and graphs when the count changes back.
     """
-    import onnxruntime as ort
-
     from segformer_ros.warmup import warm_up_pipeline
 
-    if 'CUDAExecutionProvider' not in ort.get_available_providers():
-        pytest.skip('needs onnxruntime-gpu')
-    model = str(logits_model(tmp_path / 'tiny.onnx', input_hw=(128, 128), dynamic=True))
-    config = PipelineConfig(input_size=(128, 128))
-    cpu = OnnxRuntimeBackend(model, input_hw=(128, 128))
-    cpu.configure()
-    gpu = OnnxRuntimeBackend(model, provider='cuda', input_hw=(128, 128))
-    gpu.configure()
-    reference = SegmentationPipeline(cpu, config)
+    config, cpu, gpu, reference = _tiny_model_on_cpu_and_cuda(tmp_path)
     pipeline = select_pipeline('gpu', gpu, config, 'cuda', print, max_batch=4, in_flight=1)
     assert pipeline.partial_batch_sizes == (1, 2, 3)
     warm_up_pipeline(pipeline, cameras=4)
