@@ -149,7 +149,8 @@ def child_main(args: argparse.Namespace) -> int:
     from segformer_ros.config import PipelineConfig
     from segformer_ros.cuda import kernels as K
     from segformer_ros.cuda import runtime as rt
-    from segformer_ros.cuda.gpu_pipeline import GpuPipeline, HostInference, OrtCudaInference
+    from segformer_ros.cuda.device_inference import HostInference, OrtCudaInference
+    from segformer_ros.cuda.gpu_pipeline import GpuPipeline
     from segformer_ros.gpu_segmentation import select_pipeline
 
     rt_mod, drv, _ = rt.bindings()

@@ -43,8 +43,9 @@ from segformer_ros.config import (Normalization, PipelineConfig, PostprocessConf
                                   PreprocessConfig)
 from segformer_ros.cuda import kernels as K  # noqa: E402
 from segformer_ros.cuda import runtime as rt  # noqa: E402
-from segformer_ros.cuda.gpu_pipeline import (DeviceInference, DeviceIOSpec,  # noqa: E402
-                                             GpuPipeline, HostInference, OrtCudaInference)
+from segformer_ros.cuda.device_inference import (DeviceInference, DeviceIOSpec,  # noqa: E402
+                                                 HostInference, OrtCudaInference)
+from segformer_ros.cuda.gpu_pipeline import GpuPipeline  # noqa: E402
 
 IMAGENET = Normalization((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
 ENCODINGS = {'bgr8': 'bgr', 'rgb8': 'rgb', 'bgra8': 'bgr', 'rgba8': 'rgb', 'mono8': 'gray'}

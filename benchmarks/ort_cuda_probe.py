@@ -19,8 +19,21 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 
+_SHARED_ARENA: List[bool] = []
+
+
+def _share_arena(ort: Any) -> None:
+    """Register one CUDA arena with ORT's environment (once) for sessions that opt in."""
+    if not _SHARED_ARENA:
+        mem = ort.OrtMemoryInfo('Cuda', ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator_v2('CUDAExecutionProvider', mem, {'device_id': '0'},
+                                             ort.OrtArenaCfg(0, -1, -1, -1))
+        _SHARED_ARENA.append(True)
+
+
 def _session(ort: Any, model: str, cuda_graph: bool, conv_search: str = '',
-             batch: int = 0) -> Any:
+             batch: int = 0, shared_arena: bool = False) -> Any:
     options: Dict[str, str] = {'device_id': '0'}
     if conv_search:
         options['cudnn_conv_algo_search'] = conv_search
@@ -28,6 +41,9 @@ def _session(ort: Any, model: str, cuda_graph: bool, conv_search: str = '',
         options['enable_cuda_graph'] = '1'
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if shared_arena:                        # one arena for all sessions of the process
+        _share_arena(ort)
+        so.add_session_config_entry('session.use_env_allocators', '1')
     if batch:                               # the batch fixed in this session
         probe = ort.InferenceSession(model, providers=['CPUExecutionProvider'])
         so.add_free_dimension_override_by_name(probe.get_inputs()[0].shape[0], batch)
@@ -84,20 +100,28 @@ def probe(model: str, batch: int, runs: int, cuda_graph: bool,
 
 
 def alternate(model: str, batches: Sequence[int], rounds: int,
-              conv_search: str = '', per_size: bool = False) -> Dict[str, Any]:
+              conv_search: str = '', per_size: bool = False,
+              shared_arena: bool = False) -> Dict[str, Any]:
     """Run the batch sizes in turn (as cameras out of step fill a batch): ms per run by size.
 
     A shape change costs nothing when the provider caches per shape; a cost on every change
     shows as slow runs here that the fixed-size probe never sees. ``per_size``: one session
-    per batch size, its batch fixed (what the node does).
+    per batch size, its batch fixed (what the node does); ``shared_arena``: those sessions
+    draw on one CUDA arena registered with ORT's environment instead of one arena each.
     """
     import numpy as np
     import onnxruntime as ort
 
-    shared = None if per_size else _session(ort, model, False, conv_search)
+    used_mb = _device_used_mb()
+    shared = None if per_size else _session(ort, model, False, conv_search,
+                                            shared_arena=shared_arena)
     bindings = {}
+    # Device memory each size added (its session, arena and first run): what N sessions
+    # for N cameras cost beside one.
+    added_mb: Dict[int, float] = {}
     for n in batches:
-        session = shared or _session(ort, model, False, conv_search, batch=n)
+        session = shared or _session(ort, model, False, conv_search, batch=n,
+                                     shared_arena=shared_arena)
         inp, out = session.get_inputs()[0], session.get_outputs()[0]
         in_shape = _shape(inp.shape, n, (1024, 1024))
         y = session.run([out.name], {inp.name: np.zeros(in_shape, np.float32)})[0]
@@ -108,6 +132,8 @@ def alternate(model: str, batches: Sequence[int], rounds: int,
             list(y.shape), np.float32, 'cuda', 0))
         bindings[n] = (session, binding)
         session.run_with_iobinding(binding)        # each size once first (the warm-up)
+        now_mb = _device_used_mb()
+        added_mb[n], used_mb = round(now_mb - used_mb, 1), now_mb
     times: Dict[int, List[float]] = {n: [] for n in batches}
 
     def timed() -> None:
@@ -121,9 +147,18 @@ def alternate(model: str, batches: Sequence[int], rounds: int,
     worker.start()
     worker.join()
     return {'alternating': list(batches), 'conv_search': conv_search or 'default',
-            'session_per_size': per_size,
+            'session_per_size': per_size, 'shared_arena': shared_arena,
             'ms_per_run_p50': {n: round(statistics.median(v), 3) for n, v in times.items()},
-            'ms_per_run_max': {n: round(max(v), 1) for n, v in times.items()}}
+            'ms_per_run_max': {n: round(max(v), 1) for n, v in times.items()},
+            'device_mb_added': added_mb}
+
+
+def _device_used_mb() -> float:
+    """Device memory in use on GPU 0 (all processes), MiB, from cudaMemGetInfo."""
+    from segformer_ros.cuda import runtime as rt
+
+    free, total = rt.check(rt.bindings()[0].cudaMemGetInfo(), 'cudaMemGetInfo')
+    return (total - free) / 2**20
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -140,12 +175,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help='instead: run the batch sizes in turn, 5 rounds')
     p.add_argument('--session-per-size', action='store_true',
                    help='with --alternate: one session per batch size, its batch fixed')
+    p.add_argument('--shared-arena', action='store_true',
+                   help='with --alternate: the sessions share one CUDA arena (ORT env '
+                   'allocator, session.use_env_allocators)')
     args = p.parse_args(argv)
     name = args.model.rsplit('/', 1)[-1]
     batches = [int(b) for b in args.batches.split(',')]
     for search in args.conv_search.split(','):
         if args.alternate:
-            row = alternate(args.model, batches, 5, search, args.session_per_size)
+            row = alternate(args.model, batches, 5, search, args.session_per_size,
+                            args.shared_arena)
             print(json.dumps({'model': name, **row}), flush=True)
             continue
         for batch in batches:

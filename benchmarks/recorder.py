@@ -2,7 +2,7 @@
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
@@ -37,6 +37,9 @@ class OutputRecorder(Node):
         self.first_receipt: Optional[float] = None
         self.last_receipt: Optional[float] = None
         self.diagnostics: Dict[str, str] = {}
+        # (monotonic receipt time, values) of every diagnostics message: counters over a
+        # window (e.g. drops after the start-up settled), not only their final values.
+        self.diagnostics_history: List[Tuple[float, Dict[str, str]]] = []
         self._callbacks = {'overlay': on_overlay, 'summary': on_summary, 'mask': on_mask}
         if mask:
             self.create_subscription(Image, f'{prefix}/mask',
@@ -70,8 +73,10 @@ class OutputRecorder(Node):
     def _diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name.endswith(': segmentation'):
+                values = {kv.key: kv.value for kv in status.values}
                 with self.lock:
-                    self.diagnostics = {kv.key: kv.value for kv in status.values}
+                    self.diagnostics = values
+                    self.diagnostics_history.append((time.monotonic(), values))
 
     def output_fps(self) -> float:
         """Masks per second between the first and the last mask received."""

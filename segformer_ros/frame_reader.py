@@ -10,10 +10,12 @@ starved the inference worker of the GIL.
 Here the camera subscriptions belong to :class:`PulledCallbackGroup`, which every rclpy
 executor skips (its ``can_execute`` is False), so no executor waits on or takes them. The
 inference worker waits on them with its own wait set when it is ready for the next frame
-and takes only then. Their DDS readers are KEEP_LAST depth 1, so the reader itself is the
-keep-latest slot: a frame that arrives while the worker is busy replaces the previous one
-inside DDS, without Python. The publisher's sequence numbers tell how many were replaced
-(or lost) between two takes.
+and takes only then. Their DDS readers are KEEP_LAST depth 1 by default, so the reader
+itself is the keep-latest slot: a frame that arrives while the worker is busy replaces the
+previous one inside DDS, without Python. With ``input_queue_depth`` N the reader keeps the
+last N and each take returns the oldest of them (a queue that absorbs bursts of several
+cameras). The publisher's sequence numbers tell how many were replaced (or lost) between
+two takes.
 """
 
 import threading
@@ -69,7 +71,7 @@ class FrameReader:
     ``take_batch`` has :class:`~segformer_ros.batching.LatestFrameSlots`' contract (first
     frame, then up to ``window_s`` for the other cameras; ``[]`` on timeout or close), and
     the counters the node reports: frames seen (``frames_in``: taken plus skipped) and
-    skipped per camera (replaced in the depth-1 reader before the worker took them, or lost).
+    skipped per camera (replaced in the reader before the worker took them, or lost).
     """
 
     def __init__(self, context: Any, subscriptions: Sequence[Any]) -> None:
@@ -129,11 +131,11 @@ class FrameReader:
 
     def _take(self, index: int, before_take: Optional[Callable[[], None]] = None
               ) -> Optional[Any]:
-        """Take the newest message of one subscription (None when there is none)."""
+        """Take the oldest message the reader keeps (the newest at depth 1; None if none)."""
         sub = self._subs[index]
         if before_take is not None:
             before_take()   # frame_path.GilTurns: the take holds the GIL for milliseconds
-        # One take: the depth-1 reader holds only the newest sample. (Draining "until
+        # One take per turn, also at depth > 1: the cameras are served in turn. (Draining "until
         # empty" livelocks under a flood: a new 6 MB frame lands during every take.)
         with sub.handle:
             taken = sub.handle.take_message(sub.msg_type, sub.raw)

@@ -70,7 +70,10 @@ class GpuSegmentationPipeline(SubmittingPipeline):
         self._engine = engine
         self._device = device
         self._make = GpuPipeline
-        self._gpu = GpuPipeline(config, engine, device=device, depth=self._depth)
+        # ORT's CUDA sessions run on the backend's stream: the pipeline's inference stream.
+        self._stream = getattr(backend, 'inference_stream', None)
+        self._gpu = GpuPipeline(config, engine, device=device, depth=self._depth,
+                                stream=self._stream)
         # Submissions not yet collected: submit_batch blocks when all are taken, and a
         # rebuild (new output size or overlay alpha) waits for all to come back.
         self._free = threading.Semaphore(self._in_flight)
@@ -113,7 +116,7 @@ class GpuSegmentationPipeline(SubmittingPipeline):
     @property
     def inference_on_device(self) -> bool:
         """True when inference runs on the GPU (not a CPU session between the kernels)."""
-        from .cuda.gpu_pipeline import HostInference
+        from .cuda.device_inference import HostInference
         return not isinstance(self._engine, HostInference)
 
     def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
@@ -230,7 +233,7 @@ class GpuSegmentationPipeline(SubmittingPipeline):
     def _rebuild(self) -> None:
         self._gpu.release()
         self._gpu = self._make(self._config, self._engine, device=self._device,
-                               depth=self._depth)
+                               depth=self._depth, stream=self._stream)
 
     @contextmanager
     def _all_collected(self, held: int = 0) -> Iterator[None]:
@@ -295,7 +298,7 @@ def device_engine(backend: Backend, config: PipelineConfig, max_batch: int = 1,
     input copied down, its output copied up (binding device pointers to a CPU session
     fails every frame with "no data transfer registered").
     """
-    from .cuda.gpu_pipeline import HostInference, OrtCudaInference
+    from .cuda.device_inference import HostInference, OrtCudaInference
 
     if hasattr(backend, 'infer_device'):
         return backend                      # TensorRT: device pointers natively
@@ -305,8 +308,12 @@ def device_engine(backend: Backend, config: PipelineConfig, max_batch: int = 1,
     session = backend.session
     # A fixed batch dimension decides; a dynamic one takes one slot per camera.
     batch = backend.model_info.max_batch or max(1, max_batch)
+    # Sessions on the backend's stream (user_compute_stream) run queued behind the
+    # preprocess and return without waiting for the GPU.
+    same_stream = getattr(backend, 'inference_stream', None) is not None
     ort = OrtCudaInference(session, config.input_size, batch=batch, device=device,
-                           session_for_batch=getattr(backend, 'session_for_batch', None))
+                           session_for_batch=getattr(backend, 'session_for_batch', None),
+                           same_stream=same_stream)
     if session_on_cuda(session):
         return ort
     spec = ort.device_io_spec()

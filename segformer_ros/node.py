@@ -6,10 +6,10 @@ lifecycle callbacks, hands frames to the frame path's threads and publishes resu
 
 Threads: the executor(s) serve lifecycle services, parameters, camera_info and the
 diagnostics timer; no executor touches camera images: the frame path's intake thread
-takes the newest one from each depth-1 DDS reader when it is ready for it
-(frame_reader.py), so frames it would drop cost no Python time; inference and the
-postprocess + publish of the previous frame overlap on two more threads (frame_path.py),
-and the node answers services while frames are processed.
+takes the newest one from each DDS reader (depth 1 unless input_queue_depth says otherwise)
+when it is ready for it (frame_reader.py), so frames it would drop cost no Python time;
+inference and the postprocess + publish of the previous frame overlap on two more threads
+(frame_path.py), and the node answers services while frames are processed.
 """
 
 import threading
@@ -53,7 +53,8 @@ STAGES: Tuple[str, ...] = ('input_age', 'convert', 'preprocess', 'inference', 'p
 # Longest error text logged per frame problem (the supported-encodings list fits).
 _MAX_LOG_CHARS = 1000
 
-# Camera input: newest frame only. A slow model must drop stale frames, not queue them.
+# Camera input: newest frame only (input_queue_depth raises it for the image readers). A
+# slow model must drop stale frames, not queue them.
 SENSOR_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT,
                         history=HistoryPolicy.KEEP_LAST, depth=1,
                         durability=DurabilityPolicy.VOLATILE)
@@ -301,15 +302,19 @@ class SegformerNode(LifecycleNode):
 
     # -------------------------------------------------------------- activate
     def _start_processing(self) -> None:
-        # Camera images: no executor takes them; the worker pulls the newest one from the
-        # depth-1 reader when it is ready for it (frame_reader.py says why, with numbers).
+        # Camera images: no executor takes them; the worker pulls the newest one (the oldest
+        # kept, at input_queue_depth > 1) from the reader when it is ready for it
+        # (frame_reader.py says why, with numbers).
         pulled = PulledCallbackGroup()
+        image_qos = QoSProfile(reliability=SENSOR_QOS.reliability, history=SENSOR_QOS.history,
+                               depth=int(self._params['input_queue_depth']),
+                               durability=SENSOR_QOS.durability)
         # camera_info (small): node_main's frame-path executor (executors.py).
         self._image_group = FramePathCallbackGroup()
         for ch in self._channels:
             msg_type = CompressedImage if ch.spec.transport == 'compressed' else Image
             ch.subscription = self.create_subscription(
-                msg_type, ch.spec.input_topic, _never_called, SENSOR_QOS,
+                msg_type, ch.spec.input_topic, _never_called, image_qos,
                 callback_group=pulled)
             if ch.spec.camera_info_topic:
                 # Best effort matches reliable and best-effort camera drivers alike.
@@ -367,7 +372,7 @@ class SegformerNode(LifecycleNode):
     def _take_frames(self, slots: FrameReader, trimmer: HeapTrimmer, plan: FramePathPlan,
                      counters: List[int], wait_turn: Callable[[], None]
                      ) -> Optional[List[_Frame]]:
-        """Take and convert the newest frame of each camera; None when there is none yet."""
+        """Take and convert the next frame of each camera; None when there is none yet."""
         trimmer.maybe_trim()
         batch = slots.take_batch(plan.batch_window_s, timeout_s=0.5, before_take=wait_turn,
                                  one_frame=plan.one_frame)
@@ -391,7 +396,7 @@ class SegformerNode(LifecycleNode):
         for index, msg in batch:
             ch = self._channels[index]
             # input_age: from the image's stamp to its take (DDS transport plus the time it
-            # waited in the depth-1 reader for the model to be free); the part of the
+            # waited in the reader for the model to be free); the part of the
             # latency that is not the node's work. Stamps on another clock are skipped.
             age = stamp_age_s(msg.header.stamp.sec, msg.header.stamp.nanosec, now_ns)
             if age is not None:

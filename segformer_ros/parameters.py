@@ -136,6 +136,12 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               min_value=0, max_value=4),
     ParamSpec('batch_window_ms', 5.0, 'How long the first frame waits for the other cameras\' '
               'frames to share one inference.', min_value=0.0, max_value=200.0),
+    ParamSpec('input_queue_depth', 1, 'Frames each camera\'s reader keeps while the model is '
+              'busy, oldest first: 1 = only the newest (least latency; a frame arriving '
+              'meanwhile replaces it and counts as dropped); 2-3 absorb bursts where the '
+              'model\'s load is close to the cameras\' rate (several cameras on one GPU), at '
+              'up to depth - 1 frame periods of extra latency while backed up, and on every '
+              'frame when the model is slower than the camera.', min_value=1, max_value=8),
     # --- drivable occupancy grid (segmentation/drivable_grid; needs camera_info_topics)
     ParamSpec('grid_frame', 'base_link', 'Frame of the drivable grid; its ground plane is z = 0.'),
     ParamSpec('grid_resolution', 0.1, 'Grid cell size in metres.', min_value=0.005,

@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.bench_ros import (SECTION_TITLE, flood_bounded, latency_stats,
                                   latency_windows, median_of_rounds, ratio_check,
-                                  replace_section)
+                                  replace_section, steady_drop_fraction)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,6 +43,11 @@ def test_rounds_take_the_median_of_each_figure():
     assert nvp['pipeline_fps'] == 13.0 and nvp['rounds'] == 3
     assert ratio_check({'node_vs_pipeline': nvp}, 0.9, 'wall')[0]
     assert not ratio_check({'node_vs_pipeline': nvp}, 0.92, 'wall')[0]
+    # 'both': wall median 0.91 and CPU median 1.0 must each pass.
+    assert ratio_check({'node_vs_pipeline': nvp}, 0.9, 'both')[0]
+    ok, text = ratio_check({'node_vs_pipeline': nvp}, 0.95, 'both')
+    assert not ok and '(wall) below 0.95' in text and '(cpu) mask_only 1.00 >= 0.95' in text
+    assert not ratio_check({'node_vs_pipeline': nvp}, 1.05, 'both')[0]
     assert median_of_rounds(rounds[:1]) == rounds[0]
 
 
@@ -151,3 +156,15 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
     section = (tmp_path / 'bench_ros_section.md').read_text()
     assert section.startswith(SECTION_TITLE) and '| transport only (no node) |' in section
     assert 'Where the CPU went' in section
+
+
+def test_steady_drops_leave_out_the_start_up():
+    """20 frames skipped in the first second, then 3 of 300: 1 % after the settle time."""
+    def diag(t, seen, dropped):
+        return (100.0 + t, {'frames_in': str(seen), 'frames_dropped': str(dropped)})
+    history = [diag(0.5, 30, 20), diag(1.5, 60, 20), diag(2.5, 90, 20), diag(4.5, 160, 22),
+               diag(11.5, 360, 23)]
+    assert abs(steady_drop_fraction(history, 100.0, 2.0) - 3 / 270) < 1e-9
+    assert steady_drop_fraction(history, 100.0, 0.0) == 3 / 330
+    assert steady_drop_fraction(history[:3], 100.0, 2.0) is None     # one message after
+    assert steady_drop_fraction([diag(3, 'n/a', 0), diag(4, 'n/a', 1)], 100.0, 2.0) is None

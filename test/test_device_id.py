@@ -67,7 +67,7 @@ def test_smi_parsing_maps_pids_to_gpu_indices():
 
 
 def test_ort_iobinding_names_the_pipeline_device():
-    from segformer_ros.cuda.gpu_pipeline import OrtCudaInference
+    from segformer_ros.cuda.device_inference import OrtCudaInference
     calls = []
 
     class Binding:
@@ -81,7 +81,7 @@ def test_ort_iobinding_names_the_pipeline_device():
     session = SimpleNamespace(
         get_inputs=lambda: [meta(name='input', shape=[1, 3, 8, 8], type='tensor(float)')],
         get_outputs=lambda: [meta(name='logits', shape=[1, 4, 2, 2], type='tensor(float)')],
-        io_binding=Binding, run_with_iobinding=lambda b: None)
+        io_binding=Binding, run_with_iobinding=lambda binding, run_options=None: None)
     engine = OrtCudaInference(session, same_stream=True, device=1)
     engine.infer_device(1000, 2000, 0)
     assert calls == [('in', 'cuda', 1), ('out', 'cuda', 1)]

@@ -190,7 +190,8 @@ def test_gpu_kernels_match_the_cpu_path_on_espnetv2_logits(backend, frames):
     if not has_cuda:
         pytest.skip(f'no CUDA: {why}')
     from segformer_ros.cuda import runtime as rt
-    from segformer_ros.cuda.gpu_pipeline import DeviceInference, DeviceIOSpec, GpuPipeline
+    from segformer_ros.cuda.device_inference import DeviceInference, DeviceIOSpec
+    from segformer_ros.cuda.gpu_pipeline import GpuPipeline
     from segformer_ros.preprocessing import preprocess
 
     frame = frames[0]

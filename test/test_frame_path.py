@@ -57,6 +57,39 @@ def test_frame_reader_takes_the_newest_and_counts_the_skipped(rclpy_context) -> 
         node.destroy_node()
 
 
+def test_deeper_reader_queues_frames_oldest_first(rclpy_context) -> None:
+    """input_queue_depth N: the reader keeps the last N frames, taken oldest first."""
+    from rclpy.qos import QoSProfile
+    from std_msgs.msg import Header
+
+    from segformer_ros.frame_reader import FrameReader, PulledCallbackGroup
+    from segformer_ros.node import SENSOR_QOS
+
+    node = _node(rclpy_context, 'frame_reader_queue')
+    qos = QoSProfile(reliability=SENSOR_QOS.reliability, history=SENSOR_QOS.history,
+                     depth=3, durability=SENSOR_QOS.durability)
+    sub = node.create_subscription(Header, 'queued', lambda m: None, qos,
+                                   callback_group=PulledCallbackGroup())
+    pub = node.create_publisher(Header, 'queued', 10)
+    reader = FrameReader(rclpy_context, [sub])
+    try:
+        assert wait_until(lambda: pub.get_subscription_count() >= 1, 10.0)
+        pub.publish(Header(frame_id='first'))   # the sequence numbers' baseline
+        assert [m.frame_id for _, m in reader.take_batch(0.0, timeout_s=5.0)] == ['first']
+        for i in range(5):
+            pub.publish(Header(frame_id=str(i)))
+            time.sleep(0.02)
+        taken = [m.frame_id for _ in range(3)
+                 for _, m in reader.take_batch(0.0, timeout_s=5.0)]
+        assert taken == ['2', '3', '4']          # the last three, in order
+        assert reader.take_batch(0.0, timeout_s=0.2) == []
+        # Frames 0 and 1 were replaced in the reader: counted as skipped.
+        assert reader.drop_counts() == {0: 2} and reader.frames_seen() == 6
+    finally:
+        reader.destroy()
+        node.destroy_node()
+
+
 def test_one_frame_at_a_time_serves_the_cameras_in_turn(rclpy_context) -> None:
     """Models that cannot batch: one frame per take, every camera served in its turn."""
     from std_msgs.msg import Header

@@ -62,7 +62,8 @@ def _frame(rng, h=61, w=97):
 def test_gpu_matches_cpu_path(policy, mode, encoding):
     import cv2
     from segformer_ros.backends.base import OutputKind
-    from segformer_ros.cuda.gpu_pipeline import DeviceInference, DeviceIOSpec, GpuPipeline
+    from segformer_ros.cuda.device_inference import DeviceInference, DeviceIOSpec
+    from segformer_ros.cuda.gpu_pipeline import GpuPipeline
     from segformer_ros.cuda import runtime as rt
     from segformer_ros.postprocessing import ids_from_output
     from segformer_ros.preprocessing import preprocess
@@ -106,7 +107,7 @@ def test_gpu_matches_cpu_path(policy, mode, encoding):
 def _fixed_engine(batch, rng):
     from segformer_ros.backends.base import OutputKind
     from segformer_ros.cuda import runtime as rt
-    from segformer_ros.cuda.gpu_pipeline import DeviceInference, DeviceIOSpec
+    from segformer_ros.cuda.device_inference import DeviceInference, DeviceIOSpec
 
     logits = rng.standard_normal((batch, 19, 16, 12)).astype(np.float32)
 

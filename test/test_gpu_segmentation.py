@@ -98,6 +98,9 @@ def test_gpu_pipeline_matches_cpu_behind_node_interface(tmp_path, street_frames_
                 g.mask, config.classes, config.summary).free_space_rows
     print('GPU vs CPU mask agreement per frame:', agreement)
     assert min(agreement) > 0.98
+    # ORT's session runs on the pipeline's inference stream and returns once queued.
+    assert gpu.inference_stream is not None
+    assert pipeline._gpu.stream is gpu.inference_stream and pipeline._engine.same_stream
     pipeline.release()
 
 
@@ -132,7 +135,7 @@ def test_node_selects_gpu_pipeline_for_cuda_backend(deeplab_model, street_frames
 @pytest.mark.skipif(not _cuda_usable(), reason='needs a CUDA GPU and cuda-python')
 def test_gpu_pipeline_runs_a_cpu_session(tmp_path, street_frames_bgr) -> None:
     """pipeline: gpu + onnxruntime_provider: cpu used to fail every frame (issue 9)."""
-    from segformer_ros.cuda.gpu_pipeline import HostInference
+    from segformer_ros.cuda.device_inference import HostInference
     from segformer_ros.warmup import warm_up_pipeline
 
     model = str(logits_model(tmp_path / 'tiny.onnx', input_hw=(128, 128), dynamic=True))
@@ -212,7 +215,7 @@ def test_gpu_submissions_in_flight_collected_on_another_thread(tmp_path, street_
 
 def test_ort_cuda_inference_runs_partial_batches_only_for_dynamic_batch_models(tmp_path):
     """Which models run only the frames a submission filled (session metadata, ORT CPU here)."""
-    from segformer_ros.cuda.gpu_pipeline import OrtCudaInference
+    from segformer_ros.cuda.device_inference import OrtCudaInference
 
     def inference(model, batch):
         backend = OnnxRuntimeBackend(str(model), input_hw=(64, 64))
@@ -281,6 +284,7 @@ def test_session_for_batch_fixes_the_batch_of_a_dynamic_model(tmp_path) -> None:
     assert two is dynamic.session_for_batch(2) and two is not dynamic.session
     assert two.get_inputs()[0].shape[0] == 2
     assert dynamic.session.get_inputs()[0].shape[0] == 'N'
+    assert dynamic.inference_stream is None          # CPU provider: no CUDA stream
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     np.testing.assert_allclose(two.run(None, {'input': x})[0],
                                dynamic.session.run(None, {'input': x})[0], rtol=1e-5, atol=1e-5)
@@ -292,3 +296,54 @@ def test_session_for_batch_fixes_the_batch_of_a_dynamic_model(tmp_path) -> None:
     fixed.configure()
     assert fixed.session_for_batch(1) is fixed.session
     fixed.release()
+    # On the CPU provider the sessions keep their own (host) allocators.
+    assert _config_entry(two, 'session.use_env_allocators') is None
+
+
+def _config_entry(session, key):
+    """Return a session option's value, None when unset (ORT raises for a missing key)."""
+    try:
+        return session.get_session_options().get_session_config_entry(key)
+    except RuntimeError:
+        return None
+
+
+@pytest.mark.gpu
+def test_per_size_sessions_share_one_cuda_arena(tmp_path) -> None:
+    """Batch 1..4 sessions of one model draw on one CUDA arena (ort_shared_arena).
+
+    Each with its own arena, sizes 1-3 after 4 would add about 1.5x what size 4 took
+    (their own high-water marks); sharing, only their per-session handles.
+    """
+    import onnxruntime as ort
+
+    if 'CUDAExecutionProvider' not in ort.get_available_providers():
+        pytest.skip('needs onnxruntime-gpu')
+    from segformer_ros.cuda import runtime as rt
+
+    def used_mb() -> float:
+        free, total = rt.check(rt.bindings()[0].cudaMemGetInfo(), 'cudaMemGetInfo')
+        return (total - free) / 2**20
+
+    # 64 channels at full 1024x1024 resolution: ~256 MB of activations per frame.
+    model = logits_model(tmp_path / 'wide.onnx', classes=64, input_hw=(1024, 1024),
+                         dynamic=True)
+    backend = OnnxRuntimeBackend(str(model), provider='cuda', input_hw=(1024, 1024))
+    backend.configure()
+    try:
+        before = used_mb()
+        backend.infer(np.zeros((4, 3, 1024, 1024), np.float32))
+        largest = used_mb() - before
+        for n in (1, 2, 3):
+            out = backend.infer(np.zeros((n, 3, 1024, 1024), np.float32))
+            assert out.shape == (n, 64, 256, 256)
+        rest = used_mb() - before - largest
+        for n in (1, 2, 3, 4):
+            session = backend.session_for_batch(n)
+            assert session.get_inputs()[0].shape[0] == n
+            assert _config_entry(session, 'session.use_env_allocators') == '1'
+        print(f'batch 4 session: {largest:.0f} MB; sessions 1-3 after it: {rest:.0f} MB')
+        assert largest > 900, largest            # the activations did land on the GPU
+        assert rest < 0.75 * largest, (largest, rest)
+    finally:
+        backend.release()

@@ -127,3 +127,44 @@ def test_single_camera_keeps_topic_names(tmp_path, ros_domain, rclpy_context, de
         node.destroy_node()
     finally:
         assert proc.stop() == 0
+
+
+def test_input_queue_depth_keeps_each_cameras_burst(tmp_path, ros_domain, rclpy_context,
+                                                    deeplab_model, street_frames_bgr) -> None:
+    """input_queue_depth 3: a burst of three frames per camera all come out, in order.
+
+    The burst is published faster than the model runs; at the default depth 1 the middle
+    frames would be replaced in the reader while the model was busy with the first.
+    """
+    import cv2
+
+    cameras = ['front', 'left']
+    proc = start_preset_node(tmp_path, ros_domain, deeplab_model, autostart=True,
+                             cameras=cameras,
+                             camera_topics=[f'/{c}/image_raw' for c in cameras],
+                             input_queue_depth=3, frames_in_flight=1)
+    try:
+        assert proc.wait_for_log('configured', 60.0), proc.log()[-2000:]
+        rig = _Cameras(rclpy_context, cameras)
+        rig.wait_subscribed()
+        frame = cv2.resize(street_frames_bgr[0], (320, 240))
+        # A warm-up frame per camera first: DDS matching and the first inference done.
+        for i, c in enumerate(cameras):
+            rig.publish(c, frame, sec=100 + i)
+        deadline = time.monotonic() + 30.0
+        while not all(rig.masks[c] for c in cameras):
+            assert time.monotonic() < deadline, proc.log()[-2000:]
+            rig.spin(0.1)
+        for burst in range(2):
+            for k in range(3):
+                for i, c in enumerate(cameras):
+                    rig.publish(c, frame, sec=1000 * (i + 1) + 10 * burst + k)
+            rig.spin(3.0)
+        for i, c in enumerate(cameras):
+            stamps = [m.header.stamp.sec for m in rig.masks[c]][1:]
+            base = 1000 * (i + 1)
+            assert stamps == [base + s for s in (0, 1, 2, 10, 11, 12)], (
+                f'{c}: {stamps}\n{proc.log()[-2000:]}')
+        rig.node.destroy_node()
+    finally:
+        assert proc.stop() == 0, proc.log()[-2000:]

@@ -12,14 +12,17 @@ process makes ORT's parallel loops wait for a straggler, and the node, which sha
 machine with the camera and the subscriber, would be measured against a pipeline that
 had the machine to itself).
 
-The gate is on frames per CPU-second (``--check-basis cpu``: node process CPU per mask vs
-the loop's CPU per frame), the throughput a CPU-bound machine allows: on the shared 2-core
-development machine (load 7-8) the wall-clock rates of the loop and the node, a minute
-apart, differed 2-3x run to run (wall ratios 0.48-3.4 for the same code), their CPU cost
-per frame within ~15 % (main's node 1.3-2.1x the loop's CPU per frame, this one 0.9-1.1x).
-The wall-clock ratio is printed too. Three interleaved rounds (pipeline, node, pipeline, ...)
-and their median: one round caught while the machine slows down (it does, by minutes: the
-loop alone ran at 8.0 and 4.3 frames/s ten minutes apart) does not decide.
+The gate is on both bases (``--check-basis both``): masks per second (the wall clock, what
+the issue asks) and frames per CPU-second (node process CPU per mask vs the loop's CPU per
+frame). On the shared 2-core development machine under other sessions' builds (load 7-8)
+the wall-clock rates of the loop and the node, a minute apart, differed 2-3x run to run
+(wall ratios 0.48-3.4 for the same code) while their CPU cost per frame stayed within ~15 %,
+so the gate was on the CPU basis alone until a quiet run of this configuration (load 0.3-1,
+2026-11-30) gave wall ratios 1.03, 1.12, 0.89 (median 1.03) and CPU ratios 1.02, 1.11, 0.91.
+Three interleaved rounds (pipeline, node, pipeline, ...) and their medians: one round caught
+while the machine slows down (it does, by minutes: the loop alone ran at 8.0 and 4.3
+frames/s ten minutes apart) does not decide. A failing run is repeated once: load from
+outside the test passes, a slow node fails both runs.
 """
 
 import json
@@ -42,18 +45,29 @@ def test_node_keeps_up_with_its_pipeline(tmp_path, deeplab_model, video_path):
     cmd = [sys.executable, '-m', 'benchmarks.bench_ros',
            '--scenarios', 'pipeline,mask_only', '--width', '640', '--height', '360',
            '--rate', '30', '--duration', '8', '--pipeline-seconds', '5', '--rounds', '3',
-           '--set', 'num_threads=1', '--check-ratio', str(MIN_RATIO), '--no-write-docs',
-           '--out', str(tmp_path), '--model', str(deeplab_model), '--video', str(video_path)]
-    proc = subprocess.run(cmd, cwd=str(REPO), env=dict(os.environ), capture_output=True,
-                          text=True, timeout=300)
-    output = proc.stdout[-4000:] + proc.stderr[-3000:]
-    report = json.loads((tmp_path / 'bench_ros.json').read_text())
-    nvp = report['node_vs_pipeline']
-    entry = nvp['scenarios']['mask_only']
-    print(f'pipeline {nvp["pipeline_fps"]} frames/s, node {entry["output_hz"]} masks/s '
-          f'(allowed {entry["allowed_hz"]}), wall ratio {entry["throughput_ratio"]}, CPU ratio '
-          f'{entry["cpu_ratio"]} (medians of {nvp.get("rounds", 1)} rounds; per round '
-          f'{entry.get("per_round")}), load {report["load_before"]} -> {report["load_after"]}')
-    assert proc.returncode == 0, output
-    assert entry['output_hz'] > 0, output
-    assert entry['cpu_ratio'] >= MIN_RATIO, output
+           '--set', 'num_threads=1', '--check-ratio', str(MIN_RATIO), '--check-basis', 'both',
+           '--no-write-docs', '--model', str(deeplab_model), '--video', str(video_path)]
+    runs = []
+    for attempt in range(2):
+        out = tmp_path / f'run{attempt}'
+        proc = subprocess.run(cmd + ['--out', str(out)], cwd=str(REPO), env=dict(os.environ),
+                              capture_output=True, text=True, timeout=300)
+        output = proc.stdout[-4000:] + proc.stderr[-3000:]
+        report = json.loads((out / 'bench_ros.json').read_text())
+        nvp = report['node_vs_pipeline']
+        entry = nvp['scenarios']['mask_only']
+        print(f'run {attempt + 1}: pipeline {nvp["pipeline_fps"]} frames/s, node '
+              f'{entry["output_hz"]} masks/s (allowed {entry["allowed_hz"]}), wall ratio '
+              f'{entry["throughput_ratio"]}, CPU ratio {entry["cpu_ratio"]} (medians of '
+              f'{nvp.get("rounds", 1)} rounds; per round {entry.get("per_round")}), load '
+              f'{report["load_before"]} -> {report["load_after"]}')
+        # Exit 3 is the ratio check failing; anything else is the benchmark failing.
+        assert proc.returncode in (0, 3), output
+        assert entry['output_hz'] > 0, output
+        runs.append((entry['throughput_ratio'], entry['cpu_ratio'], output))
+        if proc.returncode == 0:
+            break
+    wall, cpu, output = runs[-1]
+    assert wall >= MIN_RATIO and cpu >= MIN_RATIO, (
+        f'node below {MIN_RATIO} x its pipeline in {len(runs)} runs (wall, CPU): '
+        f'{[(w, c) for w, c, _ in runs]}\n{output}')

@@ -249,3 +249,15 @@ def test_bundled_deeplab_is_deterministic():
         backend.release()
     for mask in masks[1:]:
         assert np.array_equal(mask, masks[0]), float((mask == masks[0]).mean())
+
+
+def test_shared_cuda_arena_is_refused_by_a_cpu_only_onnxruntime() -> None:
+    """Without onnxruntime-gpu the per-size sessions keep their own allocators."""
+    import onnxruntime as ort
+
+    from segformer_ros.backends.ort_shared_arena import share_cuda_arena
+
+    if 'CUDAExecutionProvider' in ort.get_available_providers():
+        pytest.skip('onnxruntime-gpu here: test_gpu_segmentation measures the shared arena')
+    assert share_cuda_arena(ort, 0) is False
+    assert share_cuda_arena(ort, 0) is False       # a refusal is not remembered as done

@@ -56,7 +56,7 @@ def test_synthetic_frame_has_structure() -> None:
 def test_gpu_pipeline_runs_a_cpu_session_as_host_inference(backend) -> None:
     """pipeline: gpu with onnxruntime_provider: cpu: host inference, not device binding."""
     pytest.importorskip('segformer_ros.cuda.gpu_pipeline')
-    from segformer_ros.cuda.gpu_pipeline import HostInference
+    from segformer_ros.cuda.device_inference import HostInference
     from segformer_ros.gpu_segmentation import device_engine, session_on_cuda
 
     assert not session_on_cuda(backend.session)

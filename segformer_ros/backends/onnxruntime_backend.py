@@ -30,6 +30,7 @@ import numpy as np
 from ..assets import relative_path_note
 from ..errors import BackendError, BackendStateError, ModelError
 from .base import Backend, Dim, ModelInfo, OutputKind, classify_output
+from .ort_shared_arena import USE_ENV_ALLOCATORS, share_cuda_arena
 
 PROVIDERS: Tuple[str, ...] = ('cpu', 'cuda', 'tensorrt')
 
@@ -140,6 +141,7 @@ class OnnxRuntimeBackend(Backend):
         self._session: Any = None
         self._batch_sessions: Dict[int, Any] = {}
         self._output_index = 0
+        self._stream: Any = None
 
     # ------------------------------------------------------------------ extras
     @property
@@ -158,8 +160,9 @@ class OnnxRuntimeBackend(Backend):
         heuristic cuDNN search alike) against 5-16 ms per run at a steady size
         (docs/benchmarks.md, "Node vs pipeline", third session). Several cameras out of step
         fill 1..N items of a batch, so each size gets its own session with the batch fixed
-        (a free dimension override). Models with a fixed batch, or a batch dimension
-        without a name, use :attr:`session`.
+        (a free dimension override). With the CUDA provider these sessions share one
+        memory arena (:mod:`.ort_shared_arena`: 22.3 -> 8.0-8.9 GB for four sizes). Models
+        with a fixed batch, or a batch dimension without a name, use :attr:`session`.
         """
         session = self.session
         dim = session.get_inputs()[0].shape[0]
@@ -167,9 +170,21 @@ class OnnxRuntimeBackend(Backend):
             return session
         if batch not in self._batch_sessions:
             import onnxruntime as ort
-            self._batch_sessions[batch] = self._new_session(ort, self._check_path(),
-                                                            {dim: int(batch)})
+            self._batch_sessions[batch] = self._new_session(
+                ort, self._check_path(), {dim: int(batch)},
+                shared_arena=self.provider == 'cuda')
         return self._batch_sessions[batch]
+
+    @property
+    def inference_stream(self) -> Any:
+        """The CUDA stream every CUDA-provider session runs on (a ``cuda.runtime.Stream``).
+
+        Set as ORT's ``user_compute_stream`` at configure (provider ``cuda``, with
+        cuda-python present; None otherwise). The GPU pipeline queues its preprocess before
+        and its postprocess after inference on this stream, so a run can return as soon as
+        it is queued instead of waiting for the GPU (``OrtCudaInference``).
+        """
+        return self._stream
 
     def run_with_binding(self, binding: Any) -> None:
         """Run the session on a prepared ``onnxruntime.IOBinding`` (device-resident I/O)."""
@@ -226,7 +241,10 @@ class OnnxRuntimeBackend(Backend):
         if hasattr(ort, 'preload_dlls'):
             # pip's onnxruntime-gpu finds CUDA/cuDNN from the nvidia-* wheels only this way.
             ort.preload_dlls()
-        cuda = ('CUDAExecutionProvider', {'device_id': self.device_id})
+        cuda_options: Dict[str, Any] = {'device_id': self.device_id}
+        if self._stream is not None:
+            cuda_options['user_compute_stream'] = str(self._stream.ptr)
+        cuda = ('CUDAExecutionProvider', cuda_options)
         if self.provider == 'cuda':
             return [cuda, 'CPUExecutionProvider']
         trt_options: Dict[str, Any] = {'device_id': self.device_id,
@@ -263,18 +281,24 @@ class OnnxRuntimeBackend(Backend):
         except ImportError as exc:
             raise BackendError(f'onnxruntime is not importable ({exc}); '
                                f'pip install onnxruntime (or onnxruntime-gpu)') from None
-        session = self._new_session(ort, path)
-        info = self._inspect(session)  # on error the local session is simply dropped
-        if self.provider != 'cpu' and session.get_providers()[0] == 'CPUExecutionProvider':
-            raise BackendError(
-                f"onnxruntime_provider '{self.provider}' was requested but ONNX Runtime fell back "
-                f'to the CPU (its CUDA/TensorRT libraries did not load: check the CUDA, cuDNN '
-                f'and TensorRT installation); or set onnxruntime_provider: cpu')
+        if self.provider == 'cuda':
+            self._stream = _new_stream(self.device_id)
+        try:
+            session = self._new_session(ort, path)
+            info = self._inspect(session)  # on error the local session is simply dropped
+            if self.provider != 'cpu' and session.get_providers()[0] == 'CPUExecutionProvider':
+                raise BackendError(
+                    f"onnxruntime_provider '{self.provider}' was requested but ONNX Runtime fell "
+                    f'back to the CPU (its CUDA/TensorRT libraries did not load: check the CUDA, '
+                    f'cuDNN and TensorRT installation); or set onnxruntime_provider: cpu')
+        except Exception:
+            self._destroy_stream()
+            raise
         self._session = session
         return info
 
-    def _new_session(self, ort: Any, path: str,
-                     fixed_dims: Optional[Dict[str, int]] = None) -> Any:
+    def _new_session(self, ort: Any, path: str, fixed_dims: Optional[Dict[str, int]] = None,
+                     shared_arena: bool = False) -> Any:
         providers = self._providers(ort)
         so = ort.SessionOptions()
         for name, value in (fixed_dims or {}).items():
@@ -288,6 +312,8 @@ class OnnxRuntimeBackend(Backend):
         # on 2 cores: postprocess 1.5 ms alone, ~20 ms right after a spinning inference).
         so.add_session_config_entry('session.intra_op.allow_spinning',
                                     '1' if self.allow_spinning else '0')
+        if shared_arena and share_cuda_arena(ort, self.device_id):
+            so.add_session_config_entry(USE_ENV_ALLOCATORS, '1')
         try:
             return ort.InferenceSession(path, sess_options=so, providers=providers)
         except Exception as exc:  # ORT raises its own pybind exception types
@@ -330,7 +356,12 @@ class OnnxRuntimeBackend(Backend):
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         info = self.model_info
         feed = np.ascontiguousarray(batch, dtype=np.dtype(info.input_dtype))
-        out = self._session.run([info.output_name], {info.input_name: feed})[0]
+        session = self._session
+        if self.provider == 'cuda':
+            # A dynamic batch runs in its size's session (same model; see session_for_batch):
+            # the main session then never runs and keeps no arena of its own.
+            session = self.session_for_batch(int(feed.shape[0]))
+        out = session.run([info.output_name], {info.input_name: feed})[0]
         if info.output_kind is OutputKind.LOGITS and out.dtype != np.float32:
             out = out.astype(np.float32)  # fp16 models: postprocessing expects float32
         return out
@@ -338,6 +369,23 @@ class OnnxRuntimeBackend(Backend):
     def _release_impl(self) -> None:
         self._session = None
         self._batch_sessions = {}
+        self._destroy_stream()
+
+    def _destroy_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.destroy()
 
     def _has_resources(self) -> bool:
-        return self._session is not None
+        return self._session is not None or self._stream is not None
+
+
+def _new_stream(device_id: int) -> Any:
+    """Return a CUDA stream on ``device_id`` for ORT's sessions; None without cuda-python."""
+    from ..cuda import runtime as rt
+    try:
+        rt.set_device(device_id)
+        return rt.Stream()
+    except BackendError:
+        # No cuda-python: ORT makes its own stream, and no GPU pipeline can run here.
+        return None

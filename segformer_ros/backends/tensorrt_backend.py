@@ -690,7 +690,7 @@ class TensorRTBackend(Backend):
 
     def device_io_spec(self) -> Any:
         """I/O of the engine for :class:`segformer_ros.cuda.gpu_pipeline.GpuPipeline`."""
-        from ..cuda.gpu_pipeline import DeviceIOSpec
+        from ..cuda.device_inference import DeviceIOSpec
         info = self.model_info
         return DeviceIOSpec(self._in_name, self._in_shape, self._in_dtype, self._out_name,
                             self._out_shape, self._out_dtype, info.output_kind,

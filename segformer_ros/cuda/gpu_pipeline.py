@@ -9,7 +9,7 @@ Per submission (one frame, or one frame from each of up to ``batch`` cameras):
    ``preprocessing.py``) in device memory, one batch item per frame;
 3. the inference engine runs on the same device pointers (TensorRT context, or ONNX
    Runtime's CUDA provider through IOBinding) -- anything implementing
-   :class:`DeviceInference` -- on the pipeline's inference stream;
+   :class:`~.device_inference.DeviceInference` -- on the pipeline's inference stream;
 4. the postprocess kernels write the mono8 mask, the overlay, the per-class and ROI
    histograms and the free-space boundary; on Jetson straight into mapped host buffers, on a
    discrete GPU into device buffers followed by one copy each into the mapped buffers;
@@ -43,6 +43,7 @@ from ..labels import palette_lut
 from ..output_size import published_geometry
 from . import kernels as K
 from . import runtime as rt
+from .device_inference import DeviceInference
 from .frame_ring import FrameRing, GpuTicket
 from .resize_tables import resize_tables
 
@@ -50,184 +51,6 @@ STAGES: Tuple[str, ...] = ('upload', 'preprocess', 'inference', 'postprocess', '
 # Event indices per slot: start, uploaded, preprocessed, inference start / end,
 # postprocessed, downloaded.
 _EV_START, _EV_UP, _EV_PRE, _EV_INF0, _EV_INF1, _EV_POST, _EV_END = range(7)
-
-
-@dataclass(frozen=True)
-class DeviceIOSpec:
-    """Engine I/O the pipeline allocates for (concrete shapes; batch B >= 1)."""
-
-    input_name: str
-    input_shape: Tuple[int, ...]     # (B, 3, H, W)
-    input_dtype: str                 # 'float32' or 'float16'
-    output_name: str
-    output_shape: Tuple[int, ...]    # (B, C, h, w) logits or (B, H, W) / (B, 1, H, W) ids
-    output_dtype: str                # 'float32', 'float16', 'int32' or 'int64'
-    output_kind: OutputKind
-    graph_capturable: bool = False   # inference may be captured into a CUDA graph
-
-    @property
-    def input_nbytes(self) -> int:
-        """Bytes of the input tensor."""
-        return int(np.prod(self.input_shape)) * np.dtype(self.input_dtype).itemsize
-
-    @property
-    def output_nbytes(self) -> int:
-        """Bytes of the output tensor."""
-        return int(np.prod(self.output_shape)) * np.dtype(self.output_dtype).itemsize
-
-    @property
-    def batch(self) -> int:
-        """Frames per inference (the engine's batch dimension)."""
-        return int(self.input_shape[0])
-
-    @property
-    def map_hw(self) -> Tuple[int, int]:
-        """(height, width) of the output map (logits plane or id map)."""
-        return int(self.output_shape[-2]), int(self.output_shape[-1])
-
-
-class DeviceInference:
-    """What the pipeline needs from an engine: I/O spec and a run on device pointers."""
-
-    def device_io_spec(self) -> DeviceIOSpec:
-        """Return the engine's I/O (concrete batch and H/W)."""
-        raise NotImplementedError
-
-    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int,
-                     frames: int = 0) -> None:
-        """Queue one inference reading ``input_ptr`` and writing ``output_ptr`` on the stream.
-
-        ``frames``: batch items filled (0 = the spec's batch). Engines with a dynamic batch
-        may run only those; fixed-shape engines run the whole batch.
-        """
-        raise NotImplementedError
-
-    @property
-    def runs_partial_batches(self) -> bool:
-        """True when :meth:`infer_device` runs only the ``frames`` filled (a new shape each)."""
-        return False
-
-
-_ORT_DTYPES = {'tensor(float)': 'float32', 'tensor(float16)': 'float16',
-               'tensor(int64)': 'int64', 'tensor(int32)': 'int32'}
-
-
-class OrtCudaInference(DeviceInference):
-    """ONNX Runtime CUDA-provider session run through IOBinding on the pipeline's pointers.
-
-    Create the session with provider option ``user_compute_stream`` set to the pipeline
-    stream (``same_stream=True``) so ORT's kernels queue behind the preprocess kernel;
-    otherwise the stream is synchronized before each run. ``session_for_batch(n)``: the
-    session to run ``n`` frames of a dynamic-batch model with (one per size: see
-    ``OnnxRuntimeBackend.session_for_batch``); without it every size runs in ``session``.
-    """
-
-    def __init__(self, session: Any, input_hw: Optional[Tuple[int, int]] = None,
-                 same_stream: bool = False, output_name: Optional[str] = None,
-                 batch: int = 1, device: int = 0,
-                 session_for_batch: Optional[Callable[[int], Any]] = None) -> None:
-        self.session = session
-        self._session_for_batch = session_for_batch
-        self.same_stream = same_stream
-        self.device = int(device)   # the pointers' GPU: IOBinding must name it (device_id)
-        inp = session.get_inputs()[0]
-        outs = session.get_outputs()
-        out = outs[0] if output_name is None else next(o for o in outs if o.name == output_name)
-        shape = [d if isinstance(d, int) and d > 0 else None for d in inp.shape]
-        if shape[2] is None or shape[3] is None:
-            if input_hw is None:
-                raise BackendError(f'model input {inp.name} has dynamic H/W {inp.shape}; '
-                                   f'pass input_hw (input_height/input_width parameters)')
-            shape[2], shape[3] = input_hw
-        # A dynamic batch runs as many items as a submission filled (frames=), not always
-        # the largest: 4 cameras arriving out of step mostly fill 1-3 of 4.
-        self._dynamic_batch = shape[0] is None
-        if shape[0] is None:
-            shape[0] = batch
-        elif shape[0] != batch:
-            raise BackendError(f'model input {inp.name} has a fixed batch of {shape[0]}, '
-                               f'expected {batch}; export with a dynamic batch dimension or '
-                               f'pass batch={shape[0]}')
-        in_dtype = _ORT_DTYPES[inp.type]
-        out_dtype = _ORT_DTYPES.get(out.type)
-        if out_dtype is None:
-            raise BackendError(f'output {out.name} has type {out.type}; expected float or int '
-                               f'logits/ids')
-        out_shape = [d if isinstance(d, int) and d > 0 else None for d in out.shape]
-        if any(d is None for d in out_shape):
-            # Dynamic output dims: one CPU-side run of zeros tells the concrete shape.
-            probe = session.run([out.name], {inp.name: np.zeros(shape, dtype=in_dtype)})[0]
-            out_shape = list(probe.shape)
-        kind = OutputKind.LOGITS if out_dtype.startswith('float') else OutputKind.CLASS_IDS
-        self._spec = DeviceIOSpec(inp.name, tuple(shape), in_dtype, out.name, tuple(out_shape),
-                                  out_dtype, kind, graph_capturable=False)
-        # The binding of the last run: a new one whenever the pointers or the item count
-        # change. Keeping one binding per ring slot and reusing it was slower (H200, 4
-        # cameras, 8 slots: inference 5.3 -> 9.9-10.1 ms in the node, 118 -> 85-87 masks/s,
-        # same lease; docs/benchmarks.md).
-        self._binding: Any = None
-        self._bound: Tuple[int, int, int] = (0, 0, 0)
-
-    def device_io_spec(self) -> DeviceIOSpec:
-        """See :class:`DeviceInference`."""
-        return self._spec
-
-    @property
-    def runs_partial_batches(self) -> bool:
-        """See :class:`DeviceInference`."""
-        return self._dynamic_batch and self._spec.batch > 1
-
-    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int,
-                     frames: int = 0) -> None:
-        """See :class:`DeviceInference`."""
-        s = self._spec
-        items = s.batch
-        if self._dynamic_batch and 0 < frames < s.batch:
-            items = int(frames)
-        key = (input_ptr, output_ptr, items)
-        if self._binding is None or self._bound != key:
-            session = self.session
-            if self._dynamic_batch and self._session_for_batch is not None:
-                session = self._session_for_batch(items)
-            binding = session.io_binding()
-            binding.bind_input(s.input_name, 'cuda', self.device, np.dtype(s.input_dtype),
-                               [items, *s.input_shape[1:]], input_ptr)
-            binding.bind_output(s.output_name, 'cuda', self.device, np.dtype(s.output_dtype),
-                                [items, *s.output_shape[1:]], output_ptr)
-            self._binding, self._bound = (session, binding), key
-        if not self.same_stream:
-            rt.check(rt.bindings()[0].cudaStreamSynchronize(stream_ptr), 'cudaStreamSynchronize')
-        session, binding = self._binding
-        session.run_with_iobinding(binding)
-
-
-class HostInference(DeviceInference):
-    """A host-side (CPU) model between the GPU stages: input copied down, output up.
-
-    For models only a CPU executor runs exactly (the integer kernels of a QDQ-quantized
-    model, say): the GPU still does pre/postprocessing. ``run`` maps the input array
-    (``spec.input_shape``, ``spec.input_dtype``) to the output array.
-    """
-
-    def __init__(self, spec: DeviceIOSpec, run: Callable[[np.ndarray], np.ndarray]) -> None:
-        self._spec = spec
-        self.run = run
-        self._input = np.empty(spec.input_shape, dtype=spec.input_dtype)
-
-    def device_io_spec(self) -> DeviceIOSpec:
-        """See :class:`DeviceInference`."""
-        return self._spec
-
-    def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int,
-                     frames: int = 0) -> None:
-        """Copy the input down after the stream's work, run on the host, copy the output up."""
-        s = self._spec
-        rt.copy_to_host(input_ptr, self._input, stream_ptr)
-        out = np.ascontiguousarray(self.run(self._input), dtype=s.output_dtype)
-        if out.size != int(np.prod(s.output_shape)):
-            raise BackendError(f'host inference returned shape {out.shape}, expected '
-                               f'{s.output_shape}')
-        rt.copy_to_device(out, output_ptr, stream_ptr)
 
 
 @dataclass
