@@ -229,6 +229,10 @@ class _Slot:
         s = pipe.spec
         self.stream = rt.Stream()
         self.events = [rt.Event() for _ in range(7)]
+        # Recorded after a submission's last work; collect sleeps on it: with ORT's run
+        # returning once queued, the collecting thread waits out the inference, and a
+        # spinning wait would hold a CPU core for all of it.
+        self.done = rt.Event(blocking=True)
         self.dev_input = rt.DeviceBuffer(s.input_nbytes)
         self.dev_output = rt.DeviceBuffer(s.output_nbytes)
         mh, mw = s.map_hw
@@ -289,7 +293,7 @@ class _Slot:
         self.free_sized()
         for b in (self.dev_input, self.dev_output, self.dev_small):
             b.free()
-        for e in self.events:
+        for e in self.events + [self.done]:
             e.destroy()
         self.stream.destroy()
 
@@ -458,6 +462,7 @@ class GpuPipeline:
             self._postprocess(slot)
         if self.timing:
             ev[_EV_END].record(st)
+        slot.done.record(st)
         slot.count_frame()
         slot.want_overlay = want_overlay
 
@@ -470,7 +475,7 @@ class GpuPipeline:
         t = ticket if ticket is not None else self.ring.oldest()
         self.ring.check(t)
         slot = self.slots[t.slot]
-        slot.stream.synchronize()
+        slot.done.synchronize()
         self.ring.release(t)
         self._last = slot
         times: Dict[str, float] = {}

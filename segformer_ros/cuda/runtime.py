@@ -158,12 +158,21 @@ class Stream:
 
 
 class Event:
-    """A CUDA event with timing enabled."""
+    """A CUDA event with timing enabled.
 
-    def __init__(self) -> None:
+    ``blocking``: :meth:`synchronize` puts the waiting thread to sleep until the event
+    completes (``cudaEventBlockingSync``) instead of spinning on a CPU core, CUDA's
+    default while it has cores to spare.
+    """
+
+    def __init__(self, blocking: bool = False) -> None:
         rt, _, _ = bindings()
         self._rt = rt
-        self.handle = check(rt.cudaEventCreate(), 'cudaEventCreate')
+        if blocking:
+            self.handle = check(rt.cudaEventCreateWithFlags(rt.cudaEventBlockingSync),
+                                'cudaEventCreateWithFlags')
+        else:
+            self.handle = check(rt.cudaEventCreate(), 'cudaEventCreate')
 
     def record(self, stream: Stream) -> None:
         """Record the event on ``stream``."""
