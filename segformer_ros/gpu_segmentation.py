@@ -70,10 +70,7 @@ class GpuSegmentationPipeline(SubmittingPipeline):
         self._engine = engine
         self._device = device
         self._make = GpuPipeline
-        # ORT's CUDA sessions run on the backend's stream: the pipeline's inference stream.
-        self._stream = getattr(backend, 'inference_stream', None)
-        self._gpu = GpuPipeline(config, engine, device=device, depth=self._depth,
-                                stream=self._stream)
+        self._gpu = GpuPipeline(config, engine, device=device, depth=self._depth)
         # Submissions not yet collected: submit_batch blocks when all are taken, and a
         # rebuild (new output size or overlay alpha) waits for all to come back.
         self._free = threading.Semaphore(self._in_flight)
@@ -233,7 +230,7 @@ class GpuSegmentationPipeline(SubmittingPipeline):
     def _rebuild(self) -> None:
         self._gpu.release()
         self._gpu = self._make(self._config, self._engine, device=self._device,
-                               depth=self._depth, stream=self._stream)
+                               depth=self._depth)
 
     @contextmanager
     def _all_collected(self, held: int = 0) -> Iterator[None]:
@@ -309,11 +306,11 @@ def device_engine(backend: Backend, config: PipelineConfig, max_batch: int = 1,
     # A fixed batch dimension decides; a dynamic one takes one slot per camera.
     batch = backend.model_info.max_batch or max(1, max_batch)
     # Sessions on the backend's stream (user_compute_stream) run queued behind the
-    # preprocess and return without waiting for the GPU.
-    same_stream = getattr(backend, 'inference_stream', None) is not None
+    # preprocess and return without waiting for the GPU; the pipeline takes that stream
+    # from the engine (GpuPipeline).
     ort = OrtCudaInference(session, config.input_size, batch=batch, device=device,
                            session_for_batch=getattr(backend, 'session_for_batch', None),
-                           same_stream=same_stream)
+                           stream=getattr(backend, 'inference_stream', None))
     if session_on_cuda(session):
         return ort
     spec = ort.device_io_spec()

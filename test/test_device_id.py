@@ -9,6 +9,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
+
+from segformer_ros.errors import BackendError
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
@@ -86,6 +89,13 @@ def test_ort_iobinding_names_the_pipeline_device():
     engine.infer_device(1000, 2000, 0)
     assert calls == [('in', 'cuda', 1), ('out', 'cuda', 1)]
     assert np.prod(engine.device_io_spec().input_shape) == 192
+    # A session created on a stream runs only where the caller ordered its kernels on it.
+    on_stream = OrtCudaInference(session, device=1, stream=SimpleNamespace(ptr=0x5000))
+    assert on_stream.same_stream and on_stream.inference_stream.ptr == 0x5000
+    on_stream.infer_device(1000, 2000, 0x5000)
+    with pytest.raises(BackendError, match="expected inference on the session's stream"):
+        on_stream.infer_device(1000, 2000, 0x6000)
+    assert engine.inference_stream is None
 
 
 def test_ort_cuda_bind_thread_without_cuda_python(monkeypatch):

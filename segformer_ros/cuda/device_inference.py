@@ -73,6 +73,15 @@ class DeviceInference:
         """True when :meth:`infer_device` runs only the ``frames`` filled (a new shape each)."""
         return False
 
+    @property
+    def inference_stream(self) -> Any:
+        """The stream this engine's work is queued on whatever it is given; None: any.
+
+        A pipeline around such an engine must order its kernels on this stream (GpuPipeline
+        takes it as its inference stream).
+        """
+        return None
+
 
 _ORT_DTYPES = {'tensor(float)': 'float32', 'tensor(float16)': 'float16',
                'tensor(int64)': 'int64', 'tensor(int32)': 'int32'}
@@ -86,19 +95,23 @@ class OrtCudaInference(DeviceInference):
     the postprocess queues behind them: the run then returns once its kernels are queued
     (run option ``disable_synchronize_execution_providers``) instead of holding the calling
     thread for the whole inference (5 ms of 5.1 for SegFormer-B0 1024² on the H200, spent
-    waiting). Otherwise the stream is synchronized before each run, and the run waits for
-    the GPU. ``session_for_batch(n)``: the
-    session to run ``n`` frames of a dynamic-batch model with (one per size: see
-    ``OnnxRuntimeBackend.session_for_batch``); without it every size runs in ``session``.
+    waiting). ``stream``: that stream (a ``runtime.Stream``), when the session was created
+    with it; implies ``same_stream`` and becomes :attr:`inference_stream`. Otherwise the
+    stream is synchronized before each run, and the run waits for the GPU.
+    ``session_for_batch(n)``: the session to run ``n`` frames of a dynamic-batch model with
+    (one per size: see ``OnnxRuntimeBackend.session_for_batch``); without it every size
+    runs in ``session``.
     """
 
     def __init__(self, session: Any, input_hw: Optional[Tuple[int, int]] = None,
                  same_stream: bool = False, output_name: Optional[str] = None,
                  batch: int = 1, device: int = 0,
-                 session_for_batch: Optional[Callable[[int], Any]] = None) -> None:
+                 session_for_batch: Optional[Callable[[int], Any]] = None,
+                 stream: Any = None) -> None:
         self.session = session
         self._session_for_batch = session_for_batch
-        self.same_stream = same_stream
+        self._stream = stream
+        self.same_stream = bool(same_stream or stream is not None)
         self.device = int(device)   # the pointers' GPU: IOBinding must name it (device_id)
         inp = session.get_inputs()[0]
         outs = session.get_outputs()
@@ -158,9 +171,20 @@ class OrtCudaInference(DeviceInference):
         """See :class:`DeviceInference`."""
         return self._dynamic_batch and self._spec.batch > 1
 
+    @property
+    def inference_stream(self) -> Any:
+        """See :class:`DeviceInference`: the session's ``user_compute_stream``, if given."""
+        return self._stream
+
     def infer_device(self, input_ptr: int, output_ptr: int, stream_ptr: int,
                      frames: int = 0) -> None:
         """See :class:`DeviceInference`."""
+        if self._stream is not None and stream_ptr != self._stream.ptr:
+            # ORT queues on its own stream whatever it is told: kernels the caller ordered
+            # on another stream would race the inference (unordered, wrong masks).
+            raise BackendError(f'expected inference on the session\'s stream '
+                               f'{self._stream.ptr:#x}, got stream {stream_ptr:#x}; build the '
+                               f'GpuPipeline with stream=engine.inference_stream')
         s = self._spec
         items = s.batch
         if self._dynamic_batch and 0 < frames < s.batch:

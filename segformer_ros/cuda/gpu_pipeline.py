@@ -301,11 +301,11 @@ class _Slot:
 class GpuPipeline:
     """GPU pre/post-processing around a :class:`DeviceInference` engine, ``depth`` frames deep.
 
-    ``stream`` is the inference stream (pass the one an ONNX Runtime session was created
-    with as ``user_compute_stream``); a new one is made (and destroyed by
-    :meth:`release`) when omitted. ``depth`` is how many submissions may be in flight:
-    1 for :meth:`process` alone, 2 to overlap consecutive frames with
-    :meth:`submit` / :meth:`collect`.
+    ``stream`` is the inference stream; omitted, it is the engine's
+    :attr:`~.device_inference.DeviceInference.inference_stream` (an ONNX Runtime session's
+    ``user_compute_stream``), else a new one (destroyed by :meth:`release`). ``depth`` is
+    how many submissions may be in flight: 1 for :meth:`process` alone, 2 to overlap
+    consecutive frames with :meth:`submit` / :meth:`collect`.
     """
 
     def __init__(self, config: PipelineConfig, engine: DeviceInference, device: int = 0,
@@ -321,6 +321,12 @@ class GpuPipeline:
         self.use_graphs = use_graphs
         self.timing = timing
         self.graph_error: Optional[str] = None
+        required = getattr(engine, 'inference_stream', None)   # TensorRT: any stream
+        if stream is None:
+            stream = required
+        elif required is not None and stream.ptr != required.ptr:
+            raise BackendError(f'expected the engine\'s inference stream {required.ptr:#x}, '
+                               f'got {stream.ptr:#x}; omit stream= to use the engine\'s')
         self._own_stream = stream is None
         self.stream = stream or rt.Stream()
         logits_dtype = self.spec.output_dtype if self.spec.output_kind is OutputKind.LOGITS \
