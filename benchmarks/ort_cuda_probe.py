@@ -19,19 +19,6 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 
-_SHARED_ARENA: List[bool] = []
-
-
-def _share_arena(ort: Any) -> None:
-    """Register one CUDA arena with ORT's environment (once) for sessions that opt in."""
-    if not _SHARED_ARENA:
-        mem = ort.OrtMemoryInfo('Cuda', ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
-                                ort.OrtMemType.DEFAULT)
-        ort.create_and_register_allocator_v2('CUDAExecutionProvider', mem, {'device_id': '0'},
-                                             ort.OrtArenaCfg(0, -1, -1, -1))
-        _SHARED_ARENA.append(True)
-
-
 def _session(ort: Any, model: str, cuda_graph: bool, conv_search: str = '',
              batch: int = 0, shared_arena: bool = False) -> Any:
     options: Dict[str, str] = {'device_id': '0'}
@@ -42,8 +29,10 @@ def _session(ort: Any, model: str, cuda_graph: bool, conv_search: str = '',
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if shared_arena:                        # one arena for all sessions of the process
-        _share_arena(ort)
-        so.add_session_config_entry('session.use_env_allocators', '1')
+        from segformer_ros.backends.ort_shared_arena import (USE_ENV_ALLOCATORS,
+                                                             share_cuda_arena)
+        if share_cuda_arena(ort, 0):
+            so.add_session_config_entry(USE_ENV_ALLOCATORS, '1')
     if batch:                               # the batch fixed in this session
         probe = ort.InferenceSession(model, providers=['CPUExecutionProvider'])
         so.add_free_dimension_override_by_name(probe.get_inputs()[0].shape[0], batch)
@@ -112,7 +101,9 @@ def alternate(model: str, batches: Sequence[int], rounds: int,
     import numpy as np
     import onnxruntime as ort
 
-    used_mb = _device_used_mb()
+    from segformer_ros.cuda.runtime import memory_in_use_mb
+
+    used_mb = memory_in_use_mb()
     shared = None if per_size else _session(ort, model, False, conv_search,
                                             shared_arena=shared_arena)
     bindings = {}
@@ -132,7 +123,7 @@ def alternate(model: str, batches: Sequence[int], rounds: int,
             list(y.shape), np.float32, 'cuda', 0))
         bindings[n] = (session, binding)
         session.run_with_iobinding(binding)        # each size once first (the warm-up)
-        now_mb = _device_used_mb()
+        now_mb = memory_in_use_mb()
         added_mb[n], used_mb = round(now_mb - used_mb, 1), now_mb
     times: Dict[int, List[float]] = {n: [] for n in batches}
 
@@ -151,14 +142,6 @@ def alternate(model: str, batches: Sequence[int], rounds: int,
             'ms_per_run_p50': {n: round(statistics.median(v), 3) for n, v in times.items()},
             'ms_per_run_max': {n: round(max(v), 1) for n, v in times.items()},
             'device_mb_added': added_mb}
-
-
-def _device_used_mb() -> float:
-    """Device memory in use on GPU 0 (all processes), MiB, from cudaMemGetInfo."""
-    from segformer_ros.cuda import runtime as rt
-
-    free, total = rt.check(rt.bindings()[0].cudaMemGetInfo(), 'cudaMemGetInfo')
-    return (total - free) / 2**20
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

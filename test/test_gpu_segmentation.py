@@ -309,6 +309,7 @@ def _config_entry(session, key):
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_usable(), reason='needs a CUDA GPU and cuda-python')
 def test_per_size_sessions_share_one_cuda_arena(tmp_path) -> None:
     """Batch 1..4 sessions of one model draw on one CUDA arena (ort_shared_arena).
 
@@ -319,11 +320,7 @@ def test_per_size_sessions_share_one_cuda_arena(tmp_path) -> None:
 
     if 'CUDAExecutionProvider' not in ort.get_available_providers():
         pytest.skip('needs onnxruntime-gpu')
-    from segformer_ros.cuda import runtime as rt
-
-    def used_mb() -> float:
-        free, total = rt.check(rt.bindings()[0].cudaMemGetInfo(), 'cudaMemGetInfo')
-        return (total - free) / 2**20
+    from segformer_ros.cuda.runtime import memory_in_use_mb as used_mb
 
     # 64 channels at full 1024x1024 resolution: ~256 MB of activations per frame.
     model = logits_model(tmp_path / 'wide.onnx', classes=64, input_hw=(1024, 1024),

@@ -122,6 +122,12 @@ def device_info(device: int = 0) -> DeviceInfo:
         sm_count=get(attr.cudaDevAttrMultiProcessorCount))
 
 
+def memory_in_use_mb() -> float:
+    """Device memory in use on the current GPU, all processes together (MiB)."""
+    free, total = check(bindings()[0].cudaMemGetInfo(), 'cudaMemGetInfo')
+    return (int(total) - int(free)) / 2**20
+
+
 def current_device() -> int:
     """Return the calling thread's current CUDA device (cudaGetDevice; per host thread)."""
     rt, _, _ = bindings()
