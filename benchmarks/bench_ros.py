@@ -9,6 +9,10 @@ node so its /diagnostics stage windows hold only that scenario:
 * ``transport``: publisher -> a plain subscriber in this process, no node (the floor);
 * ``pipeline``: the standalone pipeline (same params, model, threads and frames) looped in
   this process without ROS: the yardstick of the "Node vs pipeline" ratios (issue 9);
+* ``pipeline_camera``: the same loop while the camera publisher(s) run at ``--rate`` into
+  an idle depth-1 reader in this process (the node's reader, never taken): what the
+  pipeline gets of a machine it shares with the camera. Not the issue's yardstick; it
+  splits the node's shortfall into the camera's share and the node's own;
 * ``mask_only``: only the mask subscribed (the node skips overlay and summary);
 * ``full``: mask, overlay and summary subscribed;
 * ``flood``: mask only at ``--flood-rate``: with keep-latest input the latency must stay
@@ -83,8 +87,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument('--no-write-docs', action='store_true',
                    help=argparse.SUPPRESS)  # the default now; kept for old scripts
     p.add_argument('--scenarios', default='transport,pipeline,mask_only,full,flood',
-                   help='comma-separated subset of transport,pipeline,mask_only,full,flood '
-                   '(pipeline: the standalone pipeline loop in this process, no ROS)')
+                   help='comma-separated subset of transport,pipeline,pipeline_camera,'
+                   'mask_only,full,flood (pipeline: the standalone pipeline loop in this '
+                   'process, no ROS; pipeline_camera: the same loop with the camera '
+                   'publishing beside it)')
     p.add_argument('--model', default=str(DEFAULT_MODEL), help='ONNX model (or engine)')
     p.add_argument('--params', default=str(DEFAULT_PRESET), help='params file (preset)')
     p.add_argument('--video', default=str(DEFAULT_VIDEO), help='video file or image folder')
@@ -149,6 +155,9 @@ def scenarios_for(args: argparse.Namespace) -> List[Scenario]:
         'transport': Scenario('transport', 'transport only (no node)', args.rate, node=False),
         'pipeline': Scenario('pipeline', 'standalone pipeline (no ROS, same frames)', 0.0,
                              node=False),
+        'pipeline_camera': Scenario('pipeline_camera', 'standalone pipeline beside the '
+                                    'camera (its publisher into an idle reader here)',
+                                    args.rate, node=False),
         'mask_only': Scenario('mask_only', 'node, mask only', args.rate, node=True),
         'full': Scenario('full', 'node, mask + overlay + summary', args.rate, node=True,
                          overlay=True, summary=True),
@@ -639,24 +648,40 @@ def run_pipeline(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     """Measure the standalone pipeline: ``pipeline.process`` looped on the published frames.
 
     Same params file, model, backend, threads and frames as the node; mask only (what the
-    mask-only scenarios ask of the node). No ROS traffic meanwhile.
+    mask-only scenarios ask of the node). ``pipeline``: no ROS traffic meanwhile.
+    ``pipeline_camera``: the camera publisher(s) of the node scenarios publish meanwhile
+    into a depth-1 reader of this process that nothing takes from (as the node's reader
+    between its takes: Fast DDS still receives every frame into it), so the loop shares
+    the machine with the camera as the node does, without the node's take, conversion
+    and publish.
     """
     from .rate_publisher import load_frames
     from .standalone import (build_pipeline, measure_pipeline, measure_two_in_flight,
                              node_params, release)
 
     args = run.args
+    beside_camera = scenario.name == 'pipeline_camera'
     params = node_params([args.params], {'model_path': str(Path(args.model).resolve()),
                                          'backend': args.backend, **args.overrides})
     frames = load_frames(str(Path(args.video).resolve()), 4, args.width, args.height)
     backend, pipeline = build_pipeline(params)
+    camera: Optional[_IdleCamera] = None
     try:
         seconds = args.pipeline_seconds or max(2.0, args.duration / 2)
+        if beside_camera:
+            camera = _IdleCamera(run, scenario)
+            seconds = min(seconds, camera.seconds_left())
         measured = measure_pipeline(backend, pipeline, frames, seconds)
-        measured['two_in_flight'] = measure_two_in_flight(pipeline, frames, min(seconds, 5.0))
+        if beside_camera:
+            measured['camera'] = camera.finish()
+        else:
+            measured['two_in_flight'] = measure_two_in_flight(pipeline, frames,
+                                                              min(seconds, 5.0))
         measured['backend'] = backend.describe()
         measured['pipeline'] = type(pipeline).__name__
     finally:
+        if camera is not None:
+            camera.close()
         release(backend, pipeline)
     lat = {'count': measured['frames'], 'p50_ms': measured['frame_ms_p50'],
            'p95_ms': measured['frame_ms_p95'], 'max_ms': None, 'mean_ms': None}
@@ -665,6 +690,63 @@ def run_pipeline(run: _Run, scenario: Scenario) -> Dict[str, Any]:
             'received': measured['frames'], 'output_hz': measured['fps'],
             'drop_rate': None, 'latency': lat, 'trend': {'slope_ms_per_s': None},
             'windows': [], 'latencies_ms': [], 'receipt_s': [], 'standalone': measured}
+
+
+class _IdleCamera:
+    """The node scenarios' camera publisher(s), publishing into readers nobody takes from.
+
+    One depth-1 best-effort subscription per camera topic (the node's input QoS) on a node
+    that no executor spins: each publisher sees its subscriber and publishes, Fast DDS
+    delivers every frame into the reader, nothing converts it into a Python message.
+    """
+
+    SETTLE_S = 1.5   # after the first match: discovery done, frames flowing
+
+    def __init__(self, run: _Run, scenario: Scenario) -> None:
+        import rclpy
+        from sensor_msgs.msg import Image
+
+        from segformer_ros.node import SENSOR_QOS
+
+        self._run = run
+        names = ([f'cam{i}' for i in range(run.args.cameras)] if run.args.cameras > 1
+                 else [])
+        topics = [f'/{n}/image' for n in names] or [CAMERA_TOPIC]
+        self._node = rclpy.create_node(f'bench_idle_reader_{os.getpid()}')
+        for topic in topics:
+            self._node.create_subscription(Image, topic, lambda _msg: None, SENSOR_QOS)
+        self._started = ([run.publisher(scenario, f'/{n}/image', f'_{n}') for n in names]
+                         or [run.publisher(scenario)])
+        deadline = time.monotonic() + run.args.startup_timeout
+        while not all(self._node.count_publishers(t) >= 1 for t in topics):
+            if time.monotonic() > deadline:
+                raise SystemExit(f'bench_ros: the camera publisher(s) {topics} never matched '
+                                 f'the idle reader; expected a match within '
+                                 f'{run.args.startup_timeout:g} s')
+            time.sleep(0.05)
+        time.sleep(self.SETTLE_S)
+        self._publishing_until = time.monotonic() + run.args.duration - self.SETTLE_S
+
+    def seconds_left(self) -> float:
+        """Return the publishing time left (at least 1 s): the loop ends before the camera."""
+        return max(1.0, self._publishing_until - time.monotonic() - 0.5)
+
+    def finish(self) -> Dict[str, Any]:
+        """Wait for the publishers to end; their summed rate."""
+        total_hz = 0.0
+        for publisher, report in self._started:
+            publisher.wait(self._run.args.duration + 10.0)
+            try:
+                total_hz += float(json.loads(report.read_text()).get('achieved_hz') or 0.0)
+            except (OSError, ValueError):
+                pass
+        return {'cameras': len(self._started), 'published_hz': round(total_hz, 2)}
+
+    def close(self) -> None:
+        """Stop the publishers (if still running) and remove the idle reader."""
+        for publisher, _ in self._started:
+            publisher.stop()
+        self._node.destroy_node()
 
 
 def _result(run: _Run, scenario: Scenario, samples: List[Sample],
@@ -819,7 +901,7 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
         lat = r['latency']
         proc = r.get('node_process') or {}
         drop = f'{r["drop_rate"] * 100:.1f} %' if r['drop_rate'] is not None else 'n/a'
-        if r['scenario'] not in ('transport', 'pipeline'):
+        if r['scenario'] not in ('transport', 'pipeline', 'pipeline_camera'):
             drop += (f' ({_fmt(r.get("node_frames_replaced"), 0)} / '
                      f'{_fmt(r.get("not_taken_by_node"))})')
             steady = r.get('node_dropped_after_settle')
@@ -941,6 +1023,7 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     alone = (by.get('pipeline') or {}).get('standalone')
     if not alone:
         return {}
+    beside = (by.get('pipeline_camera') or {}).get('standalone')
     transport = (by.get('transport') or {}).get('latency', {}).get('p50_ms')
     floor = alone['frame_ms_p50'] + (transport or 0.0)
     out: Dict[str, Any] = {'pipeline_fps': alone['fps'],
@@ -951,6 +1034,7 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                            'pipeline_cpu_ms_per_frame': alone['cpu_ms_per_frame'],
                            'pipeline_inference_cpu_ms_per_frame':
                                alone.get('inference_cpu_ms_per_frame'),
+                           'pipeline_beside_camera_fps': (beside or {}).get('fps'),
                            'scenarios': {}}
     for r in results:
         if not r['scenario'] in ('mask_only', 'full', 'flood') or not r.get('publish_hz'):
@@ -971,6 +1055,11 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         entry = {'output_hz': out_hz, 'received_hz': r['output_hz'],
                  'allowed_hz': _r(allowed, 2),
                  'throughput_ratio': _r(out_hz / allowed, 3) if allowed else None,
+                 # Against the loop that shared the machine with the same camera: the
+                 # node's own share of the shortfall (not the issue's yardstick).
+                 'throughput_ratio_beside_camera': (
+                     _r(out_hz / min(beside['fps'], float(r['publish_hz'])), 3)
+                     if beside and beside.get('fps') else None),
                  # Frames per CPU-second, node over pipeline: the throughput ratio a CPU-bound
                  # machine allows, and steady under load that swings wall-clock rates.
                  'cpu_ratio': (_r(alone_cpu / cpu, 3) if cpu and alone_cpu else None),
@@ -987,7 +1076,8 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-_ROUND_FIELDS = ('output_hz', 'allowed_hz', 'throughput_ratio', 'cpu_ratio', 'latency_p50_ms',
+_ROUND_FIELDS = ('output_hz', 'allowed_hz', 'throughput_ratio',
+                 'throughput_ratio_beside_camera', 'cpu_ratio', 'latency_p50_ms',
                  'latency_p95_ms', 'node_cpu_ms_per_output', 'node_cpu_ms_outside_inference',
                  'latency_target_ms')
 
@@ -1025,7 +1115,8 @@ def median_of_rounds(rounds: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         entry: Dict[str, Any] = {k: _median_or_none([e.get(k) for e in entries])
                                  for k in _ROUND_FIELDS if any(k in e for e in entries)}
         entry['per_round'] = {k: [e.get(k) for e in entries]
-                              for k in ('throughput_ratio', 'cpu_ratio', 'latency_p50_ms')}
+                              for k in ('throughput_ratio', 'throughput_ratio_beside_camera',
+                                        'cpu_ratio', 'latency_p50_ms')}
         stages: Dict[str, Any] = {}
         for stage in entries[0].get('stages', {}):
             rows = [e['stages'][stage] for e in entries if stage in e.get('stages', {})]
@@ -1083,6 +1174,10 @@ def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
              + (f' GPU pipeline with two frames in flight: '
                 f'**{nvp["pipeline_two_in_flight_fps"]} frames/s**.'
                 if nvp.get('pipeline_two_in_flight_fps') else '')
+             + (f' Beside the camera (its publisher running into an idle reader, no node): '
+                f'**{nvp["pipeline_beside_camera_fps"]} frames/s**; the node against that '
+                f'is the last column.'
+                if nvp.get('pipeline_beside_camera_fps') else '')
              + (f' Figures are the medians of {nvp["rounds"]} interleaved rounds (pipeline, '
                 f'node, pipeline, node, ...); per-round ratios below the table.'
                 if nvp.get('rounds') else '')
@@ -1090,8 +1185,9 @@ def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
                'of publishing; what this benchmark\'s recorder received is in the JSON '
                '(received_hz, recorder_missed).',
              '', '| scenario | masks/s | allowed/s | ratio | CPU ratio | latency p50 / p95 (ms) | '
-             'node CPU ms / output | outside inference | worst stage inflation |',
-             '|---|---|---|---|---|---|---|---|---|']
+             'node CPU ms / output | outside inference | worst stage inflation | ratio '
+             'beside the camera |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for name, e in nvp['scenarios'].items():
         worst = max(e['stages'].items(), key=lambda kv: kv[1]['inflation'], default=None)
         worst_text = (f'{worst[0]} {worst[1]["inflation"]}x ({worst[1]["node_ms"]} vs '
@@ -1100,12 +1196,17 @@ def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
                      f'**{_fmt(e["throughput_ratio"], 2)}** | {_fmt(e.get("cpu_ratio"), 2)} | '
                      f'{_fmt(e["latency_p50_ms"])} / '
                      f'{_fmt(e["latency_p95_ms"])} | {_fmt(e["node_cpu_ms_per_output"])} | '
-                     f'{_fmt(e["node_cpu_ms_outside_inference"])} | {worst_text} |')
+                     f'{_fmt(e["node_cpu_ms_outside_inference"])} | {worst_text} | '
+                     f'{_fmt(e.get("throughput_ratio_beside_camera"), 2)} |')
     for name, e in nvp['scenarios'].items():
         per = e.get('per_round')
         if per:
+            beside = [v for v in per.get('throughput_ratio_beside_camera') or []
+                      if v is not None]
             lines.append(f'\n{name} per round: ratio '
-                         f'{", ".join(_fmt(v, 2) for v in per["throughput_ratio"])}; CPU ratio '
+                         f'{", ".join(_fmt(v, 2) for v in per["throughput_ratio"])}; '
+                         + (f'beside the camera {", ".join(_fmt(v, 2) for v in beside)}; '
+                            if beside else '') + 'CPU ratio '
                          f'{", ".join(_fmt(v, 2) for v in per["cpu_ratio"])}; latency p50 '
                          f'{", ".join(_fmt(v) for v in per["latency_p50_ms"])} ms')
     return lines
@@ -1148,7 +1249,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                   f'Hz, {args.duration:g} s) ...', flush=True)
             t0 = time.monotonic()
             runner = run_node if scenario.node else (
-                run_pipeline if scenario.name == 'pipeline' else run_transport)
+                run_pipeline if scenario.name.startswith('pipeline') else run_transport)
             result = runner(state, scenario)
             result['wall_s'] = round(time.monotonic() - t0, 1)
             result['round'] = rnd

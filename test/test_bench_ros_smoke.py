@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_ros import (SECTION_TITLE, flood_bounded, latency_stats,
-                                  latency_windows, median_of_rounds, ratio_check,
-                                  replace_section, steady_drop_fraction)
+                                  latency_windows, median_of_rounds, node_vs_pipeline,
+                                  ratio_check, render_node_vs_pipeline, replace_section,
+                                  steady_drop_fraction)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,6 +50,41 @@ def test_rounds_take_the_median_of_each_figure():
     assert not ok and '(wall) below 0.95' in text and '(cpu) mask_only 1.00 >= 0.95' in text
     assert not ratio_check({'node_vs_pipeline': nvp}, 1.05, 'both')[0]
     assert median_of_rounds(rounds[:1]) == rounds[0]
+
+
+def _standalone(name, fps):
+    return {'scenario': name, 'standalone': {
+        'fps': fps, 'frame_ms_p50': 1000.0 / fps, 'cpu_ms_per_frame': 150.0,
+        'inference_cpu_ms_per_frame': 140.0, 'stages_ms_p50': {'inference': 70.0}}}
+
+
+def test_node_ratio_beside_the_camera_splits_the_shortfall():
+    """Pipeline alone 12.4/s, beside the camera 11.0/s, node 10.7/s: 0.86 and 0.97."""
+    node = {'scenario': 'mask_only', 'publish_hz': 30.0, 'output_hz': 10.5,
+            'node_output_hz': 10.7, 'latency': {'p50_ms': 110.0, 'p95_ms': 140.0},
+            'stages_ms_p50': {'inference': 77.0}, 'node_cpu_ms_per_output': 152.0}
+    transport = {'scenario': 'transport', 'latency': {'p50_ms': 8.0}}
+    nvp = node_vs_pipeline([transport, _standalone('pipeline', 12.4),
+                            _standalone('pipeline_camera', 11.0), node])
+    entry = nvp['scenarios']['mask_only']
+    assert entry['throughput_ratio'] == pytest.approx(10.7 / 12.4, abs=1e-3)
+    assert entry['throughput_ratio_beside_camera'] == pytest.approx(10.7 / 11.0, abs=1e-3)
+    assert nvp['pipeline_beside_camera_fps'] == 11.0
+    # The issue's yardstick stays the loop alone: the check does not use the camera ratio.
+    assert not ratio_check({'node_vs_pipeline': nvp}, 0.9, 'wall')[0]
+    text = '\n'.join(render_node_vs_pipeline({'node_vs_pipeline': nvp}))
+    assert 'Beside the camera' in text and '| 0.97 |' in text
+    without = node_vs_pipeline([transport, _standalone('pipeline', 12.4), node])
+    assert without['scenarios']['mask_only']['throughput_ratio_beside_camera'] is None
+    assert without['pipeline_beside_camera_fps'] is None
+    assert 'Beside the camera' not in '\n'.join(
+        render_node_vs_pipeline({'node_vs_pipeline': without}))
+    # Over rounds: the median, and each round's figure kept.
+    rounds = median_of_rounds([nvp, nvp, without])
+    assert rounds['scenarios']['mask_only']['throughput_ratio_beside_camera'] == \
+        pytest.approx(10.7 / 11.0, abs=1e-3)
+    assert rounds['scenarios']['mask_only']['per_round'][
+        'throughput_ratio_beside_camera'][2] is None
 
 
 def test_latency_stats_discard_the_settle_period():
@@ -95,15 +131,21 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
     # Its own process: the benchmark calls rclpy.init and picks its own domain id.
     proc = subprocess.run(
         [sys.executable, '-m', 'benchmarks.bench_ros', '--quick', '--duration', '3',
+         '--scenarios', 'transport,pipeline,pipeline_camera,mask_only,full,flood',
          '--out', str(tmp_path), '--model', str(deeplab_model), '--video', str(video_path)],
         cwd=str(REPO), env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / 'bench_ros.json').read_text())
     results = {r['scenario']: r for r in report['results']}
     results_all = dict(results)
-    assert sorted(results) == ['flood', 'full', 'mask_only', 'pipeline', 'transport']
+    assert sorted(results) == ['flood', 'full', 'mask_only', 'pipeline', 'pipeline_camera',
+                               'transport']
     assert report['config']['quick'] is True and report['config']['width'] == 640
     alone = results.pop('pipeline')['standalone']
+    # The loop beside the camera: the camera really published meanwhile.
+    beside = results.pop('pipeline_camera')['standalone']
+    assert beside['camera']['cameras'] == 1 and beside['camera']['published_hz'] > 5
+    assert beside['fps'] > 0 and 'two_in_flight' not in beside
     assert alone['fps'] > 0 and alone['frames'] >= 3 and alone['cpu_ms_per_frame'] > 0
     assert alone['stages_ms_p50']['inference'] > 0
     nvp = report['node_vs_pipeline']
@@ -112,6 +154,7 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
         entry = nvp['scenarios'][name]
         # CPU per output: >= 0 (3 s runs sample /proc once or twice: 10 ms ticks can read 0).
         assert entry['throughput_ratio'] > 0 and entry['node_cpu_ms_per_output'] >= 0, name
+        assert entry['throughput_ratio_beside_camera'] > 0, name
         assert entry['received_hz'] == results_all[name]['output_hz'], name
         assert 'inference' in entry['stages'], name
     for name, r in results.items():
