@@ -599,6 +599,7 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
         'node_process': samplers['node'].summary(),
         'node_cpu_ms_per_output': cpu_ms_per_output(samplers['node'], len(samples), node_hz),
         'publisher_process': samplers['publisher'].summary(),
+        'cameras': max(1, args.cameras),
         # This benchmark process: the recorder's subscriptions and executor (one camera's
         # publisher is measured above; with several, each runs in its own process).
         'recorder_process': samplers['recorder'].summary(),
@@ -1068,6 +1069,7 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                  'node_cpu_ms_outside_inference': (_r(cpu - inf_cpu, 2)
                                                    if cpu is not None and inf_cpu is not None
                                                    else None)}
+        entry.update(cpu_budget(r, alone, cpu, out_hz))
         if r['scenario'] == 'mask_only' and lat['p50_ms'] is not None:
             entry['latency_target_ms'] = _r(floor + LATENCY_MARGIN_MS)
             entry['latency_pass'] = bool(lat['p50_ms'] <= floor + LATENCY_MARGIN_MS
@@ -1076,10 +1078,42 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
+def cpu_budget(node_run: Dict[str, Any], alone: Dict[str, Any], node_cpu_ms: Optional[float],
+               out_hz: Optional[float]) -> Dict[str, Any]:
+    """Predict the throughput ratio a CPU-bound machine allows from CPU spent and given out.
+
+    masks/s = busy CPU of the machine / CPU every process spends per mask, and the loop's
+    frames/s = its busy CPU / its CPU per frame; their quotient predicts the throughput
+    ratio where the cores are the limit (2 cores). ``harness_cpu_ms_per_output``: the
+    camera publisher(s) (the first one's CPU times the number of cameras) and this
+    benchmark's subscriber process per mask. ``zero_cost_node_bound``: the ratio a node
+    costing exactly the pipeline's CPU per frame would reach with the cores as busy as in
+    this run; ``full_use_bound``: the same with the cores as busy as the loop kept them.
+    Empty without the figures (e.g. a run too short to sample /proc twice).
+    """
+    camera = (node_run.get('publisher_process') or {}).get('cpu_percent')
+    recorder = (node_run.get('recorder_process') or {}).get('cpu_percent')
+    busy = (node_run.get('machine_cpu') or {}).get('cpu_percent')
+    alone_cpu, alone_fps = alone.get('cpu_ms_per_frame'), alone.get('fps')
+    if None in (camera, recorder, busy, alone_cpu, alone_fps, node_cpu_ms) or not out_hz \
+            or not alone_cpu or not alone_fps or not busy:
+        return {}
+    harness = (camera * int(node_run.get('cameras') or 1) + recorder) * 10.0 / out_hz
+    alone_busy = alone_cpu * alone_fps / 10.0     # % of one core, the loop's own process
+    use = busy / alone_busy
+    return {'harness_cpu_ms_per_output': _r(harness, 2), 'machine_busy_percent': busy,
+            'pipeline_busy_percent': _r(alone_busy),
+            'cpu_budget_ratio': _r(use * alone_cpu / (node_cpu_ms + harness), 3),
+            'zero_cost_node_bound': _r(use * alone_cpu / (alone_cpu + harness), 3),
+            'full_use_bound': _r(alone_cpu / (alone_cpu + harness), 3)}
+
+
 _ROUND_FIELDS = ('output_hz', 'allowed_hz', 'throughput_ratio',
                  'throughput_ratio_beside_camera', 'cpu_ratio', 'latency_p50_ms',
                  'latency_p95_ms', 'node_cpu_ms_per_output', 'node_cpu_ms_outside_inference',
-                 'latency_target_ms')
+                 'latency_target_ms', 'harness_cpu_ms_per_output', 'machine_busy_percent',
+                 'pipeline_busy_percent', 'cpu_budget_ratio', 'zero_cost_node_bound',
+                 'full_use_bound')
 
 
 def _median(values: Sequence[Any]) -> Optional[float]:
@@ -1198,6 +1232,20 @@ def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
                      f'{_fmt(e["latency_p95_ms"])} | {_fmt(e["node_cpu_ms_per_output"])} | '
                      f'{_fmt(e["node_cpu_ms_outside_inference"])} | {worst_text} | '
                      f'{_fmt(e.get("throughput_ratio_beside_camera"), 2)} |')
+    cores = (report.get('machine') or {}).get('cores') or 1
+    for name, e in nvp['scenarios'].items():
+        busy = e.get('machine_busy_percent')
+        if e.get('cpu_budget_ratio') is None or busy is None or busy < 75.0 * cores:
+            continue   # not CPU-bound: the budget says nothing
+        lines.append(f'\n{name}, CPU budget (the cores are the limit: {_fmt(busy, 0)} % of '
+                     f'{cores * 100} busy): node {_fmt(e["node_cpu_ms_per_output"])} + camera '
+                     f'and this benchmark\'s subscriber {_fmt(e["harness_cpu_ms_per_output"])} '
+                     f'ms of CPU per mask against the loop\'s '
+                     f'{_fmt(nvp["pipeline_cpu_ms_per_frame"])} per frame at '
+                     f'{_fmt(e["pipeline_busy_percent"], 0)} % busy: predicted ratio '
+                     f'{_fmt(e["cpu_budget_ratio"], 2)}; a node costing nothing beyond the '
+                     f'pipeline would reach {_fmt(e["zero_cost_node_bound"], 2)} (cores as busy '
+                     f'as here) to {_fmt(e["full_use_bound"], 2)} (as busy as the loop).')
     for name, e in nvp['scenarios'].items():
         per = e.get('per_round')
         if per:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_ros import (SECTION_TITLE, flood_bounded, latency_stats,
+from benchmarks.bench_ros import (SECTION_TITLE, cpu_budget, flood_bounded, latency_stats,
                                   latency_windows, median_of_rounds, node_vs_pipeline,
                                   ratio_check, render_node_vs_pipeline, replace_section,
                                   steady_drop_fraction)
@@ -85,6 +85,54 @@ def test_node_ratio_beside_the_camera_splits_the_shortfall():
         pytest.approx(10.7 / 11.0, abs=1e-3)
     assert rounds['scenarios']['mask_only']['per_round'][
         'throughput_ratio_beside_camera'][2] is None
+
+
+def test_cpu_budget_predicts_a_cpu_bound_ratio():
+    """2 cores: loop 140 ms CPU per frame at 13/s (182 % busy), node 150 ms per mask at 11/s.
+
+    Camera 10 % and subscriber 4 % of a core, machine 176 % busy.
+    """
+    node_run = {'publisher_process': {'cpu_percent': 10.0},
+                'recorder_process': {'cpu_percent': 4.0},
+                'machine_cpu': {'cpu_percent': 176.0}, 'cameras': 1}
+    alone = {'cpu_ms_per_frame': 140.0, 'fps': 13.0}
+    budget = cpu_budget(node_run, alone, 150.0, 11.0)
+    harness = 14.0 * 10.0 / 11.0                      # 12.7 ms per mask
+    use = 176.0 / 182.0
+    assert budget['harness_cpu_ms_per_output'] == pytest.approx(harness, abs=0.01)
+    assert budget['pipeline_busy_percent'] == pytest.approx(182.0)
+    assert budget['cpu_budget_ratio'] == pytest.approx(use * 140.0 / (150.0 + harness),
+                                                       abs=1e-3)
+    assert budget['zero_cost_node_bound'] == pytest.approx(use * 140.0 / (140.0 + harness),
+                                                           abs=1e-3)
+    assert budget['full_use_bound'] == pytest.approx(140.0 / (140.0 + harness), abs=1e-3)
+    assert budget['cpu_budget_ratio'] < budget['zero_cost_node_bound'] < budget['full_use_bound']
+    # Four cameras: the first one's CPU counts four times.
+    four = cpu_budget(dict(node_run, cameras=4), alone, 150.0, 11.0)
+    assert four['harness_cpu_ms_per_output'] == pytest.approx(44.0 * 10.0 / 11.0, abs=0.01)
+    # Missing figures (a run too short for two /proc samples): nothing predicted.
+    assert cpu_budget(dict(node_run, machine_cpu={'cpu_percent': None}), alone, 150.0,
+                      11.0) == {}
+    assert cpu_budget(node_run, alone, None, 11.0) == {}
+
+
+def _budget_report(busy):
+    node = {'scenario': 'mask_only', 'publish_hz': 30.0, 'output_hz': 11.0,
+            'node_output_hz': 11.0, 'latency': {'p50_ms': 110.0, 'p95_ms': 140.0},
+            'stages_ms_p50': {}, 'node_cpu_ms_per_output': 150.0,
+            'publisher_process': {'cpu_percent': 10.0},
+            'recorder_process': {'cpu_percent': 4.0}, 'machine_cpu': {'cpu_percent': busy}}
+    alone = _standalone('pipeline', 13.0)
+    alone['standalone']['cpu_ms_per_frame'] = 140.0
+    return {'machine': {'cores': 2},
+            'node_vs_pipeline': node_vs_pipeline([alone, node])}
+
+
+def test_cpu_budget_is_rendered_only_where_the_cores_are_the_limit():
+    busy = '\n'.join(render_node_vs_pipeline(_budget_report(176.0)))
+    assert 'CPU budget' in busy and 'predicted ratio 0.83' in busy
+    idle = '\n'.join(render_node_vs_pipeline(_budget_report(90.0)))   # 45 % of 2 cores
+    assert 'CPU budget' not in idle
 
 
 def test_latency_stats_discard_the_settle_period():
