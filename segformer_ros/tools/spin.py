@@ -21,6 +21,13 @@ class BackgroundSpin:
     """
 
     def __init__(self, executor: Any, name: str = 'rclpy_spin') -> None:
+        from segformer_ros.ros_compat import harden_executor
+
+        # As node_main does: a SegformerNode destroys publishers, subscriptions and their
+        # QoS event handlers during transitions and shutdown on another thread than this
+        # one; unguarded, rclpy's wait-set build raises InvalidHandle out of spin() (seen
+        # at a test's teardown, ros_compat item 6).
+        harden_executor(executor)
         self.executor = executor
         self.failure: Optional[str] = None
         self._thread = threading.Thread(target=self._spin, name=name, daemon=True)
