@@ -165,13 +165,18 @@ def guard_executor_wait(executor: Any, max_retries: int = 100) -> bool:
         for attempt in range(max_retries):
             try:
                 return original(*args, **kwargs)
-            except InvalidHandle:
+            except InvalidHandle as exc:
                 executor._cb_iter = None     # the generator ended with the exception
                 if _shutting_down(executor):
-                    # Ctrl-C/SIGTERM shut the context down: its wake-up has been spent,
-                    # so a rebuilt wait set would block for ever. Let spin() end as it
-                    # would without this guard (node_main treats that as a normal exit).
-                    raise
+                    # The executor or the context is shutting down: its wake-up has been
+                    # spent, so a rebuilt wait set could block for ever. End spin() the
+                    # way rclpy ends it on shutdown (the exception its own wait raises),
+                    # not with this InvalidHandle, which would end the spin thread with
+                    # an error (seen at a test teardown: cleanup, then executor.shutdown).
+                    ending = _shutdown_exception(executor)
+                    if ending is None:
+                        raise
+                    raise ending from exc
                 if attempt:
                     time.sleep(0.001)
         return original(*args, **kwargs)
@@ -179,6 +184,22 @@ def guard_executor_wait(executor: Any, max_retries: int = 100) -> bool:
     wait_for_ready_callbacks._segformer_ros_guarded = True  # type: ignore[attr-defined]
     executor.wait_for_ready_callbacks = wait_for_ready_callbacks
     return True
+
+
+def _shutdown_exception(executor: Any) -> Optional[BaseException]:
+    """Return the exception rclpy's own wait raises when ``executor`` or its context ends.
+
+    ``ShutdownException`` (the executor's shutdown(): spin_once swallows it and spin ends)
+    or ``ExternalShutdownException`` (the context's: spin raises it, callers expect it);
+    None where this rclpy has neither.
+    """
+    from rclpy import executors
+
+    if getattr(executor, '_is_shutdown', False):
+        found = getattr(executors, 'ShutdownException', None)
+    else:
+        found = getattr(executors, 'ExternalShutdownException', None)
+    return found() if found is not None else None
 
 
 def _shutting_down(executor: Any) -> bool:

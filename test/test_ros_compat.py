@@ -309,3 +309,37 @@ def test_wait_set_build_with_a_destroyed_event_handler(rclpy_context) -> None:
         executor.shutdown(timeout_sec=1.0)
     finally:
         node.destroy_node()
+
+
+def test_wait_set_race_during_executor_shutdown_ends_spin_quietly(rclpy_context) -> None:
+    """The same race while the executor shuts down ends spin() as a shutdown does.
+
+    A node's cleanup destroys its publishers and the caller then shuts the executor down
+    (a test harness, a user's teardown): the spin thread's wait-set build meets the
+    destroyed handler after shutdown() began. The guard must not rebuild (the wake-up is
+    spent) and must not end the thread with InvalidHandle either.
+    """
+    node = rclpy.create_node('compat_wait_shutdown', context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    try:
+        node.create_publisher(Empty, 'compat_wait_shutdown_topic', 1)
+        waitable = next(w for w in node.waitables if hasattr(w, 'add_to_wait_set'))
+        calls = []
+
+        def add_to_wait_set(wait_set: Any) -> None:
+            calls.append(1)
+            executor._is_shutdown = True     # what shutdown() sets first, on another thread
+            raise InvalidHandle('cannot use Destroyable because destruction was requested')
+
+        waitable.add_to_wait_set = add_to_wait_set
+        executor.add_node(node)
+        assert ros_compat.guard_executor_wait(executor) is True
+        executor.spin_once(timeout_sec=0.05)        # ShutdownException, swallowed by rclpy
+        assert calls == [1]                          # no rebuild after shutdown began
+        from rclpy.executors import ShutdownException
+        with pytest.raises(ShutdownException):
+            executor.wait_for_ready_callbacks(timeout_sec=0.05)
+    finally:
+        executor._is_shutdown = False
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
