@@ -1,5 +1,8 @@
 """segformer_ros.tools.spin.BackgroundSpin: stops by joining, and says why spinning ended."""
 
+import threading
+import time
+
 import pytest
 
 from ros_helpers import wait_until
@@ -50,3 +53,37 @@ def test_a_raising_callback_ends_the_spin_and_is_kept(rclpy_context) -> None:
     finally:
         spin.stop()
         node.destroy_node()
+
+
+class _NeverWokenExecutor:
+    """Stands for rclpy's executor in the shutdown race: shutdown() does not end its wait.
+
+    ``spin()`` and an unbounded ``spin_once()`` block for good, as a wait set left without
+    its wake-up guard does; a bounded ``spin_once`` returns after its timeout.
+    """
+
+    def __init__(self, context) -> None:
+        self.context = context
+        self.bounded_waits = 0
+
+    def spin(self) -> None:
+        threading.Event().wait()
+
+    def spin_once(self, timeout_sec=None) -> None:
+        if timeout_sec is None:
+            threading.Event().wait()
+        self.bounded_waits += 1
+        time.sleep(timeout_sec)
+
+    def shutdown(self, timeout_sec=None) -> bool:
+        return True
+
+
+def test_stop_ends_a_spin_whose_wait_nothing_wakes(rclpy_context) -> None:
+    executor = _NeverWokenExecutor(rclpy_context)
+    spin = BackgroundSpin(executor, 'never_woken_spin')
+    assert wait_until(lambda: executor.bounded_waits >= 2, 5.0)
+    t0 = time.monotonic()
+    assert spin.stop(timeout=3.0), 'stop() waited for a wait nothing wakes'
+    assert time.monotonic() - t0 < 1.0 + BackgroundSpin.POLL_S
+    assert not spin.alive and spin.failure is None
