@@ -84,7 +84,9 @@ def test_ort_iobinding_names_the_pipeline_device():
     session = SimpleNamespace(
         get_inputs=lambda: [meta(name='input', shape=[1, 3, 8, 8], type='tensor(float)')],
         get_outputs=lambda: [meta(name='logits', shape=[1, 4, 2, 2], type='tensor(float)')],
-        io_binding=Binding, run_with_iobinding=lambda binding, run_options=None: None)
+        io_binding=Binding,
+        run_with_iobinding=lambda binding, run_options=None: runs.append(run_options))
+    runs = []
     engine = OrtCudaInference(session, same_stream=True, device=1)
     engine.infer_device(1000, 2000, 0)
     assert calls == [('in', 'cuda', 1), ('out', 'cuda', 1)]
@@ -96,6 +98,12 @@ def test_ort_iobinding_names_the_pipeline_device():
     with pytest.raises(BackendError, match="expected inference on the session's stream"):
         on_stream.infer_device(1000, 2000, 0x6000)
     assert engine.inference_stream is None
+    # On the pipeline's stream a run returns once queued: ORT is told not to synchronize
+    # (the node's path passes only stream=; fda4738 lost this, H200 flood 175 -> 156/s).
+    assert on_stream.returns_once_queued and engine.returns_once_queued
+    assert runs[-1].get_run_config_entry('disable_synchronize_execution_providers') == '1'
+    waits = OrtCudaInference(session, device=1)       # another stream: synchronize, then run
+    assert not waits.same_stream and not waits.returns_once_queued
 
 
 def test_ort_cuda_bind_thread_without_cuda_python(monkeypatch):

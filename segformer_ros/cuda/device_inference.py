@@ -156,7 +156,7 @@ class OrtCudaInference(DeviceInference):
         self._binding: Any = None
         self._bound: Tuple[int, int, int] = (0, 0, 0)
         self._run_options: Any = None
-        if same_stream:
+        if self.same_stream:   # given a stream (the node's path) or told it is the same
             import onnxruntime as ort
             self._run_options = ort.RunOptions()
             self._run_options.add_run_config_entry('disable_synchronize_execution_providers',
@@ -170,6 +170,11 @@ class OrtCudaInference(DeviceInference):
     def runs_partial_batches(self) -> bool:
         """See :class:`DeviceInference`."""
         return self._dynamic_batch and self._spec.batch > 1
+
+    @property
+    def returns_once_queued(self) -> bool:
+        """True when a run returns after queueing its kernels (same stream as the pipeline)."""
+        return self._run_options is not None
 
     @property
     def inference_stream(self) -> Any:
