@@ -47,6 +47,7 @@ DOCS = REPO_ROOT / 'docs' / 'benchmarks.md'
 PLOT = REPO_ROOT / 'docs' / 'images' / 'bench_ros_latency.png'
 SECTION_TITLE = '## End-to-end over ROS 2 (make bench-ros)'
 CAMERA_TOPIC = '/camera/image_raw'
+MATCH_TIMEOUT_S = 20.0   # the benchmark's subscriptions matching the node's outputs
 TARGET_OVERHEAD_MS = 15.0
 STAGES = ('input_age', 'convert', 'preprocess', 'inference', 'postprocess', 'overlay', 'summary',
           'publish')
@@ -171,6 +172,11 @@ def scenarios_for(args: argparse.Namespace) -> List[Scenario]:
 
 
 # ------------------------------------------------------------------ process sampling
+def start_file(report: Path) -> Path:
+    """Return the file a gated camera publisher waits for (beside its report)."""
+    return report.with_suffix('.start')
+
+
 class ProcSampler:
     """CPU time and RSS of one process from /proc, sampled by the caller about once a second.
 
@@ -419,26 +425,35 @@ class _Run:
         return predicate()
 
     def publisher(self, scenario: Scenario, topic: str = CAMERA_TOPIC,
-                  tag: str = '') -> Tuple[RosProcess, Path]:
-        """Start the rate publisher for ``scenario``; it waits for one subscriber."""
+                  tag: str = '', gated: bool = True) -> Tuple[RosProcess, Path]:
+        """Start the rate publisher for ``scenario``; it waits for one subscriber.
+
+        ``gated``: it also waits for its start file, which :meth:`measure` creates, so the
+        span measured is the whole publishing span however long matching took.
+        """
         report = self.out / f'publisher_{scenario.name}{tag}.json'
-        if report.exists():
-            report.unlink()
+        start = start_file(report)
+        for stale in (report, start):
+            stale.unlink(missing_ok=True)
+        gate = ['--start-file', str(start), '--start-timeout',
+                str(self.args.startup_timeout + MATCH_TIMEOUT_S + 10.0)] if gated else []
         cmd = [sys.executable, '-m', 'benchmarks.rate_publisher',
                '--video', str(Path(self.args.video).resolve()), '--topic', topic,
                '--rate', str(scenario.rate_hz), '--duration', str(self.args.duration),
                '--width', str(self.args.width), '--height', str(self.args.height),
                '--frame-id', self.frame_id, '--wait-subscribers', '1',
-               '--wait-timeout', str(self.args.startup_timeout), '--report', str(report)]
+               '--wait-timeout', str(self.args.startup_timeout), '--report', str(report),
+               *gate]
         return (RosProcess(cmd, self.env, self.out / f'publisher_{scenario.name}{tag}.log'),
                 report)
 
     def measure_all(self, started: Sequence[Tuple[RosProcess, Path]],
                     samplers: Dict[str, ProcSampler]) -> Dict[str, Any]:
         """:meth:`measure` for several publishers (one per camera): counts and rates summed."""
-        if len(started) == 1:
+        others = [report_path for _, report_path in started[1:]]
+        if not others:
             return self.measure(started[0], samplers)
-        first = self.measure(started[0], samplers)
+        first = self.measure(started[0], samplers, start_too=others)
         reports = [first]
         for publisher, report_path in started[1:]:
             publisher.wait(5.0)
@@ -455,14 +470,24 @@ class _Run:
         total['per_camera_hz'] = [r.get('achieved_hz') for r in reports]
         return total
 
-    def measure(self, started: Tuple[RosProcess, Path],
-                samplers: Dict[str, ProcSampler]) -> Dict[str, Any]:
-        """Serve callbacks and sample processes until the started publisher ends."""
+    def measure(self, started: Tuple[RosProcess, Path], samplers: Dict[str, ProcSampler],
+                start_too: Sequence[Path] = ()) -> Dict[str, Any]:
+        """Start the camera(s) and measure until the first one ends.
+
+        Starts ``started``'s publisher and those whose reports ``start_too`` names (their
+        start files), then serves callbacks and samples processes until it ends.
+        """
         publisher, report_path = started
         samplers['publisher'] = ProcSampler(publisher.pid)
+        # A sample before the camera starts: every sampler spans the whole publishing time
+        # and has two samples at least (the forced one after it).
+        for sampler in samplers.values():
+            sampler.maybe_sample(force=True)
+        for report in (report_path, *start_too):
+            start_file(report).touch()
 
-        # The node is configured and matched by now, so the span sampled is the
-        # publishing span (the publisher starts as soon as the node subscribes).
+        # The node is configured and matched by now, and the camera starts on its start
+        # file just created, so the span sampled is the publishing span.
         limit = self.args.duration + self.args.startup_timeout
         start = time.monotonic()
         while publisher.running() and time.monotonic() - start < limit:
@@ -472,6 +497,8 @@ class _Run:
         for sampler in samplers.values():
             sampler.maybe_sample(force=True)
         code = publisher.stop()
+        for report in (report_path, *start_too):
+            start_file(report).unlink(missing_ok=True)
         # Late outputs and the node's last diagnostics (published every second).
         self.spin_for(1.1 if self.args.quick else 1.5)
         try:
@@ -541,7 +568,7 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
         pairs = [(r, f'{prefix}/{w}') for r, prefix in zip(recorders, prefixes) for w in wanted]
         topics = [t for _, t in pairs]
         matched = run.spin_until(
-            lambda: all(r.count_publishers(t) >= 1 for r, t in pairs), 20.0)
+            lambda: all(r.count_publishers(t) >= 1 for r, t in pairs), MATCH_TIMEOUT_S)
         if not matched:
             raise SystemExit(f'bench_ros: the node\'s outputs {topics} never matched')
         run.spin_for(0.5)   # let the node see our subscriptions too (it checks them)
@@ -573,6 +600,7 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     # frame published reached the node: frames_in). The recorder here can miss masks: once
     # on 2 cores it matched the node's outputs ~3 s after the camera started and received
     # 89 of 120 (docs/benchmarks.md), which made received/s a harness figure, not the node's.
+    # (The camera now waits for the benchmark's start file, so that no longer happens.)
     node_hz = _r(frames_out / seconds, 2) if frames_out and seconds > 0 else None
     result.update({
         'node_exit_code': node_code, 'node_startup_s': round(startup_s, 1),
@@ -716,8 +744,9 @@ class _IdleCamera:
         self._node = rclpy.create_node(f'bench_idle_reader_{os.getpid()}')
         for topic in topics:
             self._node.create_subscription(Image, topic, lambda _msg: None, SENSOR_QOS)
-        self._started = ([run.publisher(scenario, f'/{n}/image', f'_{n}') for n in names]
-                         or [run.publisher(scenario)])
+        # Ungated: the camera starts once the idle reader matches; the loop starts later.
+        self._started = ([run.publisher(scenario, f'/{n}/image', f'_{n}', gated=False)
+                          for n in names] or [run.publisher(scenario, gated=False)])
         deadline = time.monotonic() + run.args.startup_timeout
         while not all(self._node.count_publishers(t) >= 1 for t in topics):
             if time.monotonic() > deadline:
@@ -761,6 +790,8 @@ def _result(run: _Run, scenario: Scenario, samples: List[Sample],
         'scenario': scenario.name, 'label': scenario.label,
         'requested_hz': scenario.rate_hz, 'published': published,
         'publish_hz': pub.get('achieved_hz'), 'received': received,
+        # True: the camera waited for the benchmark to be ready (its start file).
+        'camera_gated': pub.get('start_file_seen'),
         # Outputs per second of publishing (defined with a single output too).
         'output_hz': _r(received / seconds, 2) if seconds > 0 else 0.0,
         'output_span_hz': _r((received - 1) / span, 2) if span > 0 else None,

@@ -6,6 +6,10 @@ their sensor_msgs/Image messages once, and then only restamps and publishes them
 round-robin (sensor-data QoS, fresh ``header.stamp`` from the system clock), so the rate
 it reaches is what DDS and rclpy allow. It ends after ``--duration`` seconds and prints
 one JSON line with the achieved rate (also written to ``--report``).
+
+With ``--start-file`` it also waits, after its subscribers matched, until that file exists:
+the benchmark creates it once it is ready to measure (its recorder matched the node's
+outputs), so the whole publishing span is measured even where discovery is slow.
 """
 
 import argparse
@@ -34,6 +38,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument('--wait-subscribers', type=int, default=1,
                    help='wait until this many subscribers match before publishing')
     p.add_argument('--wait-timeout', type=float, default=30.0)
+    p.add_argument('--start-file', default='',
+                   help='after the subscribers matched, also wait until this file exists')
+    p.add_argument('--start-timeout', type=float, default=60.0,
+                   help='seconds to wait for --start-file before publishing anyway')
     p.add_argument('--report', default='', help='also write the JSON report to this file')
     return p.parse_args(argv)
 
@@ -55,6 +63,18 @@ def load_frames(video: str, count: int, width: int, height: int) -> List[np.ndar
         raise SystemExit(f'rate_publisher: no frames read from {video}; expected a readable '
                          f'video file or image folder')
     return frames
+
+
+def wait_for_file(path: Path, timeout_s: float) -> bool:
+    """Wait until ``path`` exists; False (with a message) when ``timeout_s`` passed first."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            print(f'rate_publisher: expected the start file {path} within {timeout_s:g} s, '
+                  f'got none; publishing anyway', file=sys.stderr, flush=True)
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def publish_loop(publisher: Any, messages: List[Any], rate_hz: float,
@@ -124,6 +144,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f'publishing anyway', file=sys.stderr, flush=True)
                 break
             time.sleep(0.05)
+        if args.start_file:
+            report['start_file_seen'] = wait_for_file(Path(args.start_file),
+                                                      args.start_timeout)
         report['subscribers'] = publisher.get_subscription_count()
         report.update(publish_loop(publisher, messages, args.rate, args.duration))
     except KeyboardInterrupt:

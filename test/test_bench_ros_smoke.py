@@ -135,6 +135,26 @@ def test_cpu_budget_is_rendered_only_where_the_cores_are_the_limit():
     assert 'CPU budget' not in idle
 
 
+def test_gated_camera_waits_for_its_start_file(tmp_path):
+    import threading
+    import time
+
+    from benchmarks.bench_ros import start_file
+    from benchmarks.rate_publisher import wait_for_file
+
+    gate = start_file(tmp_path / 'publisher_full.json')
+    assert gate.parent == tmp_path and gate.name == 'publisher_full.start'
+    t0 = time.monotonic()
+    assert wait_for_file(gate, 0.2) is False   # nobody started it: publishes anyway
+    assert time.monotonic() - t0 >= 0.2
+    timer = threading.Timer(0.3, gate.touch)
+    timer.start()
+    t0 = time.monotonic()
+    assert wait_for_file(gate, 10.0) is True
+    assert 0.25 <= time.monotonic() - t0 < 5.0   # waited for the file, not the timeout
+    timer.join()
+
+
 def test_latency_stats_discard_the_settle_period():
     # 1 s of 1000 ms outliers, then 10 ms; settle 1 s keeps only the 10 ms samples.
     samples = [(t * 0.1, 1.0) for t in range(10)] + [(1.0 + t * 0.1, 0.010) for t in range(20)]
@@ -200,8 +220,11 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
     assert nvp['pipeline_fps'] == alone['fps'] and nvp['latency_floor_ms'] > 0
     for name in ('mask_only', 'full', 'flood'):
         entry = nvp['scenarios'][name]
-        # CPU per output: >= 0 (3 s runs sample /proc once or twice: 10 ms ticks can read 0).
-        assert entry['throughput_ratio'] > 0 and entry['node_cpu_ms_per_output'] >= 0, name
+        # CPU per output: >= 0 (3 s runs: 10 ms ticks can read 0). Never None: the node's
+        # sampler starts before the camera (CI once had one sample when discovery was slow).
+        assert entry['throughput_ratio'] > 0, name
+        assert entry['node_cpu_ms_per_output'] is not None, name
+        assert entry['node_cpu_ms_per_output'] >= 0, name
         assert entry['throughput_ratio_beside_camera'] > 0, name
         assert entry['received_hz'] == results_all[name]['output_hz'], name
         assert 'inference' in entry['stages'], name
@@ -209,6 +232,8 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
         lat = r['latency']
         assert r['received'] > 0 and r['published'] > 0, name
         assert r['publish_hz'] > 0 and r['output_hz'] > 0, name
+        # The camera published only once the benchmark was ready to measure.
+        assert r['camera_gated'] is True, name
         assert 0.0 <= r['drop_rate'] < 1.0, name
         assert 0.0 < lat['p50_ms'] <= lat['p95_ms'] <= lat['max_ms'] < 10_000, name
         assert r['windows'] and sum(w['count'] for w in r['windows']) == r['received'], name
@@ -219,6 +244,7 @@ def test_quick_benchmark_reports_sane_numbers(tmp_path, deeplab_model, video_pat
         assert r['node_frames_in'] > 0 and r['node_frames_replaced'] >= 0, name
         assert r['not_taken_by_node'] >= 0, name
         assert r['node_process']['cpu_percent'] >= 0, name   # 3 s: 10 ms ticks may read 0
+        assert r['node_process']['samples'] >= 2, name
         assert r['node_process']['rss_mb_max'] > 50, name   # a loaded model, not an empty proc
         # The whole machine was at least as busy as the node alone, never over its cores.
         machine = r['machine_cpu']
