@@ -906,7 +906,8 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
              'process, all over Fast DDS on loopback (shared memory for the payload). '
              'Latency = receipt time minus the camera header stamp the node copies onto '
              f'its outputs; the first {cfg["settle_s"]:g} s of each scenario are '
-             f'discarded; {cfg["duration_s"]:g} s per scenario, a fresh node per scenario.',
+             f'discarded; {cfg["duration_s"]:g} s per scenario, a fresh node per scenario '
+             '(the camera starts once the benchmark has matched the node\'s outputs).',
              '', 'Command:', '', '```', report['command'], '```', '',
              f'Machine: {machine.get("cpu", "?")}, {machine.get("cores")} cores, '
              f'{machine.get("memory_gb")} GB RAM, Linux {machine.get("kernel")}, Python '
