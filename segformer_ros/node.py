@@ -502,7 +502,16 @@ class SegformerNode(LifecycleNode):
     # ---------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
         with self._diag_lock:
-            self._publish_diagnostics_locked()
+            try:
+                self._publish_diagnostics_locked()
+            except Exception as exc:  # noqa: BLE001 - reported, and the node goes on
+                if not self.context.ok():
+                    return   # shutting down: nothing to report
+                # Raised from a timer callback, it would end executor.spin() and with it
+                # the node (node_main): a report is not worth the segmentation.
+                self._log_error('diagnostics', f'diagnostics: expected to publish the '
+                                               f'node\'s status, got {exc!r}; the frame path '
+                                               f'goes on (please report this)')
 
     def _publish_diagnostics_locked(self) -> None:
         stats, pub, backend = self._stats, self._diag_pub, self._backend
@@ -529,13 +538,9 @@ class SegformerNode(LifecycleNode):
                 level, message = 'warn', 'active but no input images'
             elif stats.errors:
                 level, message = 'warn', f'{stats.errors} frames failed (see the log)'
-        try:
-            pub.publish(diagnostics_message(self.get_clock().now().to_msg(), name,
-                                            self.get_fully_qualified_name(), level, message,
-                                            values))
-        except Exception:  # noqa: BLE001
-            if self.context.ok():  # failing because of shutdown is fine; anything else not
-                raise
+        pub.publish(diagnostics_message(self.get_clock().now().to_msg(), name,
+                                        self.get_fully_qualified_name(), level, message,
+                                        values))
 
     def _on_build_progress(self, phase: str, fraction: float) -> None:
         """Engine build progress (TensorRT IProgressMonitor): log each phase, keep the last."""

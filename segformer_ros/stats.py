@@ -92,7 +92,10 @@ class StageStats:
         for stage, seconds in times.items():
             window = self.stages.get(stage)
             if window is None:
-                window = self.stages.setdefault(stage, LatencyWindow())
+                # Under the lock: the diagnostics timer's snapshot (another thread) must
+                # never see the dict grow while it walks it.
+                with self._lock:
+                    window = self.stages.setdefault(stage, LatencyWindow())
             window.add(seconds)
 
     def count_drop(self, n: int = 1) -> None:
@@ -115,7 +118,12 @@ class StageStats:
             'frames_dropped': float(self.dropped),
             'frames_failed': float(self.errors),
         }
-        for stage, window in self.stages.items():
+        # A copy, taken under the lock: the frame worker adds a stage the first time it
+        # reports it (a 2-camera GPU node died here with "dictionary changed size during
+        # iteration" when that coincided with the diagnostics timer).
+        with self._lock:
+            windows = list(self.stages.items())
+        for stage, window in windows:
             p50, p95 = window.p50_p95_ms()
             out[f'{stage}_ms_p50'] = p50
             out[f'{stage}_ms_p95'] = p95

@@ -65,6 +65,53 @@ def test_stage_stats_snapshot() -> None:
     assert snap['frames_dropped'] == 3.0
 
 
+def test_stage_stats_snapshot_while_a_new_stage_appears() -> None:
+    # The frame worker reports a stage for the first time while the diagnostics timer (another
+    # thread) is inside snapshot(): here that interleaving is made to happen, not hoped for.
+    stats = StageStats(('inference', 'publish'))
+    stats.add_times({'inference': 0.010, 'publish': 0.001})
+    window = stats.stages['inference']
+    original = window.p50_p95_ms
+
+    def p50_p95_with_worker_in_between():
+        stats.add_times({'download': 0.002})   # a GPU-path stage, first reported now
+        return original()
+
+    window.p50_p95_ms = p50_p95_with_worker_in_between
+    snap = stats.snapshot()   # raised RuntimeError: dictionary changed size during iteration
+    assert snap['inference_ms_p50'] == 10.0 and snap['publish_ms_p50'] == 1.0
+    assert stats.snapshot()['download_ms_p50'] == 2.0   # the next snapshot has it
+
+
+def test_stage_stats_snapshot_with_a_racing_worker_thread() -> None:
+    import threading
+
+    stats = StageStats(('inference',))
+    stop = threading.Event()
+    failures = []
+
+    def worker() -> None:
+        for i in range(20000):
+            if stop.is_set():
+                return
+            stats.add_times({f'stage_{i}': 0.001, 'inference': 0.01})
+
+    def diagnostics() -> None:
+        try:
+            while not stop.is_set():
+                stats.snapshot()
+        except RuntimeError as exc:   # the race, if snapshot walked the live dict
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker), threading.Thread(target=diagnostics)]
+    for thread in threads:
+        thread.start()
+    threads[0].join(30.0)
+    stop.set()
+    threads[1].join(10.0)
+    assert not failures, failures
+
+
 def test_stamp_age_only_for_stamps_on_the_system_clock():
     from segformer_ros.stats import stamp_age_s
 
