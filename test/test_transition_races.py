@@ -10,7 +10,7 @@ snapshot) while cleanup runs on another thread, then let go.
 """
 
 import threading
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -36,70 +36,72 @@ def _run(target: Any, results: Dict[str, Any], key: str) -> threading.Thread:
     return thread
 
 
-def test_cleanup_during_a_diagnostics_callback(rclpy_context, deeplab_model) -> None:
+@pytest.fixture
+def configured(rclpy_context, deeplab_model) -> Iterator[Tuple[SegformerNode, List[str]]]:
+    """Yield a configured node and the errors it logs (kept here instead of the log)."""
     node = SegformerNode(context=rclpy_context,
                          parameter_overrides=deeplab_overrides(deeplab_model))
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        # The callback no longer raises whatever happens (it logs): the log is checked too.
         logged: List[str] = []
         node._log_error = lambda key, text: logged.append(f'{key}: {text}')
-        inside, let_go = threading.Event(), threading.Event()
-        stats = node._stats
-        original_snapshot = stats.snapshot
-
-        def held_snapshot() -> Dict[str, float]:
-            inside.set()
-            let_go.wait(10.0)
-            return original_snapshot()
-
-        stats.snapshot = held_snapshot
-        results: Dict[str, Any] = {}
-        threads: List[threading.Thread] = [
-            _run(node._publish_diagnostics, results, 'diagnostics')]
-        assert inside.wait(10.0), 'the diagnostics callback never reached its snapshot'
-        threads.append(_run(node.trigger_cleanup, results, 'cleanup'))
-        # Cleanup gets as far as it can (without the fix: the publisher is destroyed).
-        threads[-1].join(0.5)
-        let_go.set()
-        for thread in threads:
-            thread.join(15.0)
-            assert not thread.is_alive(), f'{thread.name} hung'
-        assert results['diagnostics'] is None, (
-            f'the diagnostics callback raised {results["diagnostics"]!r}: in an executor '
-            f'that ends spin()')
-        assert not logged, f'the diagnostics callback failed during cleanup: {logged}'
-        assert results['cleanup'] == TransitionCallbackReturn.SUCCESS
-        assert node._diag_pub is None and node._diag_timer is None and node._backend is None
-        node._publish_diagnostics()   # a tick that fires after cleanup is a no-op
+        yield node, logged
     finally:
         node.shutdown_resources()
         node.destroy_node()
 
 
-def test_a_failing_diagnostics_tick_is_logged_and_the_node_goes_on(
-        rclpy_context, deeplab_model) -> None:
+def test_cleanup_during_a_diagnostics_callback(configured) -> None:
+    node, logged = configured
+    # The callback no longer raises whatever happens (it logs): the log is checked too.
+    inside, let_go = threading.Event(), threading.Event()
+    stats = node._stats
+    original_snapshot = stats.snapshot
+
+    def held_snapshot() -> Dict[str, float]:
+        inside.set()
+        let_go.wait(10.0)
+        return original_snapshot()
+
+    stats.snapshot = held_snapshot
+    results: Dict[str, Any] = {}
+    threads: List[threading.Thread] = [
+        _run(node._publish_diagnostics, results, 'diagnostics')]
+    assert inside.wait(10.0), 'the diagnostics callback never reached its snapshot'
+    threads.append(_run(node.trigger_cleanup, results, 'cleanup'))
+    # Cleanup gets as far as it can (without the fix: the publisher is destroyed).
+    threads[-1].join(0.5)
+    let_go.set()
+    for thread in threads:
+        thread.join(15.0)
+        assert not thread.is_alive(), f'{thread.name} hung'
+    assert results['diagnostics'] is None, (
+        f'the diagnostics callback raised {results["diagnostics"]!r}: in an executor '
+        f'that ends spin()')
+    assert not logged, f'the diagnostics callback failed during cleanup: {logged}'
+    assert results['cleanup'] == TransitionCallbackReturn.SUCCESS
+    assert node._diag_pub is None and node._diag_timer is None and node._backend is None
+    node._publish_diagnostics()   # a tick that fires after cleanup is a no-op
+
+
+def test_a_failing_diagnostics_tick_is_logged_and_the_node_goes_on(configured) -> None:
     # Raised from the timer callback, any exception ends executor.spin() and node_main with
     # it (a 2-camera GPU node died so: a race in the stats snapshot, fixed in stats.py).
-    node = SegformerNode(context=rclpy_context,
-                         parameter_overrides=deeplab_overrides(deeplab_model))
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        errors: List[str] = []
-        node._log_error = lambda key, text: errors.append(f'{key}: {text}')
+    node, errors = configured
+    published: List[Any] = []
+    publish = node._diag_pub.publish
+    node._diag_pub.publish = lambda msg: (published.append(msg), publish(msg))
 
-        def broken_snapshot() -> Dict[str, float]:
-            raise RuntimeError('dictionary changed size during iteration')
+    def broken_snapshot() -> Dict[str, float]:
+        raise RuntimeError('dictionary changed size during iteration')
 
-        working_snapshot = node._stats.snapshot
-        node._stats.snapshot = broken_snapshot
-        assert node._publish_diagnostics() is None
-        assert len(errors) == 1 and errors[0].startswith('diagnostics: ')
-        assert 'dictionary changed size' in errors[0] and 'goes on' in errors[0]
-        node._stats.snapshot = working_snapshot
-        node._publish_diagnostics()   # the next tick publishes again
-        assert len(errors) == 1
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    finally:
-        node.shutdown_resources()
-        node.destroy_node()
+    working_snapshot = node._stats.snapshot
+    node._stats.snapshot = broken_snapshot
+    assert node._publish_diagnostics() is None
+    assert len(errors) == 1 and errors[0].startswith('diagnostics: ')
+    assert 'dictionary changed size' in errors[0] and 'goes on' in errors[0]
+    assert not published
+    node._stats.snapshot = working_snapshot
+    node._publish_diagnostics()   # the next tick publishes again
+    assert len(errors) == 1 and len(published) == 1
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
