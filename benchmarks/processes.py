@@ -44,34 +44,61 @@ def fastdds_profile(ros_distro: Optional[str] = None) -> Path:
     return Path(get_package_share_directory('segformer_ros')) / 'config' / name
 
 
+# The environment variable naming the default XML profile file: Fast DDS 3 reads
+# FASTDDS_DEFAULT_PROFILES_FILE, Fast DDS 2 (Humble 2.6, Jazzy 2.14) only
+# FASTRTPS_DEFAULT_PROFILES_FILE (renamed in 3.0; Kilted's rmw_fastrtps still reads the old name
+# but logs a deprecation warning in every process, so it is set only for Fast DDS 2).
+# With only the 3.x name, a Jazzy process silently ran on Fast DDS's built-in transports, whose
+# 512 KB shared-memory segment loses best-effort frames above ~0.5 MB (issue 21: the "silent
+# node" on Jazzy; test_dds_profile.py sends such a frame across processes).
+PROFILE_VARIABLES = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+
+
+def profile_env(profile: Path, ros_distro: Optional[str] = None) -> Dict[str, str]:
+    """Variables that make the distro's Fast DDS load ``profile`` ('' = unset that one)."""
+    distro = os.environ.get('ROS_DISTRO', '') if ros_distro is None else ros_distro
+    fastdds2 = distro.lower() in FASTDDS2_DISTROS
+    return {'FASTDDS_DEFAULT_PROFILES_FILE': str(profile),
+            'FASTRTPS_DEFAULT_PROFILES_FILE': str(profile) if fastdds2 else ''}
+
+
+def apply_profile_env(env: Dict[str, str], profile: Path,
+                      ros_distro: Optional[str] = None) -> None:
+    """Set (or remove) the profile variables of ``profile_env`` in ``env`` (in place)."""
+    for name, value in profile_env(profile, ros_distro).items():
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
+
+
 def pick_domain_id(offset: int = 0) -> int:
     """Pick a domain id for this process (1..100), distinct between concurrent processes."""
     return 1 + (os.getpid() * 7 + offset) % 100
 
 
-# Kilted (Fast DDS 3): SYSTEM_DEFAULT, so rmw_fastrtps takes the transports from the profile as
-# they are and every socket binds 127.0.0.1. With LOCALHOST it adds a UDP transport of its own
-# next to the profile's, and every process then also binds a socket on 0.0.0.0 and one on the
-# machine's address (measured with rclpy Kilted; traffic still went to 127.0.0.1 only).
-# Fast DDS 2 (Jazzy 2.14, Humble 2.6): its UDP transport binds its input sockets on 0.0.0.0
-# whatever the profile's interface list says (measured on Jazzy 7.1.6 with interfaceWhiteList
-# and with <interfaces><allowlist>), and with SYSTEM_DEFAULT Jazzy also opens the multicast
-# discovery port: there LOCALHOST is the tighter choice (traffic still only to 127.0.0.1).
+# SYSTEM_DEFAULT on every distro, so rmw_fastrtps takes the transports from the profile as they
+# are and every socket binds 127.0.0.1. With LOCALHOST, rmw_fastrtps (Jazzy and Kilted) adds a
+# UDP transport of its own (and, on Jazzy, a default 512 KB shared-memory one) next to the
+# profile's, and every process then also binds a socket on 0.0.0.0 and one on the machine's
+# address (measured with rclpy Kilted 9.1 and Jazzy 7.1.6; traffic still went to 127.0.0.1
+# only). Jazzy used LOCALHOST until issue 21: its sockets seemed to bind 0.0.0.0 whatever the
+# profile said, because Fast DDS 2 never loaded the profile (see PROFILE_VARIABLES).
+# Humble's rcl reads ROS_LOCALHOST_ONLY instead (segformer_ros.ros_compat.localhost_env).
 # test_dds_profile.py checks the sockets a real process binds.
 DISCOVERY_RANGE = 'SYSTEM_DEFAULT'
 
 
 def discovery_range(ros_distro: Optional[str] = None) -> str:
-    """ROS_AUTOMATIC_DISCOVERY_RANGE for ``ros_distro`` (default: $ROS_DISTRO); see above."""
-    distro = os.environ.get('ROS_DISTRO', '') if ros_distro is None else ros_distro
-    return 'LOCALHOST' if distro.lower() in FASTDDS2_DISTROS else DISCOVERY_RANGE
+    """ROS_AUTOMATIC_DISCOVERY_RANGE for ``ros_distro`` (the same on every distro; see above)."""
+    return DISCOVERY_RANGE
 
 
 def loopback_env(domain_id: int, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """Environment for a child ROS process confined to loopback on ``domain_id``."""
-    # Discovery range LOCALHOST, plus ROS_LOCALHOST_ONLY=1 where the distro is Humble.
+    # The profile (both variable names), SYSTEM_DEFAULT, ROS_LOCALHOST_ONLY=1 only on Humble.
     env = localhost_env(os.environ if base is None else base)
-    env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
+    apply_profile_env(env, fastdds_profile(env.get('ROS_DISTRO', '')), env.get('ROS_DISTRO', ''))
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = discovery_range(env.get('ROS_DISTRO', ''))
     env['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
     env['ROS_DOMAIN_ID'] = str(domain_id)
@@ -83,10 +110,11 @@ def confine_this_process(domain_id: int) -> None:
     """Apply the loopback settings to this process (before rclpy.init)."""
     env = loopback_env(domain_id)
     os.environ.update({k: v for k, v in env.items()
-                       if k in ('FASTDDS_DEFAULT_PROFILES_FILE', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
+                       if k in (*PROFILE_VARIABLES, 'ROS_AUTOMATIC_DISCOVERY_RANGE',
                                 'ROS_LOCALHOST_ONLY', 'RMW_IMPLEMENTATION', 'ROS_DOMAIN_ID')})
-    if 'ROS_LOCALHOST_ONLY' not in env:
-        os.environ.pop('ROS_LOCALHOST_ONLY', None)
+    for name in ('ROS_LOCALHOST_ONLY', *PROFILE_VARIABLES):
+        if name not in env:
+            os.environ.pop(name, None)
 
 
 def params_file(values: Mapping[str, Any], directory: Optional[str] = None) -> str:

@@ -32,8 +32,10 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import (Any, Callable, ContextManager, Deque, Generic, Iterator, List, Optional,
-                    Tuple, TypeVar)
+from typing import (Any, Callable, ContextManager, Deque, Dict, Generic, Iterator, List,
+                    Optional, Tuple, TypeVar)
+
+from .input_watch import PathProgress
 
 T = TypeVar('T')
 
@@ -171,6 +173,31 @@ class FramePath:
         self._pending: Handoff[Tuple[Any, Any]] = Handoff(in_flight)
         self._threads: List[threading.Thread] = []
         self._turns = GilTurns()
+        # Progress, for the stall check (input_watch): when each frame in flight was taken,
+        # how long the recent ones took, and threads that ended while the path was running.
+        self._progress_lock = threading.Lock()
+        self._in_flight_since: Dict[int, float] = {}
+        self._recent_s: Deque[float] = deque(maxlen=32)
+        self._dead: List[str] = []
+
+    def progress(self) -> PathProgress:
+        """Age of the oldest frame in flight, slowest recent frame, threads that died."""
+        now = time.monotonic()
+        with self._progress_lock:
+            oldest = min(self._in_flight_since.values(), default=now)
+            return PathProgress(oldest_in_flight_s=now - oldest,
+                                slowest_recent_s=max(self._recent_s, default=0.0),
+                                dead_threads=tuple(self._dead))
+
+    def _started(self, item: Any) -> None:
+        with self._progress_lock:
+            self._in_flight_since[id(item)] = time.monotonic()
+
+    def _ended(self, item: Any, finished: bool = False) -> None:
+        with self._progress_lock:
+            since = self._in_flight_since.pop(id(item), None)
+            if finished and since is not None:
+                self._recent_s.append(time.monotonic() - since)
 
     @property
     def prefetch(self) -> bool:
@@ -185,7 +212,7 @@ class FramePath:
         if self._prefetch:
             targets.insert(1, ('submit', self._submit_loop))
         for role, target in targets:
-            thread = threading.Thread(target=self._run, args=(target,),
+            thread = threading.Thread(target=self._run, args=(target, role),
                                       name=f'{self._name}_{role}', daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -211,13 +238,20 @@ class FramePath:
     def _running(self) -> bool:
         return not self._stopping.is_set() and self._keep_running()
 
-    def _run(self, target: Callable[[], None]) -> None:
+    def _run(self, target: Callable[[], None], role: str) -> None:
         _name_native_thread(threading.current_thread().name)
         try:
             self._bind_thread()
         except Exception as exc:  # noqa: BLE001 - reported; the loop's stages fail with it
             self._on_error('bind', exc)
-        target()
+        try:
+            target()
+        finally:
+            if self._running():
+                # Ended while the path should run (an error escaped the loop): the path is
+                # stalled; progress() says so and the node reports it (input_watch).
+                with self._progress_lock:
+                    self._dead.append(role)
 
     def _intake_loop(self) -> None:
         try:
@@ -238,8 +272,10 @@ class FramePath:
                     if not self._prefetch:
                         self._slots.release()
                     continue
+                self._started(item)
                 if self._prefetch:
                     if not self._taken.put(item):
+                        self._ended(item)
                         return
                 else:
                     self._submit_held(item)
@@ -253,6 +289,8 @@ class FramePath:
             while True:
                 ok, item = self._taken.get()
                 if not ok or self._stopping.is_set():
+                    if ok:
+                        self._ended(item)
                     return
                 self._submit_one(item)
         finally:
@@ -268,6 +306,8 @@ class FramePath:
     def _submit_one(self, item: Any) -> None:
         if self._acquire_slot():
             self._submit_held(item)
+        else:
+            self._ended(item)
 
     def _submit_held(self, item: Any) -> None:
         """Submit ``item`` with a slot already held; the finish thread gives it back."""
@@ -276,11 +316,13 @@ class FramePath:
                 pending = self._submit(item, self._turns.released)
         except Exception as exc:  # noqa: BLE001 - the node goes on
             self._slots.release()
+            self._ended(item)
             self._on_error('submit', exc)
             return
         if pending is None or not self._pending.put((item, pending)):
             _discard(pending)
             self._slots.release()
+            self._ended(item)
 
     def _finish_loop(self) -> None:
         while True:
@@ -297,6 +339,7 @@ class FramePath:
             finally:
                 _discard(pending)
                 self._slots.release()
+                self._ended(item, finished=True)
 
 
 def _name_native_thread(name: str) -> None:

@@ -16,6 +16,14 @@ previous one inside DDS, without Python. With ``input_queue_depth`` N the reader
 last N and each take returns the oldest of them (a queue that absorbs bursts of several
 cameras). The publisher's sequence numbers tell how many were replaced (or lost) between
 two takes.
+
+A wait that reports nothing is followed by one non-blocking take per camera (a poll, cheap
+when the reader is empty): should a middleware's wait ever miss data that is there, the
+frame is still taken within one wait period, and counted (``wait_misses``) so that
+/diagnostics can say so, instead of the node going silent. Gaps in the sequence numbers of
+a frame taken after the worker had waited idle are frames the camera sent that never
+reached the reader (``lost_while_idle``): nothing could have replaced them, so they were lost
+in transport (issue 21: on Jazzy, frames above the shared-memory segment).
 """
 
 import threading
@@ -85,6 +93,11 @@ class FrameReader:
         self._gaps = [_SequenceGap() for _ in self._subs]
         self.dropped: List[int] = [0] * len(self._subs)
         self.taken: List[int] = [0] * len(self._subs)
+        # Frames a poll found after a wait that reported nothing (see the module docstring).
+        self.wait_misses: List[int] = [0] * len(self._subs)
+        # Sequence gaps of frames taken after at least one idle wait period: lost in transport.
+        self.lost_while_idle: List[int] = [0] * len(self._subs)
+        self._idle_waits = [0] * len(self._subs)
         self._next_turn = 0
 
     @property
@@ -143,9 +156,32 @@ class FrameReader:
             return None
         msg, info = taken
         with self._lock:
-            self.dropped[index] += self._gaps[index].skipped(info)
+            skipped = self._gaps[index].skipped(info)
+            self.dropped[index] += skipped
+            if self._idle_waits[index]:
+                self.lost_while_idle[index] += skipped
+            self._idle_waits[index] = 0
             self.taken[index] += 1
         return msg
+
+    def _poll(self, indices: Sequence[int], before_take: Optional[Callable[[], None]],
+              first_only: bool) -> Dict[int, Any]:
+        """After a wait that reported nothing: take what the readers hold anyway.
+
+        ``first_only``: stop at the first frame (the cameras are served in turn).
+        """
+        found: Dict[int, Any] = {}
+        for i in indices:
+            with self._lock:
+                self._idle_waits[i] += 1
+            msg = self._take(i, before_take)
+            if msg is not None:
+                found[i] = msg
+                with self._lock:
+                    self.wait_misses[i] += 1
+                if first_only:
+                    break
+        return found
 
     def take_batch(self, window_s: float, timeout_s: Optional[float] = None,
                    before_take: Optional[Callable[[], None]] = None,
@@ -165,6 +201,16 @@ class FrameReader:
             if remaining <= 0 or self._closed:
                 return []
             ready = self._wait(everyone, min(remaining, 0.5))
+            if not ready and not self._closed and self._context.ok():
+                polled = self._poll(self._in_turn(everyone), before_take, one_frame)
+                if polled:
+                    if one_frame:
+                        i = next(iter(polled))
+                        self._next_turn = (i + 1) % len(self._subs)
+                        return [(i, polled[i])]
+                    batch.update(polled)
+                    break
+                continue
             if one_frame:
                 ready = self._in_turn(ready)
             for i in ready:
@@ -198,6 +244,13 @@ class FrameReader:
         """Frames that reached the readers: taken plus skipped."""
         with self._lock:
             return sum(self.taken) + sum(self.dropped)
+
+    def input_counters(self) -> List[Dict[str, int]]:
+        """Per camera: frames taken, skipped, lost while the worker waited idle, wait misses."""
+        with self._lock:
+            return [{'taken': self.taken[i], 'skipped': self.dropped[i],
+                     'lost_while_idle': self.lost_while_idle[i],
+                     'wait_misses': self.wait_misses[i]} for i in range(len(self._subs))]
 
     def drop_counts(self) -> Dict[int, int]:
         """Frames skipped per channel (replaced before the worker took them, or lost)."""

@@ -23,7 +23,8 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.lifecycle.node import LifecycleNodeMixin
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSCompatibility, QoSProfile,
+                       ReliabilityPolicy, qos_check_compatible)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
@@ -34,6 +35,7 @@ from .executors import FramePathCallbackGroup
 from .frame_path import FramePath
 from .frame_path_plan import FramePathPlan, plan_frame_path
 from .frame_reader import FrameReader, PulledCallbackGroup
+from .input_watch import CameraInput, InputWatch, PathProgress
 from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
                              label_info_message, label_info_type, missing_vision_msgs_hint)
 from .grid_output import drivable_grid_output
@@ -128,6 +130,10 @@ class SegformerNode(LifecycleNode):
         self._build_progress: Optional[Tuple[str, float]] = None
         self._image_group: Optional[FramePathCallbackGroup] = None
         self._log_limiter = RateLimiter(period_s=5.0)
+        # Input and stall watchdog (input_watch.py); warnings repeat at most every 30 s.
+        self._input_watch: Optional[InputWatch] = None
+        self._image_qos: Optional[QoSProfile] = None
+        self._warn_limiter = RateLimiter(period_s=30.0)
         # match_camera_info: (width, height) of the last CameraInfo on that topic.
         self._match_sub: Optional[Any] = None
         self._match_size: Optional[Tuple[int, int]] = None
@@ -309,6 +315,7 @@ class SegformerNode(LifecycleNode):
         image_qos = QoSProfile(reliability=SENSOR_QOS.reliability, history=SENSOR_QOS.history,
                                depth=int(self._params['input_queue_depth']),
                                durability=SENSOR_QOS.durability)
+        self._image_qos = image_qos
         # camera_info (small): node_main's frame-path executor (executors.py).
         self._image_group = FramePathCallbackGroup()
         for ch in self._channels:
@@ -346,8 +353,10 @@ class SegformerNode(LifecycleNode):
             keep_running=lambda: not slots.closed and self.context.ok(),
             bind_thread=self._backend.bind_thread, name='segformer')
         self._frame_path.start()
+        self._input_watch = InputWatch(time.monotonic())
 
     def _stop_processing(self) -> None:
+        self._input_watch = None
         # The worker first: it waits on the image subscriptions destroyed below.
         if self._slots is not None:
             self._slots.close()
@@ -534,13 +543,53 @@ class SegformerNode(LifecycleNode):
                 for index, dropped in slots.drop_counts().items():
                     values[f'{channels[index].spec.name}_frames_dropped'] = dropped
             level, message = 'ok', 'running'
-            if values['state'] == 'active' and stats.input_rate.rate_hz() == 0.0:
-                level, message = 'warn', 'active but no input images'
-            elif stats.errors:
+            watch, path = self._input_watch, self._frame_path
+            if values['state'] == 'active' and watch is not None and slots is not None:
+                verdict = watch.assess(
+                    time.monotonic(), self._camera_inputs(slots, channels),
+                    path.progress() if path is not None else PathProgress(),
+                    float(self.get_parameter('input_timeout_s').value),
+                    float(self.get_parameter('stall_timeout_s').value))
+                values.update(verdict.values)
+                level, message = verdict.level, verdict.message
+                self._log_verdict(verdict)
+            if level == 'ok' and stats.errors:
                 level, message = 'warn', f'{stats.errors} frames failed (see the log)'
         pub.publish(diagnostics_message(self.get_clock().now().to_msg(), name,
                                         self.get_fully_qualified_name(), level, message,
                                         values))
+
+    def _camera_inputs(self, slots: FrameReader, channels: List[_Channel]
+                       ) -> List[CameraInput]:
+        """Gather what DDS, the graph and the reader say about each camera's input."""
+        inputs = []
+        for ch, counters in zip(channels, slots.input_counters()):
+            sub = ch.subscription
+            if sub is None:
+                continue
+            matched = sub.get_publisher_count()
+            graph, incompatible = 0, []
+            if not matched:   # only then is the graph worth a query: why does none match?
+                for info in self.get_publishers_info_by_topic(sub.topic_name):
+                    graph += 1
+                    compatible, reason = qos_check_compatible(info.qos_profile,
+                                                              self._image_qos or SENSOR_QOS)
+                    if compatible == QoSCompatibility.ERROR:
+                        incompatible.append(f'{info.node_namespace.rstrip("/")}/'
+                                            f'{info.node_name}: {reason}')
+            inputs.append(CameraInput(sub.topic_name, matched, graph, tuple(incompatible),
+                                      counters['taken'], counters['lost_while_idle'],
+                                      counters['wait_misses']))
+        return inputs
+
+    def _log_verdict(self, verdict: Any) -> None:
+        """Log the watchdog's finding: errors every 5 s at most, warnings every 30 s."""
+        if verdict.key is None:
+            return
+        if verdict.level == 'error':
+            self._log_error(verdict.key, verdict.message)
+        elif self._warn_limiter.allow(verdict.key):
+            self.get_logger().warn(verdict.message)
 
     def _on_build_progress(self, phase: str, fraction: float) -> None:
         """Engine build progress (TensorRT IProgressMonitor): log each phase, keep the last."""

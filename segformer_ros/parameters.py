@@ -176,6 +176,13 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.',
               min_value=0.1, max_value=60.0),
+    ParamSpec('input_timeout_s', 5.0, 'While active: seconds without a camera frame before '
+              '/diagnostics warns and the log names the topic, its publishers and their QoS '
+              '(0 = never).', min_value=0.0, max_value=3600.0, dynamic=True),
+    ParamSpec('stall_timeout_s', 5.0, 'While active: seconds one frame may stay in the frame '
+              'path (at least 4x the slowest recent frame) before /diagnostics reports a '
+              'stall as ERROR and the node logs it (0 = never).',
+              min_value=0.0, max_value=3600.0, dynamic=True),
 )
 
 PARAMETER_NAMES: Tuple[str, ...] = tuple(p.name for p in PARAMETERS)

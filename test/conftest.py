@@ -7,7 +7,7 @@ from typing import Any, Dict, Iterator, List
 import numpy as np
 import pytest
 
-from benchmarks.processes import discovery_range, fastdds_profile
+from benchmarks.processes import apply_profile_env, discovery_range, fastdds_profile
 from segformer_ros.ros_compat import localhost_env
 from shared_assets import (BUNDLED_MODEL, BUNDLED_VIDEO, MISSING_SHARED_ASSET, REPO,  # noqa: F401
                            SHARED, require_shared_asset)
@@ -21,7 +21,7 @@ if 'ROS_LOCALHOST_ONLY' not in localhost_env(os.environ):
     os.environ.pop('ROS_LOCALHOST_ONLY', None)
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = discovery_range()
 os.environ['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
-os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile())
+apply_profile_env(os.environ, fastdds_profile())  # type: ignore[arg-type]
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
 
 DEEPLAB = BUNDLED_MODEL

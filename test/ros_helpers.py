@@ -262,6 +262,8 @@ class NodeClient:
         self.masks: List[Tuple[float, Any]] = []   # (receipt time.time(), message)
         self.summaries: List[Any] = []
         self.diagnostics: Dict[str, str] = {}
+        self.diag_status: Tuple[int, str] = (0, '')   # level byte, message
+        self.diag_history: List[Tuple[int, str]] = []
         self.diag_count = 0
         self._reachable = False
         self.node.create_subscription(Image, f'{output_prefix}/mask', self._on_mask, 50)
@@ -284,6 +286,10 @@ class NodeClient:
             if status.name.endswith(': segmentation'):
                 with self.lock:
                     self.diagnostics = {kv.key: kv.value for kv in status.values}
+                    level = status.level if isinstance(status.level, int) else \
+                        int.from_bytes(status.level, 'little')
+                    self.diag_status = (level, status.message)
+                    self.diag_history.append(self.diag_status)
                     self.diag_count += 1
 
     # ------------------------------------------------------------ queries
