@@ -134,7 +134,9 @@ class FakeCudaRuntime:
             return False
         found = self._find(int(ptr))
         problem = ''
-        if found is None:
+        if int(ptr) == 0 and nbytes:
+            problem = f'{what}: {nbytes} bytes at the null pointer'
+        elif found is None:
             if self.was_freed(int(ptr)):
                 problem = f'{what}: {nbytes} bytes at {int(ptr):#x}, freed memory'
             else:

@@ -509,7 +509,12 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
                        'assertion magicTagRead == kMAGIC_TAG failed.Magic tag does not match)')
                 return None
             size = int.from_bytes(data[8:12], 'little')
-            header = json.loads(data[12:12 + size])
+            try:   # a cut-short plan: the runtime reports and returns None, never raises
+                header = json.loads(data[12:12 + size])
+            except ValueError:
+                report(self.logger, Severity.ERROR, 'Error Code 1: Serialization (Serialization '
+                       'assertion: the plan is truncated or corrupt)')
+                return None
             if header['version'] != version:
                 report(self.logger, Severity.ERROR, f'Error Code 6: API Usage Error (The engine '
                        f'plan file is not compatible with this version of TensorRT, expecting '
