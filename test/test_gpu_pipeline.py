@@ -217,7 +217,6 @@ def test_gpu_confidence_matches_cpu_definition():
         pipe.release()
 
 
-
 @gpu
 @needs_cuda
 @pytest.mark.parametrize('num_classes', [19, 200])

@@ -253,9 +253,9 @@ def write_engine(path: Path, engine_bytes: bytes, key: EngineKey,
 
 
 def engine_intact(engine_path: Path, data: bytes) -> Optional[str]:
-    """Why ``data`` (read from ``engine_path``) is not the engine its sidecar recorded; None if it is.
+    """Say why ``data`` (read from ``engine_path``) is not the engine the sidecar recorded.
 
-    Sidecars without a recorded size (older ones) vouch for nothing: None.
+    None when it is, and for sidecars without a recorded size (older ones vouch for nothing).
     """
     notes = read_notes(engine_path)
     size = notes.get('engine_size')

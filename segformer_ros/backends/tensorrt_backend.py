@@ -49,8 +49,8 @@ import numpy as np
 from ..errors import BackendError, BackendStateError, ModelError
 from .base import Backend, ModelInfo, OutputKind, classify_output, normalize_output
 from .engine_cache import (EngineCache, EngineKey, ShapeProfile, _atomic_write,
-                           describe_mismatch, engine_intact, key_for_device, onnx_sha256,
-                           read_notes, read_sidecar, write_sidecar)
+                           engine_intact, key_for_device, onnx_sha256, read_notes,
+                           read_sidecar, write_sidecar)
 from . import trt_compat
 
 ENGINE_SUFFIXES: Tuple[str, ...] = ('.engine', '.plan')
@@ -452,7 +452,7 @@ class TensorRTBackend(Backend):
                               BUILD_LOGIC, digest)
 
     def _remembered_profile(self, trt: Any, digest: str) -> ShapeProfile:
-        """The input profile from TensorRT's parser (no onnx package), parsed once per model.
+        """Return the input profile from TensorRT's parser (no onnx package), once per model.
 
         The result is kept beside the engines, keyed by the ONNX hash, the input size and
         the TensorRT version; a later configure finds its cached engine without a parse.

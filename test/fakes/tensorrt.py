@@ -31,11 +31,11 @@ release/10.3, release/10.16, release/11.1 = main) or Polygraphy, cited where imp
   on both classes in pyCore.cpp; pybind11 detail/class.h pybind11_meta_call: "__init__()
   must be called when overriding __init__").
 * ``IBuilderConfig.add_optimization_profile`` returns -1 for an invalid profile (an input
-  without shapes, or not min <= opt <= max) -- NvInfer.h addOptimizationProfile "\return
-  ... or -1 if the input is not valid"; ``ICudaEngine.create_execution_context`` can return
-  None (a nullptr ``IExecutionContext*``, e.g. no device memory for activations: Polygraphy
-  backend/trt/runner.py checks ``if not self.context``); ``fake_state.context_fails``
-  makes it do so.
+  without shapes, or not min <= opt <= max) -- NvInfer.h addOptimizationProfile: "return
+  ... or -1 if the input is not valid"; ``ICudaEngine.create_execution_context`` can
+  return None (a nullptr ``IExecutionContext*``, e.g. no device memory for activations:
+  Polygraphy backend/trt/runner.py checks ``if not self.context``);
+  ``fake_state.context_fails`` makes it do so.
 * the 11.x pose's ``NetworkDefinitionCreationFlag`` has no ``EXPLICIT_BATCH`` and
   STRONGLY_TYPED = 0 ("Deprecated: always enabled"; release/11.0 pyCore.cpp, NvInfer.h);
   10.x has EXPLICIT_BATCH = 0, STRONGLY_TYPED = 1.
