@@ -584,3 +584,32 @@ def test_release_timeout_leaks_instead_of_freeing(tmp_path, monkeypatch):
     assert any('still running' in m for m in logs)
     trt.fake_state.execute_gate.set()
     t.join(5)
+
+
+def test_input_shape_outside_the_profile_is_refused(tmp_path, monkeypatch):
+    """set_input_shape returns False outside the engine's profile: configure says so."""
+    install(monkeypatch)
+    from segformer_ros.tools.build_engine import main
+    out = tmp_path / 'dyn.engine'
+    assert main(['--onnx', str(logits_model(tmp_path / 'dyn.onnx', dynamic=True)), '--output',
+                 str(out), '--fp32', '--shapes', 'input:1x3x32x64']) == 0
+    with pytest.raises(BackendError, match=r'refused input shape \[1, 3, 64, 64\].*outside '
+                       'the engine profile'):
+        backend(out, tmp_path, [], input_hw=(64, 64)).configure()
+
+
+def test_unparseable_model_and_cut_short_plan(tmp_path, monkeypatch):
+    """parse_from_file False -> ModelError with the parser's errors; a cut plan -> None."""
+    from segformer_ros.errors import ModelError
+    trt, _ = install(monkeypatch)
+    bad = tmp_path / 'bad.onnx'
+    bad.write_bytes(b'not an onnx model')
+    with pytest.raises(ModelError, match='TensorRT could not parse.*ModelImporter'):
+        build_engine(trt, str(bad), 'fp32', 64)
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    trt.OnnxParser(network, logger).parse_from_file(str(logits_model(tmp_path / 'm.onnx')))
+    plan = builder.build_serialized_network(network, builder.create_builder_config())
+    assert trt.Runtime(logger).deserialize_cuda_engine(plan[:len(plan) - 10]) is None
+    assert 'truncated or corrupt' in logger.messages[-1][1]
