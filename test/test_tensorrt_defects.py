@@ -183,6 +183,29 @@ def test_unchecked_batch2_engine_file_checks_itself_at_load(tmp_path, monkeypatc
     assert engine.is_file()          # the user's file is left alone
 
 
+def test_cached_batch2_engine_without_a_recorded_check_is_checked_once(tmp_path, monkeypatch):
+    trt, _ = install(monkeypatch, batch_bug=False)
+    model = logits_model(tmp_path / 'b2.onnx', batch=2)
+    be = backend(model, tmp_path, [], precision='fp32')
+    be.configure()
+    path = be.engine_path
+    be.release()
+    meta = json.loads(path.with_suffix('.json').read_text())
+    for k in ('note_checked', 'note_check_method', 'note_item_agreement'):
+        del meta[k]                    # as an engine cached before checks were recorded
+    path.with_suffix('.json').write_text(json.dumps(meta))
+    logs: List[str] = []
+    again = backend(model, tmp_path, logs, precision='fp32')
+    again.configure()
+    assert not again.built_now and again.check_method == 'tensorrt-items-alone'
+    assert read_notes(path)['checked'] is True and not any('not checked' in m for m in logs)
+    again.release()
+    third = backend(model, tmp_path, [], precision='fp32')
+    third.configure()
+    assert third.check_method is None              # recorded: not checked again
+    third.release()
+
+
 # ----------------------------------------------------------------- defect 3: CLI sidecar
 def test_cli_records_what_was_checked(tmp_path, monkeypatch, capsys):
     install(monkeypatch, batch_bug=False)

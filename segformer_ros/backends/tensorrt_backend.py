@@ -633,6 +633,8 @@ class TensorRTBackend(Backend):
             # A batch > 1 engine nobody checked (sidecar says so, or there is none):
             # TensorRT checks itself, no second runtime needed.
             self._check_items_alone()
+            if not self._is_engine_file():
+                self._record_check()   # a cached engine: checked once, not every load
         if batch > 1 and self.check_method is None and not notes.get('checked'):
             self._log(f'WARNING: engine batch is {batch} and its results were not checked '
                       f'here; TensorRT can silently mis-compute SegFormer at batch > 1 '
