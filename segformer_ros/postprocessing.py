@@ -95,7 +95,9 @@ def ids_to_uint8(ids: np.ndarray, num_classes: int) -> np.ndarray:
         if num_classes >= UNLABELED:
             return ids
         return np.where(ids < num_classes, ids, np.uint8(UNLABELED))
-    if np.issubdtype(ids.dtype, np.signedinteger):
+    if np.issubdtype(ids.dtype, np.signedinteger) and num_classes > np.iinfo(ids.dtype).max:
+        bad = ids < 0   # int8, > 127 classes: viewed unsigned, -100 would pass as id 156
+    elif np.issubdtype(ids.dtype, np.signedinteger):
         # Negative ids viewed as unsigned are huge: one comparison catches both ends.
         bad = ids.view(np.dtype(ids.dtype.str.replace('i', 'u'))) >= num_classes
     else:

@@ -103,3 +103,33 @@ def test_encoding_layouts():
     assert K.encoding_layout('rgb16') == K.encoding_layout('rgb8')
     assert K.encoding_layout('16UC1') == (1, (0, 0, 0))
     assert K.encoding_layout('yuv422') is None
+
+
+# C element type of each id kernel's ``ids`` pointer -> (bytes, signed).
+_C_TYPES = {'i64': (8, True), 'int': (4, True), 'u8': (1, False), 'signed char': (1, True)}
+
+
+@pytest.mark.parametrize('dtype', ['int64', 'int32', 'uint8', 'int8'])
+def test_id_kernel_reads_the_output_type(dtype):
+    """Each integer output type has a kernel reading elements of its size and signedness.
+
+    A wider read runs past the engine's output buffer (issue 23: uint8 outputs went to the
+    int32 kernel, 4x past the end: an illegal address on the GPU).
+    """
+    import re
+    import numpy as np
+    name = K.ids_kernel(dtype)
+    src = K.kernel_source()
+    m = re.search(rf'void {name}\(const ([\w ]+?)\* __restrict__ ids', src)
+    assert m, name
+    size, signed = _C_TYPES[m.group(1)]
+    assert size == np.dtype(dtype).itemsize and signed == (np.dtype(dtype).kind == 'i')
+    # Ids outside 0..num_classes-1 become 255 in the shared epilogue, as ids_to_uint8 does.
+    assert 'if (id < 0 || id >= num_classes) id = 255;' in src
+
+
+def test_id_kernel_refuses_other_types():
+    with pytest.raises(BackendError, match=r"class-id outputs of type.*got 'uint16'"):
+        K.ids_kernel('uint16')
+    with pytest.raises(BackendError, match="got 'float32'"):
+        K.ids_kernel('float32')

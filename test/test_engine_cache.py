@@ -31,7 +31,7 @@ def test_key_changes_with_every_field(onnx_file, tmp_path):
     assert key(onnx_file).digest() == base  # stable
     for change in (dict(trt_version='10.13.2'), dict(gpu_name='Thor'),
                    dict(compute_capability=(11, 0)), dict(precision='fp32'),
-                   dict(profile=())):
+                   dict(profile=()), dict(sm_count=8), dict(build_logic=2)):
         assert key(onnx_file, **change).digest() != base, change
     other = tmp_path / 'n.onnx'
     other.write_bytes(b'different bytes')
@@ -72,6 +72,7 @@ def test_timing_cache_per_version_and_gpu(tmp_path):
     a = cache.timing_cache_path('10.3.0', 'Orin', (8, 7))
     assert a == cache.timing_cache_path('10.3.0', 'Orin', (8, 7))
     assert a != cache.timing_cache_path('10.3.0', 'Orin', (8, 6))
+    assert a != cache.timing_cache_path('10.3.0', 'Orin', (8, 7), 8)   # SM count (issue 23)
     assert a.parent == tmp_path
 
 

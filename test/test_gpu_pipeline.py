@@ -215,3 +215,55 @@ def test_gpu_confidence_matches_cpu_definition():
         assert int(np.abs(got.astype(int) - want.astype(int)).max()) <= 1
     finally:
         pipe.release()
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize('num_classes', [19, 200])
+@pytest.mark.parametrize('dtype', ['uint8', 'int8', 'int32', 'int64'])
+def test_id_map_outputs_of_every_type_match_cpu_path_bit_exact(dtype, num_classes):
+    """Id-map engines with uint8/int8/int32/int64 outputs: GPU mask == CPU path, bit for bit.
+
+    The ids include out-of-range and (signed types) negative values: the CPU path's
+    ids_to_uint8 rules (255 for both, whatever num_classes) must hold on the GPU too
+    (issue 23, defect 1: uint8/int8 outputs went to the int32 kernel).
+    """
+    from segformer_ros.backends.base import OutputKind
+    from segformer_ros.config import ClassConfig
+    from segformer_ros.cuda import runtime as rt
+    from segformer_ros.cuda.device_inference import DeviceInference, DeviceIOSpec
+    from segformer_ros.cuda.gpu_pipeline import GpuPipeline
+    from segformer_ros.postprocessing import ids_from_output
+    from segformer_ros.preprocessing import preprocess
+
+    rng = np.random.default_rng(5)
+    info = np.iinfo(np.dtype(dtype))
+    lo, hi = max(int(info.min), -300), min(int(info.max), 300)
+    ids = rng.integers(lo, hi + 1, (1, 16, 12)).astype(dtype)
+    ids[0, :8] = rng.integers(0, min(num_classes, hi + 1), (8, 12))   # half valid
+    classes = ClassConfig(names=tuple(f'c{i}' for i in range(num_classes)),
+                          colors=tuple((i % 256, (7 * i) % 256, (13 * i) % 256)
+                                       for i in range(num_classes)), drivable_ids=(0,))
+
+    class Ids(DeviceInference):
+        def device_io_spec(self):
+            return DeviceIOSpec('in', (1, 3, 64, 48), 'float32', 'out', ids.shape, dtype,
+                                OutputKind.CLASS_IDS)
+
+        def infer_device(self, inp, out, stream, frames=0):
+            rt.copy_to_device(ids, out, stream)
+
+    cfg = PipelineConfig(preprocess=PreprocessConfig('letterbox', 'rgb', pad_value=114.0),
+                         postprocess=PostprocessConfig('fast', 'input', 0.5), classes=classes)
+    pipe = GpuPipeline(cfg, Ids())
+    try:
+        for _ in range(3):                     # later frames replay the captured graphs
+            frame = _frame(rng, 61, 97)
+            res = pipe.process(frame, 'bgr8')
+            _, geo = preprocess(frame, 'bgr', cfg.preprocess, (64, 48))
+            want = ids_from_output(ids[0], OutputKind.CLASS_IDS, geo, cfg.postprocess,
+                                   num_classes)
+            assert np.array_equal(res.mask, want)
+            assert np.array_equal(res.class_counts, np.bincount(want.ravel(), minlength=256))
+    finally:
+        pipe.release()

@@ -344,3 +344,44 @@ def test_per_size_sessions_share_one_cuda_arena(tmp_path) -> None:
         assert rest < 0.75 * largest, (largest, rest)
     finally:
         backend.release()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_usable(), reason='needs a CUDA GPU and cuda-python')
+@pytest.mark.parametrize('dtype', ['uint8', 'int8', 'int32'])
+def test_ort_device_path_id_outputs_match_cpu_bit_exact(tmp_path, street_frames_bgr,
+                                                        dtype) -> None:
+    """ONNX Runtime's CUDA device path with uint8/int8/int32 id maps == the CPU path (issue 23).
+
+    The model outputs a fixed id map with out-of-range and (signed) negative ids, so the
+    mask is known exactly whatever the float arithmetic does.
+    """
+    import onnxruntime as ort
+
+    from tiny_models import constant_ids_model
+
+    if 'CUDAExecutionProvider' not in ort.get_available_providers():
+        pytest.skip('needs onnxruntime-gpu')
+    rng = np.random.default_rng(9)
+    lo = -5 if dtype != 'uint8' else 0
+    ids = rng.integers(lo, 40, (64, 64))
+    model = str(constant_ids_model(tmp_path / 'ids.onnx', ids, dtype))
+    config = PipelineConfig(input_size=(64, 64))
+    cpu = OnnxRuntimeBackend(model, provider='cpu')
+    cpu.configure()
+    gpu = OnnxRuntimeBackend(model, provider='cuda')
+    gpu.configure()
+    pipeline = select_pipeline('gpu', gpu, config, 'cuda', print)
+    reference = SegmentationPipeline(cpu, config)
+    try:
+        assert pipeline._engine.device_io_spec().output_dtype == dtype
+        for _ in range(2):                    # the 2nd frame replays CUDA graphs
+            for frame in street_frames_bgr[:2]:
+                got = pipeline.process(frame, 'bgr')
+                want = reference.process(frame, 'bgr')
+                assert np.array_equal(got.mask, want.mask)
+                assert got.summary.class_pixel_counts == want.summary.class_pixel_counts
+    finally:
+        pipeline.release()
+        gpu.release()
+        cpu.release()

@@ -6,6 +6,9 @@ this project's machines have none. On a Jetson it builds tiny generated ONNX mod
 engines through the backend and through segformer-ros-build-engine, compares them with
 ONNX Runtime on the CPU, and checks cache reuse, rebuild on a changed key, stale-engine
 rebuild, host-code refusal, the batch check, device_id (two GPUs) and the GPU pipeline.
+Issue 23 added three robot cases: a uint8-output (class-id) engine through the backend and
+the GPU pipeline, a batch-2 engine checked without onnxruntime (TensorRT checks its own
+batch items), and an engine file truncated on disk (rebuilt, one log line).
 
 Every case is written to one JSON report (``TRT_ACCEPTANCE_REPORT``, default
 ``trt_acceptance_report.json`` in the current directory) with the environment
@@ -157,6 +160,7 @@ def models(tmp_path_factory: Any) -> Dict[str, Path]:
             'dynamic': logits_model(d / 'dynamic.onnx', dynamic=True),
             'batch2': logits_model(d / 'batch2.onnx', batch=2),
             'idmap': logits_model(d / 'idmap.onnx', argmax=True),
+            'idmap_u8': logits_model(d / 'idmap_u8.onnx', argmax=True, ids_dtype='uint8'),
             'other': logits_model(d / 'other.onnx', input_hw=(64, 96), seed=5)}
 
 
@@ -208,13 +212,15 @@ def test_cache_reuse_and_rebuild_on_changed_key(models, tmp_path):
 
 
 def test_stale_cached_engine(models, tmp_path):
+    from segformer_ros.backends.engine_cache import read_notes, read_sidecar, write_engine
     from segformer_ros.errors import BackendError
     with case('stale cached engine: refused, then rebuilt') as entry:
         be = make_backend(models['fixed'], tmp_path, [], precision='fp32')
         be.configure()
         path = be.engine_path
         be.release()
-        path.write_bytes(b'\0' * 4096)
+        # Intact on disk (the sidecar records these bytes), refused by TensorRT: stale.
+        write_engine(path, b'\0' * 4096, read_sidecar(path), read_notes(path))
         with pytest.raises(BackendError, match='could not be deserialized'):
             make_backend(models['fixed'], tmp_path, [], precision='fp32').configure()
         again = make_backend(models['fixed'], tmp_path, [], precision='fp32',
@@ -242,6 +248,80 @@ def test_batch2_engine_checked_per_item(models, tmp_path):
         be.release()
         # The backend accepted it, so every item must really match ONNX Runtime.
         assert min(per_item) >= 0.995
+
+
+def test_uint8_id_engine(models, tmp_path):
+    """Issue 23 (defect 1): a uint8 class-id output through the backend and the GPU path."""
+    with case('uint8 id-map engine: backend and GPU pipeline') as entry:
+        logs: List[str] = []
+        be = make_backend(models['idmap_u8'], tmp_path, logs, precision='fp32')
+        info = be.configure()
+        spec = be.device_io_spec()
+        entry.update(output_dtype=spec.output_dtype, output_kind=info.output_kind.value,
+                     log=logs[-4:])
+        assert spec.output_dtype == 'uint8' and info.output_kind.value == 'class_ids'
+        x = frames(info.input_shape, seed=4)
+        entry['agreement'] = min(agreement(ort_run(models['idmap_u8'], x), be.infer(x)))
+        assert entry['agreement'] >= 0.995
+        if not ON_FAKE:
+            from segformer_ros.config import PipelineConfig
+            from segformer_ros.gpu_segmentation import select_pipeline
+            from segformer_ros.pipeline import SegmentationPipeline
+            config = PipelineConfig()
+            gpu = select_pipeline('gpu', be, config, 'cpu', logs.append)
+            cpu = SegmentationPipeline(be, config)
+            rng = np.random.default_rng(1)
+            frame = rng.uniform(0, 255, (120, 160, 3)).astype(np.uint8)
+            a, b = gpu.process(frame, 'bgr').mask, cpu.process(frame, 'bgr').mask
+            entry['gpu_mask_agreement'] = float((a == b).mean())
+            gpu.release()
+            # The same engine output on both paths: the masks are identical.
+            assert entry['gpu_mask_agreement'] == 1.0
+        be.release()
+
+
+def test_batch2_engine_without_onnxruntime(models, tmp_path, monkeypatch):
+    """Issue 23 (defect 2): no onnxruntime on the robot; TensorRT checks its batch items."""
+    from segformer_ros.errors import BackendError
+    with case('batch 2 engine without onnxruntime: TensorRT checks each item alone') as entry:
+        logs: List[str] = []
+        be = make_backend(models['batch2'], tmp_path, logs, precision='fp32')
+        onnxruntime = sys.modules.get('onnxruntime')
+        monkeypatch.setitem(sys.modules, 'onnxruntime', None)   # as on a robot without it
+        try:
+            info = be.configure()
+        except BackendError as exc:
+            assert 'each item run alone' in str(exc) and '4853' in str(exc)
+            entry['outcome'] = f'refused: {exc}'
+            return
+        finally:
+            monkeypatch.setitem(sys.modules, 'onnxruntime', onnxruntime)
+        entry.update(check_method=be.check_method, check=be.item_agreement, log=logs[-4:])
+        assert be.check_method == 'tensorrt-items-alone'
+        x = frames(info.input_shape, seed=7)
+        per_item = agreement(ort_run(models['batch2'], x), be.infer(x))
+        entry['independent_agreement'] = per_item
+        be.release()
+        # Accepted by its own check, so every item must really match ONNX Runtime.
+        assert min(per_item) >= 0.995
+
+
+def test_truncated_engine_on_disk_rebuilt(models, tmp_path):
+    """Issue 23 (defect 5): an engine cut short on disk (power cut) is rebuilt, one line."""
+    with case('engine file truncated on disk: rebuilt with one log line') as entry:
+        logs: List[str] = []
+        be = make_backend(models['fixed'], tmp_path, logs, precision='fp32')
+        be.configure()
+        path = be.engine_path
+        be.release()
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+        again = make_backend(models['fixed'], tmp_path, logs, precision='fp32')
+        again.configure()              # no rebuild_stale_engine needed
+        damaged = [m for m in logs if 'is damaged' in m]
+        entry.update(rebuilt=again.built_now, log=damaged, size=len(data))
+        assert again.built_now and len(damaged) == 1 and again.engine_path == path
+        again.release()
 
 
 def test_cli_fp16_build_missing_dirs_then_load(models, tmp_path, capsys):

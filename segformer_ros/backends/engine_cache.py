@@ -8,11 +8,19 @@ TensorRT 10.3.0 on Orin, this is 10.13.2 on Thor: rebuild"). The timing cache (t
 timings, reusable across builds of similar networks) is kept beside the engines, one per
 TensorRT version and GPU. The directory is created with mode 0o700: an engine may embed
 host code and is loaded into the node's process, so other users must not write there.
+
+Files are written crash-safe (robots lose power): a unique temp file beside the target
+(several builds in one process -- composed nodes, several cameras' models -- share the
+timing cache), ``fsync`` of the file, ``os.replace``, ``fsync`` of the directory. The
+sidecar, written after the engine, records the engine's size and SHA-256, so an engine
+that is empty, truncated or zero-filled after a crash is recognised (:func:`engine_intact`)
+and rebuilt instead of being taken for a stale one.
 """
 
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -109,6 +117,10 @@ class EngineKey:
     profile: str  # profile_text(...)
     sm_count: int = 0        # multiprocessors: Orin NX 8 GB vs 16 GB share name and cc
     total_memory: int = 0    # bytes of device memory
+    # Version of the backend's own build logic (how the network is parsed and configured):
+    # bumped when that changes, so engines built the old way are rebuilt. Sidecars written
+    # before the field existed read as 0.
+    build_logic: int = 0
 
     def digest(self) -> str:
         """Short stable hash of all fields (the cache file name stem)."""
@@ -123,22 +135,27 @@ class EngineKey:
 
 def make_key(onnx_path: str, trt_version: str, gpu_name: str, compute_capability: Sequence[int],
              precision: str, profile: ShapeProfile, sm_count: int = 0,
-             total_memory: int = 0) -> EngineKey:
-    """Build the key of an engine built from ``onnx_path`` with these settings."""
+             total_memory: int = 0, build_logic: int = 0,
+             onnx_digest: Optional[str] = None) -> EngineKey:
+    """Build the key of an engine built from ``onnx_path`` with these settings.
+
+    ``onnx_digest``: :func:`onnx_sha256` of the model when the caller has it already.
+    """
     cc = tuple(int(c) for c in compute_capability)
     if len(cc) != 2:
         raise BackendError(f'expected compute capability (major, minor), got {tuple(cc)}')
-    return EngineKey(onnx_sha256(onnx_path), str(trt_version), str(gpu_name).strip(),
-                     (cc[0], cc[1]), precision, profile_text(profile), int(sm_count),
-                     int(total_memory))
+    return EngineKey(onnx_digest or onnx_sha256(onnx_path), str(trt_version),
+                     str(gpu_name).strip(), (cc[0], cc[1]), precision, profile_text(profile),
+                     int(sm_count), int(total_memory), int(build_logic))
 
 
 def key_for_device(onnx_path: str, trt_version: str, device: Any, precision: str,
-                   profile: ShapeProfile) -> EngineKey:
+                   profile: ShapeProfile, build_logic: int = 0,
+                   onnx_digest: Optional[str] = None) -> EngineKey:
     """make_key with the GPU fields of a ``cuda.runtime.DeviceInfo``."""
     return make_key(onnx_path, trt_version, device.name, device.compute_capability, precision,
                     profile, int(getattr(device, 'sm_count', 0) or 0),
-                    int(getattr(device, 'total_memory', 0) or 0))
+                    int(getattr(device, 'total_memory', 0) or 0), build_logic, onnx_digest)
 
 
 class EngineCache:
@@ -167,15 +184,31 @@ class EngineCache:
         return self.directory / f'{safe}-{key.digest()}.engine'
 
     def timing_cache_path(self, trt_version: str, gpu_name: str,
-                          compute_capability: Sequence[int]) -> Path:
-        """Return the timing cache file for this TensorRT version and GPU."""
-        tag = hashlib.sha256(f'{trt_version}|{gpu_name}|{tuple(compute_capability)}'.encode())
+                          compute_capability: Sequence[int], sm_count: int = 0) -> Path:
+        """Return the timing cache file for this TensorRT version and GPU.
+
+        The SM count is part of it as it is of the engine key: Orin modules share name and
+        compute capability, and tactic timings of an 8-SM part mislead a 16-SM one.
+        """
+        tag = hashlib.sha256(f'{trt_version}|{gpu_name}|{tuple(compute_capability)}|'
+                             f'{int(sm_count)}'.encode())
         return self.directory / f'timing-{tag.hexdigest()[:16]}.cache'
 
     @staticmethod
     def sidecar(engine_path: Path) -> Path:
         """Return the JSON metadata file beside an engine."""
         return engine_path.with_suffix('.json')
+
+    def profile_memo(self, onnx_digest: str, input_hw: Optional[Sequence[int]],
+                     trt_version: str) -> Path:
+        """File remembering the input profile TensorRT's parser found for this ONNX.
+
+        Without the onnx package the profile (part of the key) comes from a TensorRT parse;
+        remembered here, a cached engine is found without parsing on every configure.
+        """
+        hw = 'x'.join(str(int(d)) for d in input_hw) if input_hw else '-'
+        tag = hashlib.sha256(f'{onnx_digest}|{hw}|{trt_version}'.encode()).hexdigest()[:24]
+        return self.directory / f'profile-{tag}.json'
 
     def lookup(self, key: EngineKey, stem: str = 'model') -> Optional[Path]:
         """Path of a cached engine whose sidecar matches ``key`` exactly, else None."""
@@ -207,9 +240,33 @@ class EngineCache:
 
 def write_engine(path: Path, engine_bytes: bytes, key: EngineKey,
                  notes: Optional[Dict[str, Any]] = None) -> None:
-    """Write an engine file and its JSON sidecar (key fields + ``notes``) atomically."""
+    """Write an engine file and its JSON sidecar (key fields + ``notes``), crash-safe.
+
+    The sidecar (written second) records the engine's size and SHA-256: see
+    :func:`engine_intact`.
+    """
     _atomic_write(path, engine_bytes)
+    notes = dict(notes or {})
+    notes.update(engine_size=len(engine_bytes),
+                 engine_sha256=hashlib.sha256(engine_bytes).hexdigest())
     write_sidecar(path, key, notes)
+
+
+def engine_intact(engine_path: Path, data: bytes) -> Optional[str]:
+    """Say why ``data`` (read from ``engine_path``) is not the engine the sidecar recorded.
+
+    None when it is, and for sidecars without a recorded size (older ones vouch for nothing).
+    """
+    notes = read_notes(engine_path)
+    size = notes.get('engine_size')
+    if not isinstance(size, int):
+        return None
+    if len(data) != size:
+        return f'{len(data)} of {size} bytes'
+    digest = notes.get('engine_sha256')
+    if isinstance(digest, str) and hashlib.sha256(data).hexdigest() != digest:
+        return f'{size} bytes, but not the bytes written (SHA-256 differs)'
+    return None
 
 
 def write_sidecar(path: Path, key: EngineKey, notes: Optional[Dict[str, Any]] = None) -> None:
@@ -240,11 +297,20 @@ def read_sidecar(engine_path: Path) -> Optional[EngineKey]:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
-    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, whole.
+
+    A unique temp name per call (mkstemp: 0o600, O_EXCL), so concurrent writers in one
+    process never share a temp file; the data is fsynced before the rename and the
+    directory after it, so the rename cannot reach the disk before the bytes (ext4's
+    delayed allocation otherwise leaves an empty or zero-filled file after a power cut).
+    """
+    fd, name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=str(path.parent))
+    tmp = Path(name)
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -252,6 +318,21 @@ def _atomic_write(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename: fsync the directory (POSIX; not possible everywhere, then skipped)."""
+    try:
+        fd = os.open(str(directory), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass   # some filesystems refuse fsync on a directory; the data itself is synced
+    finally:
+        os.close(fd)
 
 
 def describe_mismatch(found: EngineKey, wanted: EngineKey) -> str:

@@ -26,6 +26,10 @@ Options (keyword arguments; others are ignored, see :mod:`.factory`):
   engine gets a warning (fp16 reductions such as LayerNorm can overflow); a batch > 1
   engine is refused (TensorRT silently mis-computes SegFormer at batch > 1,
   NVIDIA/TensorRT#4853). Engines the node builds from a dynamic-batch ONNX are batch 1.
+  Without onnxruntime (a robot needs none) and for any batch > 1 engine whose sidecar
+  records no check, TensorRT checks itself: each item run alone (its frame in every batch
+  position) against the batched run of distinct frames; :attr:`check_method` says which
+  check ran (None: none).
 
 :meth:`configure` builds (or deserializes) in a worker thread: TensorRT releases the GIL
 while it builds, so the node's executor keeps serving callbacks. Host-memory
@@ -33,6 +37,7 @@ while it builds, so the node's executor keeps serving callbacks. Host-memory
 device pointers and :meth:`device_io_spec`.
 """
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -41,10 +46,11 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import BackendError, ModelError
+from ..errors import BackendError, BackendStateError, ModelError
 from .base import Backend, ModelInfo, OutputKind, classify_output, normalize_output
-from .engine_cache import (EngineCache, EngineKey, ShapeProfile, describe_mismatch,
-                           key_for_device, read_notes, read_sidecar)
+from .engine_cache import (EngineCache, EngineKey, ShapeProfile, _atomic_write,
+                           engine_intact, key_for_device, onnx_sha256, read_notes,
+                           read_sidecar, write_sidecar)
 from . import trt_compat
 
 ENGINE_SUFFIXES: Tuple[str, ...] = ('.engine', '.plan')
@@ -55,6 +61,15 @@ BATCH_ISSUE = 'NVIDIA/TensorRT#4853'
 FP16_CONVERT_HINT = ('convert the ONNX to fp16 first (onnxconverter-common: '
                      'float16.convert_float_to_float16(model, keep_io_types=True)) or use '
                      'precision fp32')
+
+# Version of how this module builds engines (parse, flags, profile, precision route):
+# part of the engine cache key, so bump it whenever that changes and old engines rebuild.
+BUILD_LOGIC = 1
+# How long release() waits for an inference call in flight before leaking its buffers
+# (freeing memory an enqueued kernel uses would crash the process).
+RELEASE_WAIT_S = 30.0
+CHECK_ONNXRUNTIME = 'onnxruntime'
+CHECK_ITEMS_ALONE = 'tensorrt-items-alone'
 
 Progress = Callable[[str, float], None]
 
@@ -402,6 +417,12 @@ class TensorRTBackend(Backend):
         self._in_dtype = 'float32'
         self._out_dtype = 'float32'
         self._out_shape: Tuple[int, ...] = ()
+        self._in_shape: Tuple[int, ...] = ()
+        # infer_device runs without the backend lock (the GPU pipeline's submit thread):
+        # release() fences it through this count instead of freeing under a running call.
+        self._calls = threading.Condition()
+        self._in_flight = 0
+        self._closing = False
 
     def _reset_outcome(self) -> None:
         """Forget what the previous configure found (each configure decides anew)."""
@@ -410,6 +431,7 @@ class TensorRTBackend(Backend):
         self.effective_precision: Optional[str] = None
         self.fp16_agreement: Optional[float] = None
         self.item_agreement: List[float] = []
+        self.check_method: Optional[str] = None   # which accuracy check ran (None: none)
 
     # ----------------------------------------------------------------- threads
     def bind_thread(self) -> None:
@@ -422,40 +444,68 @@ class TensorRTBackend(Backend):
         return Path(self.model_path).suffix.lower() in ENGINE_SUFFIXES
 
     def _key(self, trt: Any, info: Any) -> EngineKey:
+        digest = onnx_sha256(self.model_path)
         profile = onnx_profile(self.model_path, self.input_hw)
         if profile is None:
-            profile, _ = inspect_onnx(trt, self.model_path, self.input_hw)
-        return key_for_device(self.model_path, trt.__version__, info, self.precision, profile)
+            profile = self._remembered_profile(trt, digest)
+        return key_for_device(self.model_path, trt.__version__, info, self.precision, profile,
+                              BUILD_LOGIC, digest)
+
+    def _remembered_profile(self, trt: Any, digest: str) -> ShapeProfile:
+        """Return the input profile from TensorRT's parser (no onnx package), once per model.
+
+        The result is kept beside the engines, keyed by the ONNX hash, the input size and
+        the TensorRT version; a later configure finds its cached engine without a parse.
+        """
+        memo = self.cache.profile_memo(digest, self.input_hw, trt.__version__)
+        try:
+            data = json.loads(memo.read_text())
+            return tuple((str(n), tuple(lo), tuple(opt), tuple(hi))
+                         for n, lo, opt, hi in data['profile'])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        profile, _ = inspect_onnx(trt, self.model_path, self.input_hw)
+        try:
+            self.cache.ensure_dir()
+            _atomic_write(memo, json.dumps({'profile': [list(p) for p in profile]}).encode())
+        except (OSError, BackendError) as exc:
+            self._log(f'WARNING: could not remember the input profile in {memo} ({exc}); '
+                      f'the next configure parses the ONNX again')
+        return profile
 
     def _engine_bytes(self, trt: Any, info: Any) -> bytes:
         """Read the engine file, the cached engine, or build (in a worker thread)."""
         if self._is_engine_file():
             path = Path(self.model_path)
             meta = read_sidecar(path)
-            if meta is not None and (meta.trt_version != trt.__version__
-                                     or meta.gpu_name != info.name
-                                     or tuple(meta.compute_capability)
-                                     != info.compute_capability):
-                here = EngineKey(meta.onnx_sha256, trt.__version__, info.name,
-                                 info.compute_capability, meta.precision, meta.profile)
-                raise BackendError(f"engine '{path}' was built elsewhere "
-                                   f'({describe_mismatch(meta, here)}); {REBUILD_HINT}')
             self.engine_path = path
             self.effective_precision = str(read_notes(path).get(
                 'precision', meta.precision if meta is not None else self.precision))
-            return path.read_bytes()
+            data = path.read_bytes()
+            broken = engine_intact(path, data)
+            if broken:
+                raise BackendError(f"engine file '{path}' is damaged ({broken}; a crash or "
+                                   f'power cut while it was written?); {REBUILD_HINT}')
+            return data
         key = self._key(trt, info)
         found = self.cache.lookup(key, Path(self.model_path).stem)
         if found is not None:
             self.engine_path = found
             self.effective_precision = str(read_notes(found).get('precision', self.precision))
-            return found.read_bytes()
+            data = found.read_bytes()
+            broken = engine_intact(found, data)
+            if not broken:
+                return data
+            # Never a valid engine (cut short on disk): rebuilt whatever rebuild_stale says.
+            self._log(f"cached engine '{found}' is damaged ({broken}; a crash or power cut "
+                      f'while it was written); rebuilding it')
         return self._build(trt, info, key)
 
     def _build(self, trt: Any, info: Any, key: EngineKey) -> bytes:
         self.cache.ensure_dir()
         timing = self.cache.timing_cache_path(trt.__version__, info.name,
-                                              info.compute_capability)
+                                              info.compute_capability,
+                                              int(getattr(info, 'sm_count', 0) or 0))
         result: dict = {}
 
         def work() -> None:
@@ -483,8 +533,13 @@ class TensorRTBackend(Backend):
         return built.plan
 
     def _deserialize(self, trt: Any, plan: bytes) -> Any:
+        """Deserialize ``plan``; None on failure, with TensorRT's reason in :attr:`_trt_errors`.
+
+        The runtime logs why it refuses a plan (version tag, device, host code, plugins)
+        and only there: a logger of ours keeps those lines for the error and the node log.
+        """
         if self._runtime is None:
-            self._trt_logger = trt.Logger(trt.Logger.WARNING)
+            self._trt_logger = _make_logger(trt, self._log)
             init_plugins = getattr(trt, 'init_libnvinfer_plugins', None)
             if init_plugins is not None:
                 # Engines with plugin layers need the registry filled before deserializing
@@ -493,7 +548,26 @@ class TensorRTBackend(Backend):
             self._runtime = trt.Runtime(self._trt_logger)
             if hasattr(self._runtime, 'engine_host_code_allowed'):
                 self._runtime.engine_host_code_allowed = self.allow_host_code
+        errors = getattr(self._trt_logger, 'errors', None)
+        if errors is not None:
+            errors.clear()
         return self._runtime.deserialize_cuda_engine(plan)
+
+    def _trt_reason(self) -> str:
+        errors = getattr(self._trt_logger, 'errors', None) or []
+        return f'TensorRT: {"; ".join(errors)}' if errors else 'TensorRT logged no reason'
+
+    def _sidecar_difference(self, trt: Any, info: Any) -> str:
+        """For an engine file: how its sidecar's build machine differs from this one ('')."""
+        meta = read_sidecar(Path(self.model_path))
+        if meta is None:
+            return ''
+        here = EngineKey(meta.onnx_sha256, trt.__version__, info.name, info.compute_capability,
+                         meta.precision, meta.profile, int(getattr(info, 'sm_count', 0) or 0),
+                         int(getattr(info, 'total_memory', 0) or 0), meta.build_logic)
+        diffs = {k: v for k, v in meta.mismatch(here).items()
+                 if k in ('trt_version', 'gpu_name', 'compute_capability')}
+        return '; '.join(f'{k}: engine {a!r}, here {b!r}' for k, (a, b) in diffs.items())
 
     def _configure_impl(self) -> ModelInfo:
         self._reset_outcome()
@@ -509,39 +583,77 @@ class TensorRTBackend(Backend):
         info = rt.device_info(self.device_id)
         self._trt = trt
         plan = self._engine_bytes(trt, info)
+        with self._calls:
+            self._closing = False
         engine = self._deserialize(trt, plan)
         if engine is None and not self._is_engine_file() and not self.built_now:
             # A cached engine TensorRT refuses (driver/TensorRT update): stale.
             if not self.rebuild_stale:
                 raise BackendError(f"cached engine '{self.engine_path}' could not be "
-                                   f'deserialized (stale or foreign: version tag or device '
-                                   f'mismatch); {REBUILD_HINT}')
-            self._log(f"cached engine '{self.engine_path}' is stale; rebuilding")
+                                   f'deserialized ({self._trt_reason()}); {REBUILD_HINT}')
+            self._log(f"cached engine '{self.engine_path}' is stale ({self._trt_reason()}); "
+                      f'rebuilding')
             engine = self._deserialize(trt, self._build(trt, info, self._key(trt, info)))
+        difference = self._sidecar_difference(trt, info) if self._is_engine_file() else ''
         if engine is None:
             what = ('engine file' if self._is_engine_file() else 'freshly built engine')
             extra = ('' if self.allow_host_code else
                      ' If it embeds host code (version-compatible/lean runtime), set '
                      'allow_engine_host_code: true only if you trust it.')
+            built = f'; built elsewhere: {difference}' if difference else ''
             raise BackendError(f"TensorRT could not deserialize the {what} "
-                               f"'{self.engine_path}' (stale or foreign: version tag or device "
-                               f'mismatch); {REBUILD_HINT}.{extra}')
+                               f"'{self.engine_path}' ({self._trt_reason()}{built}); "
+                               f'{REBUILD_HINT}.{extra}')
+        if difference:
+            # TensorRT accepted it (hardware- or version-compatible engine): say so once.
+            self._log(f"engine '{self.engine_path}' was built elsewhere ({difference}); "
+                      f'TensorRT accepted it here')
         self._engine = engine
         self._context = engine.create_execution_context()
         if self._context is None:
-            raise BackendError('TensorRT could not create an execution context (GPU memory?)')
+            raise BackendError(f'TensorRT could not create an execution context '
+                               f'({self._trt_reason()}); expected free GPU memory for the '
+                               f"engine's activations: close other GPU work or use a smaller "
+                               f'input size')
         self._stream = rt.Stream()
         model_info = self._bind_io(trt)
+        self._run_checks()
+        return model_info
+
+    def _run_checks(self) -> None:
+        """Run the accuracy check this engine needs; warn where none could run."""
+        batch = self._in_shape[0]
+        notes = read_notes(self.engine_path) if self.engine_path is not None else {}
         if self.built_now:
             self._check_accuracy(self.model_path)
+            self._record_check()
         elif self._is_engine_file() and self.reference_onnx:
             self._check_accuracy(self.reference_onnx)
-        elif self._in_shape[0] > 1 and not read_notes(self.engine_path or Path()).get('checked'):
-            self._log(f'WARNING: engine batch is {self._in_shape[0]} and its results were not '
-                      f'checked here; TensorRT can silently mis-compute SegFormer at batch > 1 '
-                      f'({BATCH_ISSUE}): prefer batch-1 engines or build with '
-                      f'segformer-ros-build-engine, which checks them')
-        return model_info
+        elif batch > 1 and not notes.get('checked'):
+            # A batch > 1 engine nobody checked (sidecar says so, or there is none):
+            # TensorRT checks itself, no second runtime needed.
+            self._check_items_alone()
+            if not self._is_engine_file():
+                self._record_check()   # a cached engine: checked once, not every load
+        if batch > 1 and self.check_method is None and not notes.get('checked'):
+            self._log(f'WARNING: engine batch is {batch} and its results were not checked '
+                      f'here; TensorRT can silently mis-compute SegFormer at batch > 1 '
+                      f'({BATCH_ISSUE}): prefer batch-1 engines')
+
+    def _record_check(self) -> None:
+        """Write what was checked into the cached engine's sidecar (read at the next load)."""
+        path = self.engine_path
+        key = read_sidecar(path) if path is not None else None
+        if path is None or key is None:
+            return
+        notes = read_notes(path)
+        notes.update(checked=self.check_method is not None, check_method=self.check_method,
+                     item_agreement=self.item_agreement)
+        try:
+            write_sidecar(path, key, notes)
+        except OSError as exc:
+            self._log(f'WARNING: could not record the accuracy check in the sidecar of '
+                      f"'{path}' ({exc})")
 
     def _bind_io(self, trt: Any) -> ModelInfo:
         from ..cuda import runtime as rt
@@ -610,7 +722,12 @@ class TensorRTBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError:
-            self._log('accuracy check skipped: onnxruntime is not installed')
+            if self._in_shape[0] > 1:
+                self._log('onnxruntime is not installed: checking the batch items with '
+                          'TensorRT itself')
+                self._check_items_alone()
+            else:
+                self._log('accuracy check skipped: onnxruntime is not installed')
             return
         session = ort.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
         ort_input = session.get_inputs()[0]
@@ -624,6 +741,7 @@ class TensorRTBackend(Backend):
         ref_ids, got_ids = self._ids(ref, kind), self._ids(got, kind)
         self.item_agreement = [float((r.reshape(-1) == g.reshape(-1)).mean())
                                for r, g in zip(ref_ids, got_ids)]
+        self.check_method = CHECK_ONNXRUNTIME
         finite = bool(np.isfinite(got.astype(np.float64)).all())
         precision = self.effective_precision or self.precision
         threshold = self.fp16_min_agreement if precision == 'fp16' else self.fp32_min_agreement
@@ -649,6 +767,42 @@ class TensorRTBackend(Backend):
         else:
             self._log(f'accuracy check ({precision}, batch {batch}): {text} argmax '
                       f'agreement with ONNX Runtime')
+
+    def _check_items_alone(self) -> None:
+        """Check a batch > 1 engine with TensorRT alone (NVIDIA/TensorRT#4853).
+
+        Item i of a batch of distinct frames must equal the result of frame i run alone,
+        i.e. with frame i in every batch position (and those positions must agree with each
+        other). The wrong results of #4853 depend on the batch position, so they show up
+        here; no reference runtime is needed. Below ``fp32_check_min_agreement`` (the same
+        engine and precision on both sides) the engine is refused.
+        """
+        batch = self._in_shape[0]
+        kind = self.model_info_kind()
+        frames = check_frames(self._in_shape, self._in_dtype)
+        batched = self._ids(self._infer_impl(frames), kind)
+        agreement = []
+        for i in range(batch):
+            alone = self._ids(self._infer_impl(np.repeat(frames[i:i + 1], batch, axis=0)), kind)
+            first = alone[0].reshape(-1)
+            worst = float((first == batched[i].reshape(-1)).mean())
+            for k in range(1, batch):
+                worst = min(worst, float((first == alone[k].reshape(-1)).mean()))
+            agreement.append(worst)
+        self.item_agreement = agreement
+        self.check_method = CHECK_ITEMS_ALONE
+        text = ', '.join(f'{a * 100:.1f}%' for a in agreement)
+        if min(agreement) < self.fp32_min_agreement:
+            if self.built_now and self.engine_path is not None:
+                self.cache.discard(self.engine_path)
+            raise BackendError(
+                f'TensorRT engine of batch {batch} gives wrong results: each item run alone '
+                f'agrees with the batched run on only {text} of pixels (expected >= '
+                f'{self.fp32_min_agreement * 100:.0f}% each); TensorRT silently mis-computes '
+                f'SegFormer at batch > 1 ({BATCH_ISSUE}): export the ONNX with batch 1 or a '
+                f'dynamic batch (the node builds batch-1 engines)')
+        self._log(f'batch check (TensorRT, each item alone vs batched, batch {batch}): {text} '
+                  f'agreement')
 
     @staticmethod
     def _ids(raw: np.ndarray, kind: OutputKind) -> np.ndarray:
@@ -681,20 +835,33 @@ class TensorRTBackend(Backend):
         """Queue one inference on device pointers (GPU pipeline); no synchronization.
 
         ``frames`` is not used: the context's input shape is the one set at configure (the
-        engine's batch), so partial submissions run the whole batch.
+        engine's batch), so partial submissions run the whole batch. Runs without the
+        backend lock (the GPU pipeline's submit thread); :meth:`release` waits for it.
         """
-        self._set_address(self._in_name, input_ptr)
-        self._set_address(self._out_name, output_ptr)
-        if not self._context.execute_async_v3(int(stream_ptr)):
-            raise BackendError('TensorRT execute_async_v3 returned False; see the TensorRT log')
+        with self._calls:
+            context = self._context
+            if context is None or self._closing:
+                raise BackendStateError('tensorrt backend: infer_device called after release() '
+                                        '(or before configure()); configure it first')
+            self._in_flight += 1
+        try:
+            for name, ptr in ((self._in_name, input_ptr), (self._out_name, output_ptr)):
+                if not context.set_tensor_address(name, int(ptr)):
+                    raise BackendError(f'TensorRT refused the address of tensor {name}')
+            if not context.execute_async_v3(int(stream_ptr)):
+                raise BackendError(f'TensorRT execute_async_v3 returned False '
+                                   f'({self._trt_reason()})')
+        finally:
+            with self._calls:
+                self._in_flight -= 1
+                self._calls.notify_all()
 
     def device_io_spec(self) -> Any:
         """I/O of the engine for :class:`segformer_ros.cuda.gpu_pipeline.GpuPipeline`."""
         from ..cuda.device_inference import DeviceIOSpec
         info = self.model_info
         return DeviceIOSpec(self._in_name, self._in_shape, self._in_dtype, self._out_name,
-                            self._out_shape, self._out_dtype, info.output_kind,
-                            graph_capturable=True)
+                            self._out_shape, self._out_dtype, info.output_kind)
 
     def describe(self) -> str:
         """Backend, effective precision, device and engine file for logs and /diagnostics."""
@@ -705,9 +872,32 @@ class TensorRTBackend(Backend):
     def _has_resources(self) -> bool:
         return self._engine is not None or bool(self._buffers) or bool(self._host)
 
+    def _fence_in_flight(self) -> bool:
+        """Stop new infer_device calls and wait for those running; False if one never ends."""
+        deadline = time.monotonic() + RELEASE_WAIT_S
+        with self._calls:
+            self._closing = True
+            while self._in_flight and time.monotonic() < deadline:
+                self._calls.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return self._in_flight == 0
+
     def _release_impl(self) -> None:
         if self._stream is not None or self._buffers or self._host:
             self.bind_thread()   # free on the engine's device, whatever thread releases
+        if not self._fence_in_flight():
+            # Freeing under a running enqueue would crash the process: leak instead.
+            self._log(f'WARNING: a TensorRT inference call is still running after '
+                      f'{RELEASE_WAIT_S:.0f} s; its context and buffers are left allocated')
+            self._context = self._engine = self._runtime = None
+            self._buffers, self._host, self._stream = [], [], None
+            return
+        if self._context is not None:
+            # Work already queued on any stream may still use the context's memory.
+            from ..cuda import runtime as rt
+            try:
+                rt.check(rt.bindings()[0].cudaDeviceSynchronize(), 'cudaDeviceSynchronize')
+            except BackendError as exc:
+                self._log(f'WARNING: synchronizing before release failed ({exc})')
         self._context = None
         self._engine = None
         self._runtime = None

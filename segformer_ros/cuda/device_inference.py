@@ -27,9 +27,8 @@ class DeviceIOSpec:
     input_dtype: str                 # 'float32' or 'float16'
     output_name: str
     output_shape: Tuple[int, ...]    # (B, C, h, w) logits or (B, H, W) / (B, 1, H, W) ids
-    output_dtype: str                # 'float32', 'float16', 'int32' or 'int64'
+    output_dtype: str                # 'float32'/'float16' logits; ids: int32, int64, uint8, int8
     output_kind: OutputKind
-    graph_capturable: bool = False   # inference may be captured into a CUDA graph
 
     @property
     def input_nbytes(self) -> int:
@@ -84,7 +83,8 @@ class DeviceInference:
 
 
 _ORT_DTYPES = {'tensor(float)': 'float32', 'tensor(float16)': 'float16',
-               'tensor(int64)': 'int64', 'tensor(int32)': 'int32'}
+               'tensor(int64)': 'int64', 'tensor(int32)': 'int32', 'tensor(uint8)': 'uint8',
+               'tensor(int8)': 'int8'}
 
 
 class OrtCudaInference(DeviceInference):
@@ -148,7 +148,7 @@ class OrtCudaInference(DeviceInference):
             out_shape = list(probe.shape)
         kind = OutputKind.LOGITS if out_dtype.startswith('float') else OutputKind.CLASS_IDS
         self._spec = DeviceIOSpec(inp.name, tuple(shape), in_dtype, out.name, tuple(out_shape),
-                                  out_dtype, kind, graph_capturable=False)
+                                  out_dtype, kind)
         # The binding of the last run: a new one whenever the pointers or the item count
         # change. Keeping one binding per ring slot and reusing it was slower (H200, 4
         # cameras, 8 slots: inference 5.3 -> 9.9-10.1 ms in the node, 118 -> 85-87 masks/s,

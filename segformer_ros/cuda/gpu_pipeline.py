@@ -198,7 +198,7 @@ class _Image:
                 self.post.append(('post_map_u8', grid, K.BLOCK_2D, K.KernelArgs(
                     'post_map_u8', dict(ids=small, **mapping, **epi))))
         else:
-            name = 'post_ids_i64' if s.output_dtype == 'int64' else 'post_ids_i32'
+            name = K.ids_kernel(s.output_dtype)   # element size = the output buffer's
             self.post.append((name, grid, K.BLOCK_2D, K.KernelArgs(
                 name, dict(ids=output, **mapping, **epi))))
         self.post.append(('free_space', K.grid_1d(out_w), K.BLOCK_1D, K.KernelArgs(
@@ -328,6 +328,8 @@ class GpuPipeline:
             raise BackendError(f'expected the engine\'s inference stream {required.ptr:#x}, '
                                f'got {stream.ptr:#x}; omit stream= to use the engine\'s')
         self._own_stream = stream is None
+        if self.spec.output_kind is not OutputKind.LOGITS:
+            K.ids_kernel(self.spec.output_dtype)   # refuse an unreadable id type up front
         self.stream = stream or rt.Stream()
         logits_dtype = self.spec.output_dtype if self.spec.output_kind is OutputKind.LOGITS \
             else 'float32'

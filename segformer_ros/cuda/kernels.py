@@ -12,7 +12,9 @@ The kernels implement exactly the formulas of the CPU path (the contract is
 * ``argmax_logits``: per-pixel argmax over C logits at logit resolution (NaN never wins,
   ties go to the lower class, like ``np.argmax`` on NaN-free data);
 * ``post_map_u8`` (``fast`` mode: nearest upsample of that argmax map), ``post_ids_i32`` /
-  ``post_ids_i64`` (id-map models, nearest; ids outside ``0..num_classes-1`` -> 255) and
+  ``post_ids_i64`` / ``post_ids_u8`` / ``post_ids_i8`` (id-map models of each integer
+  output type, :data:`ID_KERNELS`; nearest; ids outside ``0..num_classes-1`` -> 255, as
+  ``postprocessing.ids_to_uint8``) and
   ``post_exact`` (bilinear logits at each output pixel, then argmax, fused): each writes
   the mono8 mask, the palette overlay blend and the per-class / ROI histograms;
 * ``free_space``: per image column, the first row of the drivable run touching the bottom.
@@ -57,10 +59,18 @@ KERNEL_SIGNATURES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     'post_map_u8': (('ids', 'p'),) + _MAP + _EPILOGUE,
     'post_ids_i32': (('ids', 'p'),) + _MAP + _EPILOGUE,
     'post_ids_i64': (('ids', 'p'),) + _MAP + _EPILOGUE,
+    'post_ids_u8': (('ids', 'p'),) + _MAP + _EPILOGUE,
+    'post_ids_i8': (('ids', 'p'),) + _MAP + _EPILOGUE,
     'post_exact': (('logits', 'p'), ('channels', 'i')) + _MAP + _EPILOGUE,
     'free_space': (('mask', 'p'), ('w', 'i'), ('h', 'i'), ('drivable', 'p'),
                    ('boundary', 'p')),
 }
+
+# The id-map kernel of each integer output type (numpy name): it reads elements of exactly
+# that size and signedness (a wider read runs past the engine's output buffer: an illegal
+# address on the GPU). TensorRT 10/11 allow UINT8 and INT8 network outputs.
+ID_KERNELS: Dict[str, str] = {'int64': 'post_ids_i64', 'int32': 'post_ids_i32',
+                              'uint8': 'post_ids_u8', 'int8': 'post_ids_i8'}
 
 # Block shapes: 32 x 8 = 256 threads (the histogram flush uses one thread per bin).
 BLOCK_2D: Tuple[int, int, int] = (32, 8, 1)
@@ -253,6 +263,27 @@ extern "C" __global__ void post_ids_i64(const i64* __restrict__ ids, MAP_PARAMS,
              palette, hist, roi, roi_hist);
 }
 
+extern "C" __global__ void post_ids_u8(const u8* __restrict__ ids, MAP_PARAMS, EPI_PARAMS)
+{
+    POST_PROLOGUE
+    NEAREST_INDEX
+    int id = valid ? (int)ids[mi] : 0;   // 0..255; >= num_classes -> 255 in the epilogue
+    epilogue(x, y, valid, id, sh_hist, sh_roi, mask, out_w, out_h, num_classes, frame,
+             frame_w, frame_h, frame_step, frame_cn, fr, fg, fb, overlay, overlay_bgr, alpha,
+             palette, hist, roi, roi_hist);
+}
+
+extern "C" __global__ void post_ids_i8(const signed char* __restrict__ ids, MAP_PARAMS,
+                                       EPI_PARAMS)
+{
+    POST_PROLOGUE
+    NEAREST_INDEX
+    int id = valid ? (int)ids[mi] : 0;   // sign-extended: negative -> 255 in the epilogue
+    epilogue(x, y, valid, id, sh_hist, sh_roi, mask, out_w, out_h, num_classes, frame,
+             frame_w, frame_h, frame_step, frame_cn, fr, fg, fb, overlay, overlay_bgr, alpha,
+             palette, hist, roi, roi_hist);
+}
+
 extern "C" __global__ void post_exact(const void* __restrict__ logits, int channels,
                                       MAP_PARAMS, EPI_PARAMS)
 {
@@ -316,6 +347,19 @@ def kernel_source(input_dtype: str = 'float32', logits_dtype: str = 'float32') -
                                f'pipeline feeds float32 or float16 engine tensors')
     return _SOURCE % {'in_t': input_dtype, 'logit_t': logits_dtype,
                       'load_logit': _LOAD[logits_dtype], 'store_input': _STORE[input_dtype]}
+
+
+def ids_kernel(dtype: str) -> str:
+    """Name of the id-map kernel for an engine output of numpy type ``dtype``.
+
+    BackendError (at pipeline creation, not an illegal address later) for other types.
+    """
+    try:
+        return ID_KERNELS[str(dtype)]
+    except KeyError:
+        raise BackendError(f'the GPU pipeline reads class-id outputs of type '
+                           f'{sorted(ID_KERNELS)}, got {dtype!r}; export the argmax as int32 '
+                           f'or int64, or use gpu_pipeline: cpu') from None
 
 
 def parse_signatures(source: str) -> Dict[str, List[str]]:

@@ -10,8 +10,10 @@ The engine gets a JSON sidecar (TensorRT version, GPU, precision, profile) so th
 say why an engine does not fit instead of failing obscurely. Parent directories of
 ``--output`` and ``--timing-cache`` are created before the build, and a built plan is never
 lost to a later write error. After the build the engine is compared with ONNX Runtime on one
-distinct frame per batch item; a batch > 1 engine whose items disagree is removed
-(NVIDIA/TensorRT#4853).
+distinct frame per batch item (without onnxruntime, a batch > 1 engine checks itself: each
+item alone vs the batched run); a batch > 1 engine whose items disagree is removed
+(NVIDIA/TensorRT#4853). The sidecar records what was checked: ``checked`` (whether a check
+ran), ``check_method`` and ``item_agreement``.
 """
 
 import argparse
@@ -96,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         import tensorrt as trt
         from ..backends import trt_compat
         from ..backends.engine_cache import key_for_device
-        from ..backends.tensorrt_backend import build_engine
+        from ..backends.tensorrt_backend import BUILD_LOGIC, build_engine
         from ..cuda import runtime as rt
         trt_compat.check_version(trt)
         shapes = parse_shapes(args.shapes)
@@ -114,8 +116,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         start = time.monotonic()
         built = build_engine(trt, args.onnx, precision, args.workspace, profile or None,
                              timing, progress, lambda m: print(m, flush=True))
-        key = key_for_device(args.onnx, trt.__version__, info, precision, built.profile)
-        notes = {'precision': built.precision, 'checked': False}
+        key = key_for_device(args.onnx, trt.__version__, info, precision, built.profile,
+                             BUILD_LOGIC)
+        notes = {'precision': built.precision, 'checked': False,
+                 'check_method': 'none (--no-check)' if args.no_check else None}
         written = _write_plan(out, built.plan, key, notes)
         print(f'wrote {written} ({len(built.plan) / 1e6:.1f} MB, {built.precision}, TensorRT '
               f'{trt.__version__}, {info.name}) in {time.monotonic() - start:.0f} s')
@@ -133,7 +137,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _check(engine: Path, onnx_path: str, device: int, key: Any, precision: str) -> int:
     """Load the written engine and compare it with ONNX Runtime; refuse a wrong batch engine."""
-    from ..backends.engine_cache import EngineCache, write_sidecar
+    from ..backends.engine_cache import EngineCache, read_notes, write_sidecar
     from ..backends.tensorrt_backend import TensorRTBackend
     backend = TensorRTBackend(str(engine), reference_onnx=onnx_path, device_id=device,
                               logger=lambda m: print(m, flush=True))
@@ -145,8 +149,14 @@ def _check(engine: Path, onnx_path: str, device: int, key: Any, precision: str) 
         return 1
     finally:
         backend.release()
-    write_sidecar(engine, key, {'precision': precision, 'checked': True,
-                                'item_agreement': backend.item_agreement})
+    method = backend.check_method
+    notes = read_notes(engine)   # keeps the engine's recorded size and hash
+    notes.update(precision=precision, checked=method is not None, check_method=method,
+                 item_agreement=backend.item_agreement)
+    write_sidecar(engine, key, notes)
+    if method is None:
+        print('warning: the engine was not checked (install onnxruntime to compare it with '
+              'ONNX Runtime); recorded as unchecked', file=sys.stderr)
     return 0
 
 

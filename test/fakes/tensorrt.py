@@ -22,7 +22,26 @@ release/10.3, release/10.16, release/11.1 = main) or Polygraphy, cited where imp
   ``init_libnvinfer_plugins`` (pyPlugin.cpp; Polygraphy EngineFromBytes calls it first).
 * a progress monitor whose ``step_complete`` raises cancels the build (pyCore.cpp
   PyProgressMonitor::stepComplete: the exception is printed, then ``return false``;
-  pyCoreDoc.h IProgressMonitorDoc: "False to stop the build").
+  pyCoreDoc.h IProgressMonitorDoc: "False to stop the build"); one raised in
+  ``phase_start`` or ``phase_finish`` is printed and the build goes on (pyCore.cpp
+  PyProgressMonitor::phaseStart/phaseFinish catch, print "[ERROR] Exception caught in
+  phase_start()" and return).
+* a Python ``ILogger`` / ``IProgressMonitor`` subclass whose ``__init__`` does not call the
+  base ``__init__`` is refused with TypeError when instantiated (pybind11 ``py::init<>()``
+  on both classes in pyCore.cpp; pybind11 detail/class.h pybind11_meta_call: "__init__()
+  must be called when overriding __init__").
+* ``IBuilderConfig.add_optimization_profile`` returns -1 for an invalid profile (an input
+  without shapes, or not min <= opt <= max) -- NvInfer.h addOptimizationProfile: "return
+  ... or -1 if the input is not valid"; ``ICudaEngine.create_execution_context`` can
+  return None (a nullptr ``IExecutionContext*``, e.g. no device memory for activations:
+  Polygraphy backend/trt/runner.py checks ``if not self.context``);
+  ``fake_state.context_fails`` makes it do so.
+* the 11.x pose's ``NetworkDefinitionCreationFlag`` has no ``EXPLICIT_BATCH`` and
+  STRONGLY_TYPED = 0 ("Deprecated: always enabled"; release/11.0 pyCore.cpp, NvInfer.h);
+  10.x has EXPLICIT_BATCH = 0, STRONGLY_TYPED = 1.
+* tensor types come from pyFoundationalTypes.cpp ``py::enum_<DataType>`` (INT8, UINT8,
+  BOOL, INT64 ...); an ONNX type the fake cannot map fails the parse instead of silently
+  becoming FLOAT.
 * ``create_timing_cache`` of an unreadable blob gives None (a nullptr ``ITimingCache*``);
   ``IBuilderConfig.get_timing_cache`` is None when none is set (pyCoreDoc.h).
 * the current CUDA device is per host thread: an engine runs only on the device that was
@@ -33,7 +52,13 @@ release/10.3, release/10.16, release/11.1 = main) or Polygraphy, cited where imp
   output.
 
 Execution runs the ONNX with ONNX Runtime (CPU) on the bytes at the tensor addresses; fp16
-engines round inputs and outputs through float16.
+engines round inputs and outputs through float16. Every tensor access goes through
+:meth:`fakes.cuda_runtime.FakeCudaRuntime.access`: an input read or output write that leaves
+its allocation, hits freed memory or reads another dtype is a device fault -- as on a GPU,
+``execute_async_v3`` still returns True (enqueueV3 only queues work, NvInferRuntime.h: "the
+function returns ... whether the kernels were enqueued successfully") and the sticky
+cudaErrorIllegalAddress surfaces at the next synchronize. ``fake_state.execute_gate`` (a
+threading.Event) holds ``execute_async_v3`` until set, so tests can race it.
 """
 
 import enum
@@ -45,6 +70,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+# Imported here, not per call: tests hide onnxruntime from the backend (a robot without it)
+# while the fake's "engine" still runs the ONNX with it.
+import onnxruntime as _ort
 
 from .cuda_runtime import FakeCudaRuntime
 
@@ -93,19 +121,40 @@ class MemoryPoolType(enum.IntEnum):
 
 
 class NetworkDefinitionCreationFlag(enum.IntEnum):
-    """tensorrt.NetworkDefinitionCreationFlag (EXPLICIT_BATCH = 0, STRONGLY_TYPED = 1)."""
+    """tensorrt.NetworkDefinitionCreationFlag of 10.x (EXPLICIT_BATCH = 0, STRONGLY_TYPED = 1)."""
 
     EXPLICIT_BATCH = 0
     STRONGLY_TYPED = 1
 
 
+class NetworkDefinitionCreationFlag11(enum.IntEnum):
+    """The same enum in release/11.0+ pyCore.cpp: EXPLICIT_BATCH gone, STRONGLY_TYPED = 0."""
+
+    STRONGLY_TYPED = 0
+    PREFER_JIT_PYTHON_PLUGINS = 1
+    PREFER_AOT_PYTHON_PLUGINS = 2
+
+
+class _NeedsBaseInit(type):
+    """pybind11 metaclass behaviour: a subclass must run the bound base ``__init__``."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__call__(*args, **kwargs)
+        if not getattr(obj, '_base_initialized', False):
+            raise TypeError(f'{cls.__name__}.__init__() must be called when overriding '
+                            f'__init__')
+        return obj
+
+
 _ORT_TYPES = {'tensor(float)': DataType.FLOAT, 'tensor(float16)': DataType.HALF,
               'tensor(int64)': DataType.INT64, 'tensor(int32)': DataType.INT32,
-              'tensor(uint8)': DataType.UINT8, 'tensor(bfloat16)': DataType.BF16}
+              'tensor(uint8)': DataType.UINT8, 'tensor(int8)': DataType.INT8,
+              'tensor(bool)': DataType.BOOL, 'tensor(bfloat16)': DataType.BF16}
 _NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT64: np.int64,
-       DataType.INT32: np.int32, DataType.UINT8: np.uint8}
+       DataType.INT32: np.int32, DataType.UINT8: np.uint8, DataType.INT8: np.int8,
+       DataType.BOOL: np.bool_}
 _ONNX_ELEM = {1: DataType.FLOAT, 10: DataType.HALF, 7: DataType.INT64, 6: DataType.INT32,
-              16: DataType.BF16}
+              2: DataType.UINT8, 3: DataType.INT8, 9: DataType.BOOL, 16: DataType.BF16}
 
 
 class _State:
@@ -119,6 +168,10 @@ class _State:
         self.build_threads: List[str] = []
         self.built_flags: List[set] = []
         self.engines: List[Any] = []          # the deserialized fake engines
+        self.parses = 0                       # OnnxParser.parse_from_file calls
+        self.context_fails = False            # create_execution_context returns None
+        self.execute_gate: Optional[threading.Event] = None   # holds execute_async_v3
+        self.in_execute = threading.Event()   # set while a thread is inside it
 
 
 def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = None,
@@ -146,7 +199,8 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
     mod.DataType = DataType
     mod.TensorIOMode = TensorIOMode
     mod.MemoryPoolType = MemoryPoolType
-    mod.NetworkDefinitionCreationFlag = NetworkDefinitionCreationFlag
+    mod.NetworkDefinitionCreationFlag = (NetworkDefinitionCreationFlag11 if strongly_only
+                                         else NetworkDefinitionCreationFlag)
 
     def current_device() -> int:
         return cuda.current() if cuda is not None else 0
@@ -158,13 +212,13 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
         return {'cc': list(gpu.cc), 'name': gpu.name}
 
     # ------------------------------------------------------------------ logging
-    class ILogger:
+    class ILogger(metaclass=_NeedsBaseInit):
         """Base class Python loggers derive from (pyCore.cpp PyLogger: ``log`` is pure)."""
 
         Severity = Severity
 
         def __init__(self) -> None:
-            pass
+            self._base_initialized = True
 
         def log(self, severity: Severity, msg: str) -> None:
             raise NotImplementedError
@@ -247,16 +301,21 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
             return self._errors[index]
 
         def parse_from_file(self, path: str) -> bool:
-            import onnxruntime as ort
+            state.parses += 1
             try:
-                session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+                session = _ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
             except Exception as exc:  # noqa: BLE001 - the parser reports, never raises
                 self._errors.append(f'ModelImporter: failed to parse {path}: {exc}')
+                return False
+            metas = list(session.get_inputs()) + list(session.get_outputs())
+            unknown = [f'{m.name}: {m.type}' for m in metas if m.type not in _ORT_TYPES]
+            if unknown:
+                self._errors.append(f'ModelImporter: unsupported tensor type {unknown}')
                 return False
 
             def tensor(meta: Any) -> ITensor:
                 dims = [d if isinstance(d, int) and d > 0 else -1 for d in meta.shape]
-                return ITensor(meta.name, dims, _ORT_TYPES.get(meta.type, DataType.FLOAT))
+                return ITensor(meta.name, dims, _ORT_TYPES[meta.type])
             self.network._inputs = [tensor(m) for m in session.get_inputs()]
             self.network._outputs = [tensor(m) for m in session.get_outputs()]
             self.network._layers = _layers_of(str(path))
@@ -293,11 +352,11 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
         def serialize(self) -> bytes:
             return b'FAKETC' + str(self.entries).encode()
 
-    class IProgressMonitor:
+    class IProgressMonitor(metaclass=_NeedsBaseInit):
         """pyCore.cpp PyProgressMonitor: Python subclasses implement the three methods."""
 
         def __init__(self) -> None:
-            pass
+            self._base_initialized = True
 
     class IBuilderConfig:
         def __init__(self) -> None:
@@ -336,6 +395,11 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
             return self._timing
 
         def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
+            valid = bool(profile.shapes) and all(
+                len(lo) == len(opt) == len(hi) and all(a <= b <= c for a, b, c in zip(lo, opt, hi))
+                and min(lo) >= 0 for lo, opt, hi in profile.shapes.values())
+            if not valid:
+                return -1   # NvInfer.h: "-1 if the input is not valid"
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
@@ -412,15 +476,23 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
             if monitor is None:
                 return True
             steps = 3
-            try:   # PyProgressMonitor: exceptions are printed and mean "stop the build"
-                monitor.phase_start('Building engine', None, steps)
-                for step in range(steps):
+
+            def guarded(name: str, call: Any) -> None:
+                try:   # PyProgressMonitor::phaseStart/phaseFinish: printed, build goes on
+                    call()
+                except Exception as exc:  # noqa: BLE001
+                    print(f'[ERROR] Exception caught in {name}(): {exc}', file=sys.stderr)
+
+            guarded('phase_start', lambda: monitor.phase_start('Building engine', None, steps))
+            for step in range(steps):
+                try:   # PyProgressMonitor::stepComplete: an exception means "stop the build"
                     if not monitor.step_complete('Building engine', step):
                         return False
-                monitor.phase_finish('Building engine')
-            except Exception as exc:  # noqa: BLE001
-                print(f'[ERROR] Exception caught in step_complete(): {exc}', file=sys.stderr)
-                return False
+                except Exception as exc:  # noqa: BLE001
+                    print(f'[ERROR] Exception caught in step_complete(): {exc}',
+                          file=sys.stderr)
+                    return False
+            guarded('phase_finish', lambda: monitor.phase_finish('Building engine'))
             return True
 
     # ------------------------------------------------------------------ runtime
@@ -437,7 +509,12 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
                        'assertion magicTagRead == kMAGIC_TAG failed.Magic tag does not match)')
                 return None
             size = int.from_bytes(data[8:12], 'little')
-            header = json.loads(data[12:12 + size])
+            try:   # a cut-short plan: the runtime reports and returns None, never raises
+                header = json.loads(data[12:12 + size])
+            except ValueError:
+                report(self.logger, Severity.ERROR, 'Error Code 1: Serialization (Serialization '
+                       'assertion: the plan is truncated or corrupt)')
+                return None
             if header['version'] != version:
                 report(self.logger, Severity.ERROR, f'Error Code 6: API Usage Error (The engine '
                        f'plan file is not compatible with this version of TensorRT, expecting '
@@ -456,24 +533,24 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
                        'Fake_TRT version 1')
                 return None
             engine = ICudaEngine(header, current_device())
+            engine.engine_logger = self.logger
             state.engines.append(engine)
             return engine
 
     class ICudaEngine:
         def __init__(self, header: Dict[str, Any], device: int) -> None:
-            import onnxruntime as ort
             self.header, self.device = header, device
-            self.session = ort.InferenceSession(header['onnx'],
-                                                providers=['CPUExecutionProvider'])
+            self.session = _ort.InferenceSession(header['onnx'],
+                                                 providers=['CPUExecutionProvider'])
             self._io: Dict[str, Tuple[TensorIOMode, ITensor]] = {}
             for meta in self.session.get_inputs():
                 dims = [d if isinstance(d, int) and d > 0 else -1 for d in meta.shape]
                 self._io[meta.name] = (TensorIOMode.INPUT, ITensor(
-                    meta.name, dims, _ORT_TYPES.get(meta.type, DataType.FLOAT)))
+                    meta.name, dims, _ORT_TYPES[meta.type]))
             for meta in self.session.get_outputs():
                 dims = [d if isinstance(d, int) and d > 0 else -1 for d in meta.shape]
                 self._io[meta.name] = (TensorIOMode.OUTPUT, ITensor(
-                    meta.name, dims, _ORT_TYPES.get(meta.type, DataType.FLOAT)))
+                    meta.name, dims, _ORT_TYPES[meta.type]))
             self.contexts: List['IExecutionContext'] = []
 
         num_io_tensors = property(lambda self: len(self._io))
@@ -500,7 +577,11 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
             lo, opt, hi = self.header['profile']
             return [tuple(lo), tuple(opt), tuple(hi)]
 
-        def create_execution_context(self) -> 'IExecutionContext':
+        def create_execution_context(self) -> Optional['IExecutionContext']:
+            if state.context_fails:   # nullptr IExecutionContext* (activation memory)
+                report(self.engine_logger, Severity.ERROR, '[executionContext.cpp] Error Code '
+                       '1: Cuda Runtime (out of memory)')
+                return None
             context = IExecutionContext(self)
             self.contexts.append(context)
             return context
@@ -552,6 +633,16 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
             return True
 
         def execute_async_v3(self, stream_handle: int) -> bool:
+            gate = state.execute_gate
+            if gate is not None:
+                state.in_execute.set()
+                try:
+                    gate.wait(30)
+                finally:
+                    state.in_execute.clear()
+            return self._execute(stream_handle)
+
+        def _execute(self, stream_handle: int) -> bool:
             here = current_device()
             stream_dev = cuda.stream_device(stream_handle) if cuda is not None else here
             self.executions.append((here, stream_dev))
@@ -565,8 +656,12 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
                 print('[TRT] [E] enqueueV3: tensor address not set', file=sys.stderr)
                 return False
             count = int(np.prod(shape))
-            raw = (ctypes_char(count * np.dtype(_NP[dtype]).itemsize)
-                   .from_address(self.addresses[name]))
+            nbytes = count * np.dtype(_NP[dtype]).itemsize
+            if cuda is not None and not cuda.access(self.addresses[name], nbytes,
+                                                    f'enqueueV3 input {name}',
+                                                    np.dtype(_NP[dtype]).name):
+                return True   # queued; the kernel faults: the sticky error comes at sync
+            raw = ctypes_char(nbytes).from_address(self.addresses[name])
             x = np.frombuffer(raw, dtype=_NP[dtype]).reshape(shape).copy()
             half = self.engine.header['precision'] == 'fp16'
             if half and x.dtype == np.float32:
@@ -577,6 +672,12 @@ def make_tensorrt(version: str = '10.3.0.30', cuda: Optional[FakeCudaRuntime] = 
                     value = value.astype(np.float16).astype(np.float32)
                 if batch_bug and value.shape[0] > 1:
                     value = np.repeat(value[:1], value.shape[0], axis=0)   # TensorRT#4853
+                # The engine writes its output tensor's type and size, whatever buffer it got.
+                value = value.astype(_NP[self.engine._io[out_name][1].dtype], copy=False)
+                if cuda is not None and not cuda.access(self.addresses[out_name], value.nbytes,
+                                                        f'enqueueV3 output {out_name}',
+                                                        value.dtype.name, write=True):
+                    return True
                 dst = (ctypes_char(value.nbytes).from_address(self.addresses[out_name]))
                 np.frombuffer(dst, dtype=value.dtype)[:] = np.ascontiguousarray(value).ravel()
             return True
