@@ -9,6 +9,7 @@
 #                   results go to out/<name>/; ARGS=--write-docs also updates docs/*.md
 #   make test-py310 | test-py312    same tests on another Python, if present
 #   make test-jazzy the node suite on ROS 2 Jazzy's rclpy (.venv-jazzy, Python 3.12)
+#   make stall-loop issue 21's loop: RUNS=20 DISTRO=kilted|jazzy LOAD=0|1 (tools/stall_loop.sh)
 #   make shell      a bash with ~/.bashrc, then tools/ros_env.sh on top (tools/shell_rc.sh);
 #                   ROS_DOMAIN_ID=101 in every such shell (SHELL_DOMAIN=n to change)
 #   make clean      build outputs;  make distclean  also the venvs
@@ -29,7 +30,7 @@ export SEGFORMER_ROS_INSTALL := $(abspath $(BUILD))/colcon/install
 ENV := source tools/ros_env.sh &&
 
 .PHONY: test-tensorrt
-.PHONY: all setup test test-compat test-jazzy lint demo bench bench-ros bench-cameras bench-gpu soak test-py310 test-py312 shell clean distclean
+.PHONY: all setup test test-compat test-jazzy stall-loop lint demo bench bench-ros bench-cameras bench-gpu soak test-py310 test-py312 shell clean distclean
 
 all: test
 
@@ -102,6 +103,14 @@ JAZZY_TESTS ?= test/test_ros_compat.py test/test_distro_survival.py \
 
 test-jazzy:
 	tools/test_jazzy.sh $(JAZZY_TESTS)
+
+# Issue 21's reproduction loop (not in CI: about 15 s a run): the cross-process node tests
+# RUNS times in a clean environment, DISTRO=kilted|jazzy, LOAD=1 with a busy loop per core.
+RUNS ?= 20
+DISTRO ?= kilted
+LOAD ?= 0
+stall-loop: setup
+	tools/stall_loop.sh --runs $(RUNS) --distro $(DISTRO) $(if $(filter 1,$(LOAD)),--load,) $(STALL_TESTS)
 
 test-py310:
 	tools/test_other_python.sh 3.10 $(PYTEST_ARGS)
