@@ -190,10 +190,16 @@ class RosProcess:
             return None
 
     def stop(self, timeout_s: float = 10.0) -> int:
-        """SIGINT, then SIGKILL after ``timeout_s``; return the exit code."""
+        """SIGINT, then SIGKILL after ``timeout_s``; return the exit code.
+
+        Before the kill, SIGUSR1: the node (node_main) prints its threads' stacks into the
+        log, so a shutdown that hangs says where.
+        """
         if self.running():
             self.proc.send_signal(signal.SIGINT)
             if self.wait(timeout_s) is None:
+                self.proc.send_signal(signal.SIGUSR1)
+                self.wait(1.0)
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()

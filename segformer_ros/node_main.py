@@ -1,5 +1,7 @@
 """Entry point of ``segformer_node`` (``ros2 run segformer_ros segformer_node``)."""
 
+import faulthandler
+import signal
 import sys
 from typing import List, Optional
 
@@ -44,6 +46,9 @@ def main(args: Optional[List[str]] = None) -> int:
     # Before any image buffer exists: image buffers from the heap, reused across frames;
     # the worker trims the heap once a second (memory.py says why, with numbers).
     keep_image_buffers()
+    # `kill -USR1 <pid>` prints every thread's stack to stderr and the node goes on: a hang
+    # (a shutdown that does not end, a stall) diagnosed on the robot without a debugger.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args)
     node = SegformerNode()
     # The frame path apart from services and timers (executors.py says why, with

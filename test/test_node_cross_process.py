@@ -208,3 +208,17 @@ def test_no_silent_stall_every_large_frame_answered(node_process, rclpy_context,
         assert answered, f'frame {200 + index} unanswered for 6 s: {slow}\n' \
                          f'{node_process.log()[-2000:]}'
     client.node.destroy_node()
+
+
+def test_sigusr1_prints_the_stacks_and_the_node_goes_on(node_process, rclpy_context) -> None:
+    """``kill -USR1 <pid>``: every thread's stack in the node's stderr; the node still answers."""
+    import signal
+
+    client = _Client(rclpy_context)
+    assert client.state() == State.PRIMARY_STATE_UNCONFIGURED
+    node_process.proc.send_signal(signal.SIGUSR1)
+    assert node_process.wait_for_log('most recent call first', 10.0), node_process.log()[-2000:]
+    assert 'node_main.py' in node_process.log()
+    assert node_process.running()
+    assert client.state() == State.PRIMARY_STATE_UNCONFIGURED
+    client.node.destroy_node()
