@@ -7,6 +7,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 
+from .cli import bad_usage, params_files
 from .executors import make_node_executors
 from .memory import keep_image_buffers
 from .node import SegformerNode
@@ -23,6 +24,16 @@ def autostart(node: SegformerNode) -> bool:
         node.get_logger().error('autostart: activate failed')
         return False
     return True
+
+
+def warn_params_files_without_node(node: SegformerNode, argv: List[str]) -> None:
+    """WARN for each --params-file that holds no section for this node (ROS ignores it)."""
+    from .presets import params_file_node_problem
+
+    for path in params_files(argv):
+        problem = params_file_node_problem(path, node.get_name())
+        if problem:
+            node.get_logger().warning(problem)
 
 
 USAGE = """usage: segformer_node [--ros-args -p name:=value ... --params-file FILE -r from:=to]
@@ -44,8 +55,12 @@ def main(args: Optional[List[str]] = None) -> int:
     # Before any image buffer exists: image buffers from the heap, reused across frames;
     # the worker trims the heap once a second (memory.py says why, with numbers).
     keep_image_buffers()
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # noqa: BLE001 - malformed --ros-args: one line, exit 2
+        return bad_usage('segformer_node', exc)
     node = SegformerNode()
+    warn_params_files_without_node(node, argv)
     # The frame path apart from services and timers (executors.py says why, with
     # numbers); both executors hardened (deactivate/cleanup while they wait: ros_compat).
     executor = make_node_executors(node)

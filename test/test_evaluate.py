@@ -154,7 +154,10 @@ def test_read_label_formats(tmp_path):
 def test_argument_errors(tmp_path, capsys):
     assert evaluate.main(['--model', 'm.onnx']) == 2
     assert 'exactly one of' in capsys.readouterr().err
-    assert evaluate.main(['--video', 'v.mp4']) == 2
-    assert 'no model' in capsys.readouterr().err
+    # No model: the node's default (the bundled demo model, warned), then the missing video.
+    assert evaluate.main(['--video', 'v.mp4', '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert 'running the bundled demo model' in err and '--model /path/to' in err, err
+    assert "frame source 'v.mp4' does not exist" in err and 'no model' not in err, err
     assert evaluate.main(['--model', 'm.onnx', '--cityscapes', str(tmp_path)]) == 2
     assert 'leftImg8bit' in capsys.readouterr().err
