@@ -1,0 +1,81 @@
+"""The executables' command lines as a user types them (issue 25, items 1 and 4).
+
+Real processes (python -m, as the console scripts run them), real rclpy and DDS on loopback.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+pytest.importorskip('rclpy')
+
+from benchmarks.processes import RosProcess, loopback_env, node_command  # noqa: E402
+from shared_assets import BUNDLED_VIDEO  # noqa: E402
+
+pytestmark = pytest.mark.ros
+REPO = Path(__file__).resolve().parents[1]
+IMAGE_SOURCE = [sys.executable, '-m', 'segformer_ros.image_source_main']
+NODE = [sys.executable, '-m', 'segformer_ros.node_main']
+
+
+def _run(cmd: List[str], domain: int, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=loopback_env(domain), cwd=str(REPO), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_image_source_takes_an_integer_rate(ros_domain) -> None:
+    """The --help example's `rate_hz:=10` (an INTEGER to ROS) publishes and exits 0."""
+    done = _run(IMAGE_SOURCE + ['--ros-args', '-p', f'source:={BUNDLED_VIDEO}', '-p',
+                                'rate_hz:=50', '-p', 'max_frames:=3', '-r',
+                                'image:=/camera/image_raw'], ros_domain)
+    assert done.returncode == 0, done.stderr
+    assert 'source finished after 3 frames' in done.stderr, done.stderr
+    assert 'Traceback' not in done.stderr
+
+
+@pytest.mark.parametrize('args, needle', [
+    (['-p', 'rate_hz:=fast'], 'rate_hz must be a number'),
+    (['-p', 'rate_hz:=0'], 'rate_hz must be in 0.1..1000'),
+    (['-p', 'width:=wide'], 'width'),
+    (['-p', 'rate_hz'], 'rate_hz'),   # malformed --ros-args
+])
+def test_image_source_bad_usage_is_one_line_and_exit_2(ros_domain, args, needle) -> None:
+    done = _run(IMAGE_SOURCE + ['--ros-args', '-p', f'source:={BUNDLED_VIDEO}'] + args,
+                ros_domain)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert 'Traceback' not in done.stderr, done.stderr
+    lines = [x for x in done.stderr.splitlines() if 'image_source: bad usage' in x]
+    assert len(lines) == 1 and needle in lines[0], done.stderr
+    assert '(see image_source --help)' in lines[0]
+
+
+def test_node_bad_ros_args_is_one_line_and_exit_2(ros_domain, tmp_path) -> None:
+    for args in (['-p', 'autostart'], ['--params-file', str(tmp_path / 'missing.yaml')]):
+        done = _run(NODE + ['--ros-args'] + args, ros_domain)
+        assert done.returncode == 2, (args, done.returncode, done.stderr)
+        assert 'Traceback' not in done.stderr, done.stderr
+        lines = [x for x in done.stderr.splitlines() if 'segformer_node: bad usage' in x]
+        assert len(lines) == 1, done.stderr
+
+
+def test_params_file_keyed_for_another_node_is_warned(ros_domain, tmp_path) -> None:
+    """`segformer_node:` where the node is `segformer`: ROS ignores it silently; we warn."""
+    wrong = tmp_path / 'wrong_key.yaml'
+    wrong.write_text('segformer_node:\n  ros__parameters:\n    drivable_classes: [road]\n')
+    right = tmp_path / 'right_key.yaml'
+    right.write_text('segformer:\n  ros__parameters:\n    drivable_classes: [road]\n')
+    proc = RosProcess(node_command([str(right), str(wrong)]), loopback_env(ros_domain),
+                      tmp_path / 'node.log')
+    try:
+        assert proc.wait_for_log('has no entry for this node', 30.0), proc.log()
+    finally:
+        code = proc.stop()
+    log = proc.log()
+    warnings = [x for x in log.splitlines() if 'has no entry for this node' in x]
+    assert len(warnings) == 1 and 'wrong_key.yaml' in warnings[0], log
+    assert "'segformer'" in warnings[0] and "['segformer_node']" in warnings[0]
+    assert '[WARN]' in warnings[0]
+    assert code == 0, log
