@@ -208,3 +208,17 @@ def test_readme_quickstart_make_demo(tmp_path) -> None:
     assert 'demo report' in done.stdout and "{'" not in done.stdout, done.stdout[-3000:]
     for name in ('overlay.mp4', 'summaries.jsonl', 'report.json'):
         assert (REPO / 'out' / 'demo' / name).stat().st_size > 0, name
+
+
+def test_user_docs_cite_no_development_only_paths() -> None:
+    """README, docs and presets name no `../shared/` file: users do not have that folder."""
+    user_docs = [README, REPO / 'docs' / 'jetson.md', REPO / 'docs' / 'nav2.md',
+                 REPO / 'docs' / 'reliability.md'] + sorted((REPO / 'config').glob('*.yaml'))
+    cited = [f'{p.name}:{i}' for p in user_docs
+             for i, line in enumerate(p.read_text().splitlines(), 1) if '../shared' in line]
+    assert not cited, cited
+    # The lab notebook says what that folder is before its commands use it.
+    bench = (REPO / 'docs' / 'benchmarks.md').read_text()
+    assert bench.index('**not distributed**') < bench.index('../shared/')
+    # reliability.md: an empty model_path loads the bundled model (it no longer fails).
+    assert 'model_path is empty: set it' not in (REPO / 'docs' / 'reliability.md').read_text()
