@@ -41,7 +41,12 @@ USAGE = """usage: segformer_node [--ros-args -p name:=value ... --params-file FI
 The segformer lifecycle node (also `ros2 run segformer_ros segformer_node`). It starts
 unconfigured; configure and activate it through its lifecycle services, or with
 -p autostart:=true, or use `ros2 launch segformer_ros segformer.launch.py`. With model_path
-empty it runs the bundled demo model. Parameters: README.md's table, config/*.yaml presets.
+empty it runs the bundled demo model; -p model_path:=/path/to/segformer.onnx runs yours with
+SegFormer's settings (the defaults: config/segformer.yaml). Parameters: README.md's table,
+config/*.yaml presets. Bad --ros-args exit with status 2 and one line.
+
+example:
+  segformer_node --ros-args -p autostart:=true -r image:=/camera/image_raw
 """
 
 
