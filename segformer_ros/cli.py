@@ -36,3 +36,30 @@ def params_files(argv: Sequence[str]) -> List[str]:
         elif in_ros_args and arg == '--params-file' and i + 1 < len(args):
             files.append(args[i + 1])
     return files
+
+
+def absorb_late_interrupt() -> None:
+    """Ignore the next SIGINT from now on; a further one raises KeyboardInterrupt as usual.
+
+    The one ignored is the late KeyboardInterrupt of the Ctrl-C that stopped spin():
+    rclpy's SIGINT handler shuts the context down at once (spin() returns, or raises
+    ExternalShutdownException) and chains to Python's handler, which raises KeyboardInterrupt
+    only when the main thread next runs Python code: now and then that is inside the
+    shutdown in ``finally``, which it cut short with a traceback (seen in about one Ctrl-C
+    in ten on a 2-core machine). Python calls the handler installed when it processes the
+    signal, so replacing it here absorbs that pending one. Call it where the process
+    starts to shut down (main thread only; elsewhere it does nothing).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    absorbed = [False]
+
+    def handler(signum: int, frame: object) -> None:
+        if absorbed[0]:
+            raise KeyboardInterrupt
+        absorbed[0] = True
+
+    signal.signal(signal.SIGINT, handler)

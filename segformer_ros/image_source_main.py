@@ -32,7 +32,7 @@ def main(args: Optional[List[str]] = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from .cli import bad_usage
+    from .cli import absorb_late_interrupt, bad_usage
     from .image_source import ImageSourceNode, wait_for
 
     argv = sys.argv[1:] if args is None else list(args)
@@ -73,6 +73,7 @@ def main(args: Optional[List[str]] = None) -> int:
         node.get_logger().error(str(exc))
         code = 1
     finally:
+        absorb_late_interrupt()   # the Ctrl-C that ended the loop may still raise (cli.py)
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()

@@ -7,7 +7,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from .cli import bad_usage, params_files
+from .cli import absorb_late_interrupt, bad_usage, params_files
 from .executors import make_node_executors
 from .memory import keep_image_buffers
 from .node import SegformerNode
@@ -86,6 +86,8 @@ def main(args: Optional[List[str]] = None) -> int:
         if node.context.ok():
             raise
     finally:
+        # The Ctrl-C that ended spin() may still raise in here (cli.py says why).
+        absorb_late_interrupt()
         # Leave the graph cleanly (no stray Fast DDS shared-memory segments) whatever
         # lifecycle state the node was in.
         try:
