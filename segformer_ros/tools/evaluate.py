@@ -126,7 +126,7 @@ def load_tool_params(params_file: Optional[str], overrides: Sequence[Tuple[str, 
     return {k: v for k, v in params.items() if k in PARAMETER_NAMES}
 
 
-TOOL_HOW_TO_SET = '--model /path/to/segformer.onnx (with --params segformer_cityscapes)'
+TOOL_HOW_TO_SET = '--model /path/to/segformer.onnx'
 
 
 def with_tool_default_model(params: Dict[str, Any], warn: Callable[[str], None]
@@ -182,6 +182,12 @@ def stage_medians(times: Sequence[Dict[str, float]]) -> Dict[str, float]:
     out = {k: float(np.median([t.get(k, 0.0) for t in times])) * 1e3 for k in keys}
     out['total'] = float(np.median([sum(t.values()) for t in times])) * 1e3
     return {k: round(v, 3) for k, v in out.items()}
+
+
+def format_stage_ms(medians: Dict[str, float]) -> str:
+    """``preprocess 1.2, inference 117.4, ...`` (stages that did not run left out)."""
+    shown = [f'{stage} {ms:.1f}' for stage, ms in medians.items() if ms > 0.0]
+    return ', '.join(shown) or 'none'
 
 
 def write_json(data: Dict[str, Any], target: str) -> None:
@@ -484,7 +490,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if has_labels:
         print(format_table(report['metrics']), file=human)
     print(f'{progress.count} frames, {description}, median ms per frame: '
-          f'{report["stage_ms_median"]}', file=human, flush=True)
+          f'{format_stage_ms(report["stage_ms_median"])}', file=human, flush=True)
     return report
 
 
