@@ -22,9 +22,9 @@ def _descriptor(p: ParamSpec) -> ParameterDescriptor:
     if p.default == [] or is_float_param(p):
         # An empty list has no element type; let the value from the params file decide
         # and check it ourselves in validate_parameter(). Float parameters too: users type
-        # `rate_hz:=10` or `mean: [0, 0, 0]`, which ROS reads as integers and a statically
-        # typed DOUBLE parameter refuses (validate_parameter checks for numbers, read_all
-        # hands out floats).
+        # `batch_window_ms:=5` or `mean: [0, 0, 0]`, which ROS reads as integers and a
+        # statically typed DOUBLE parameter refuses (validate_parameter checks for numbers,
+        # read_all hands out floats).
         d.dynamic_typing = True
     if isinstance(p.default, float) and p.min_value is not None and p.max_value is not None:
         # rclpy checks it for DOUBLE values (and `ros2 param describe` shows it); integers
