@@ -120,11 +120,12 @@ def _all_commands() -> List[Tuple[str, str]]:
     return found
 
 
-def _run_briefly(argv: List[str], seconds: float = 6.0) -> Tuple[Optional[int], str]:
+def _run_briefly(argv: List[str], domain: int, seconds: float = 6.0
+                 ) -> Tuple[Optional[int], str]:
     """Run; return (exit code, or None when still running at ``seconds``: stopped), output."""
     from benchmarks.processes import loopback_env
 
-    env = loopback_env(int(os.environ.get('ROS_DOMAIN_ID', '0') or 0) or 42)
+    env = loopback_env(domain)
     proc = subprocess.Popen(argv, cwd=str(REPO), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -136,7 +137,7 @@ def _run_briefly(argv: List[str], seconds: float = 6.0) -> Tuple[Optional[int], 
         return None, out
 
 
-def check_command(command: str) -> str:
+def check_command(command: str, domain: int) -> str:
     """Run or dry-run one documented command; return how it was checked (or pytest.skip)."""
     words = shlex.split(command)
     first = words[0]
@@ -166,7 +167,8 @@ def check_command(command: str) -> str:
         parser.parse_args(words[1:])   # SystemExit (2) on an unknown or malformed option
         return 'argument parsing (dry run)'
     if first in ROS_EXECUTABLES:
-        code, out = _run_briefly([sys.executable, '-m', ROS_EXECUTABLES[first]] + words[1:])
+        code, out = _run_briefly([sys.executable, '-m', ROS_EXECUTABLES[first]] + words[1:],
+                                 domain)
         assert code in (0, None), (command, code, out[-2000:])
         assert 'Traceback' not in out and '[ERROR]' not in out, (command, out[-2000:])
         return 'ran (stopped after a few seconds)' if code is None else 'ran to the end'
@@ -185,8 +187,8 @@ def test_documented_commands_are_found() -> None:
 
 @pytest.mark.parametrize('where, command', _all_commands(),
                          ids=lambda value: value[:60] if isinstance(value, str) else value)
-def test_documented_command_runs(where: str, command: str) -> None:
-    assert check_command(command)
+def test_documented_command_runs(where: str, command: str, ros_domain: int) -> None:
+    assert check_command(command, ros_domain)
 
 
 def test_readme_quickstart_make_shell() -> None:
