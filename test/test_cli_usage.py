@@ -102,3 +102,53 @@ def test_a_late_ctrl_c_during_shutdown_is_absorbed_once() -> None:
             time.sleep(0.5)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _integer_literal(default, low, high):
+    """Return an integer in range near ``default`` (what a user types), or None."""
+    import math
+
+    low = -10**6 if low is None else math.ceil(low)
+    high = 10**6 if high is None else math.floor(high)
+    value = min(max(round(default), low), high)
+    return value if low <= value <= high else None
+
+
+def test_every_float_parameter_takes_an_integer_literal(rclpy_context, capfd) -> None:
+    """`-p name:=10` / `-p name:=[0,0,0]` for each float parameter: accepted, read as floats."""
+    from rclpy.parameter import Parameter
+
+    from segformer_ros.node import SegformerNode
+    from segformer_ros.node_parameters import read_all
+    from segformer_ros.parameters import PARAMETERS, is_float_param
+
+    args, expected = [], {}
+    for p in PARAMETERS:
+        if not is_float_param(p):
+            continue
+        if isinstance(p.default, list):
+            value = [round(v) for v in p.default]
+            args += ['-p', f'{p.name}:=[{", ".join(str(v) for v in value)}]']
+        else:
+            value = _integer_literal(p.default, p.min_value, p.max_value)
+            if value is None:
+                continue   # no integer in its range: nobody types one
+            args += ['-p', f'{p.name}:={value}']
+        expected[p.name] = value
+    floats = [p.name for p in PARAMETERS if is_float_param(p)]
+    assert len(floats) >= 15 and sorted(expected) == sorted(floats), expected   # each of them
+    node = SegformerNode(context=rclpy_context, cli_args=['--ros-args'] + args)
+    try:
+        err = capfd.readouterr().err
+        assert 'override rejected' not in err and 'Traceback' not in err, err
+        values = read_all(node)
+        for name, value in expected.items():
+            got = values[name]
+            assert got == value, (name, got, value)
+            floats = got if isinstance(got, list) else [got]
+            assert all(type(v) is float for v in floats), (name, got)
+            # As ROS typed it (INTEGER / INTEGER_ARRAY): that is what used to be refused.
+            assert node.get_parameter(name).type_ in (
+                Parameter.Type.INTEGER, Parameter.Type.INTEGER_ARRAY), name
+    finally:
+        node.destroy_node()
