@@ -16,6 +16,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 FIRST_WARNING_S = 5.0
 # Then again at most this often, as long as the topic stays silent.
 REPEAT_WARNING_S = 30.0
+# A slow camera (one image every 10 s) is not "stopped" between its images: after images
+# have come, the wait before a warning is also at least this many of its last intervals.
+SLOW_CAMERA_INTERVALS = 3.0
 # Topics of the expected type named as candidates in the warning.
 MAX_CANDIDATES = 5
 
@@ -46,6 +49,7 @@ class InputWatch:
         self._next_warning = [now + first_after_s] * cameras
         self._warned = [False] * cameras
         self._ever = [False] * cameras
+        self._wait = [first_after_s] * cameras   # silence that earns a warning
 
     def update(self, seen: Sequence[int]) -> Tuple[List[int], List[int]]:
         """Take the frames seen so far per camera; return (warn now, resumed after a warning)."""
@@ -56,10 +60,13 @@ class InputWatch:
         resumed: List[int] = []
         for i, count in enumerate(seen):
             if count != self._counts[i]:
+                if self._ever[i]:
+                    self._wait[i] = max(self._first_after,
+                                        SLOW_CAMERA_INTERVALS * (now - self._since[i]))
                 self._counts[i] = count
                 self._since[i] = now
                 self._ever[i] = True
-                self._next_warning[i] = now + self._first_after
+                self._next_warning[i] = now + self._wait[i]
                 if self._warned[i]:
                     resumed.append(i)
                     self._warned[i] = False

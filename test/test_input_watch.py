@@ -60,6 +60,25 @@ def test_a_steady_camera_is_never_warned_about() -> None:
         assert watch.update([count]) == ([], [])
 
 
+def test_a_slow_camera_is_not_called_stopped_between_its_images() -> None:
+    """One image every 10 s: after its first interval (rate unknown yet), never a warning."""
+    clock = _Clock()
+    watch = InputWatch(1, clock=clock)
+    count, warned, resumed = 0, [], []
+    for _ in range(600):   # ten minutes, a check a second, an image every 10 s
+        clock.now += 1.0
+        if round(clock.now) % 10 == 1:
+            count += 1
+        due, back = watch.update([count])
+        warned += [clock.now] * len(due)
+        resumed += [clock.now] * len(back)
+    assert warned == [106.0] and resumed == [111.0], (warned, resumed)
+    # It stops (last image at 691 s): said after three of its intervals (30 s), not after 5 s.
+    while not watch.update([count])[0]:
+        clock.now += 1.0
+    assert clock.now == 691.0 + 30.0 and watch.silent_s(0) == 30.0
+
+
 def test_the_message_names_the_topic_publishers_and_fix() -> None:
     none = no_input_message('/nobody/image', IMAGE, 5.2, False, [],
                             ['/camera/image_raw', '/front/image'])
