@@ -95,7 +95,7 @@ JAZZY_TESTS ?= test/test_ros_compat.py test/test_distro_survival.py \
 	test/test_node_lifecycle.py test/test_node_cross_process.py test/test_transition_races.py \
 	test/test_hardening_input.py test/test_hardening_config.py test/test_multi_camera.py \
 	test/test_spin.py test/test_dds_profile.py test/test_conversion.py test/test_parameters.py \
-	test/test_build.py test/test_input_watch.py \
+	test/test_build.py \
 	--deselect 'test/test_hardening_input.py::TestRawInput::test_bad_frame_is_refused_once_and_next_frame_works[larger_than_max_input_pixels]'
 # Deselected above: on Fast DDS 2 the 16 MB best-effort frames of that case never reached
 # the node in each of 4 full `make test-jazzy` runs (passes alone and in shorter sequences;

@@ -199,11 +199,6 @@ class FrameReader:
         with self._lock:
             return sum(self.taken) + sum(self.dropped)
 
-    def seen_counts(self) -> List[int]:
-        """Frames that reached each camera's reader: taken plus skipped."""
-        with self._lock:
-            return [t + d for t, d in zip(self.taken, self.dropped)]
-
     def drop_counts(self) -> Dict[int, int]:
         """Frames skipped per channel (replaced before the worker took them, or lost)."""
         with self._lock:

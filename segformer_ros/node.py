@@ -37,7 +37,6 @@ from .frame_reader import FrameReader, PulledCallbackGroup
 from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
                              label_info_message, label_info_type, missing_vision_msgs_hint)
 from .grid_output import drivable_grid_output
-from .input_watch import InputWatch, no_input_message
 from .memory import HeapTrimmer
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params, spec
@@ -133,9 +132,6 @@ class SegformerNode(LifecycleNode):
         self._match_sub: Optional[Any] = None
         self._match_size: Optional[Tuple[int, int]] = None
         self._said_no_confidence = False
-        # A camera topic without images gets a WARN (input_watch.py); checked once a second.
-        self._input_watch: Optional[InputWatch] = None
-        self._input_timer: Optional[Any] = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for problem in declare_all(self):
             self.get_logger().error(problem)
@@ -371,14 +367,8 @@ class SegformerNode(LifecycleNode):
             keep_running=lambda: not slots.closed and self.context.ok(),
             bind_thread=self._backend.bind_thread, name='segformer')
         self._frame_path.start()
-        self._input_watch = InputWatch(len(self._channels))
-        self._input_timer = self.create_timer(1.0, self._check_input,
-                                              callback_group=MutuallyExclusiveCallbackGroup())
 
     def _stop_processing(self) -> None:
-        if self._input_timer is not None:
-            self.destroy_timer(self._input_timer)
-            self._input_timer = None
         # The worker first: it waits on the image subscriptions destroyed below.
         if self._slots is not None:
             self._slots.close()
@@ -530,32 +520,6 @@ class SegformerNode(LifecycleNode):
             return False
         pipeline.set_output_resolution(size_text(*size))
         return True
-
-    # ------------------------------------------------------------ silent input
-    def _check_input(self) -> None:
-        """WARN (rate-limited) about a camera topic without images, naming its publishers."""
-        from .topic_graph import published_topics_of_type, publishers_of, type_name
-
-        slots, watch, channels = self._slots, self._input_watch, self._channels
-        if slots is None or watch is None or slots.closed:
-            return   # deactivating
-        try:
-            due, resumed = watch.update(slots.seen_counts())
-            for index in due:
-                sub = channels[index].subscription
-                wanted = type_name(sub.msg_type)
-                candidates = [t for t in published_topics_of_type(self, wanted)
-                              if t != sub.topic_name]
-                self.get_logger().warning(no_input_message(
-                    sub.topic_name, wanted, watch.silent_s(index), watch.ever_received(index),
-                    publishers_of(self, sub.topic_name, sub.qos_profile), candidates))
-            for index in resumed:
-                self.get_logger().info(
-                    f'images arrive on {channels[index].subscription.topic_name} again')
-        except Exception as exc:  # noqa: BLE001 - a timer that raises ends spin()
-            if self.context.ok() and not slots.closed:
-                self._log_error('input_watch', f'input check: expected to read the topic '
-                                               f'graph, got {exc!r}; the frame path goes on')
 
     # ---------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
