@@ -18,6 +18,7 @@ writes bird's-eye pictures of the grid beside the overlay of the same frame
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -259,14 +260,46 @@ def _number(value: Any) -> Optional[float]:
         return None
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return '-'
+    if isinstance(value, float):
+        return f'{value:.1f}' if value >= 10 or value == int(value) else f'{value:.2f}'
+    return str(value)
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    """Render the report as a terminal table: one line per number, nested parts as tables.
+
+    report.json keeps the structure; this is for reading (no Python dict reprs).
+    """
+    scalars = [(k, v) for k, v in report.items() if not isinstance(v, (dict, list))]
+    width = max(len(k) for k, _ in scalars)
+    lines = ['demo report', '-' * (width + 14)]
+    lines += [f'  {k:<{width}}  {_cell(v):>10}' if not isinstance(v, str) else
+              f'  {k:<{width}}  {v}' for k, v in scalars]
+    stages = report.get('stage_ms_p50') or {}
+    if stages:
+        lines.append('')
+        lines.append(f'  {"stage (node, p50)":<{width}}  {"ms":>10}')
+        lines += [f'  {name:<{width}}  {_cell(ms):>10}' for name, ms in stages.items()]
+    outputs = report.get('outputs') or {}
+    if outputs:
+        lines.append('')
+        lines.append('  outputs')
+        for name, path in outputs.items():
+            for one in (path if isinstance(path, list) else [path]):
+                lines.append(f'    {name:<14} {one}')
+    lines.append('')
+    lines.append(textwrap.fill(DROPS, 92, initial_indent='  drops: ', subsequent_indent='  '))
+    return '\n'.join(lines)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the demo and print the report."""
     args = parse_args(argv)
     report = run(args)
-    print('demo report:')
-    for key, value in report.items():
-        print(f'  {key}: {value}')
-    print(f'  drops: {DROPS}')
+    print(format_report(report))
     ok = report['masks'] > 0 and report['overlays'] > 0 and report['summaries'] > 0
     if not ok:
         print('demo: no output received; see the node log', file=sys.stderr)

@@ -1,7 +1,7 @@
 """`make soak`: a long run of camera -> node -> recorder, watching for slow leaks and drift.
 
 Starts the segformer node (DeepLab Cityscapes preset) and an image_source process that
-loops ../shared/data/solidWhiteRight.mp4 at ``--rate`` Hz, records masks, overlays and
+loops the bundled assets/data/solidWhiteRight.mp4 at ``--rate`` Hz, records masks, overlays and
 summaries in this process, and samples the node's RSS, threads and open files every
 second. At the end it reports:
 

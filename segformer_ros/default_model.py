@@ -13,7 +13,12 @@ from .assets import BUNDLED_MODEL_PRESET, bundled_model_path
 from .presets import load_params_file, preset_path
 
 
-def with_default_model(params: Mapping[str, Any]) -> Tuple[Dict[str, Any], Optional[str]]:
+ROS_HOW_TO_SET = ('model_path:=/path/to/segformer.onnx (ros2 launch) or -p model_path:=... '
+                  '(ros2 run)')
+
+
+def with_default_model(params: Mapping[str, Any], how_to_set: str = ROS_HOW_TO_SET
+                       ) -> Tuple[Dict[str, Any], Optional[str]]:
     """Return ``params`` (copied) and None, or the bundled model's and a warning when empty.
 
     Only the names the bundled preset sets are replaced (model, backend, normalisation,
@@ -29,6 +34,5 @@ def with_default_model(params: Mapping[str, Any]) -> Tuple[Dict[str, Any], Optio
     warning = (
         f'model_path is empty: running the bundled demo model {model.name} (DeepLabV3 '
         f'MobileNet, Cityscapes; settings of preset {BUNDLED_MODEL_PRESET}.yaml), not a '
-        f'SegFormer. Point it at your SegFormer ONNX or TensorRT engine with '
-        f'model_path:=/path/to/segformer.onnx (ros2 launch) or -p model_path:=... (ros2 run)')
+        f'SegFormer. Point it at your SegFormer ONNX or TensorRT engine with {how_to_set}')
     return merged, warning

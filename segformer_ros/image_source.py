@@ -9,7 +9,8 @@ import time
 from typing import Any, Iterator, Optional, Tuple
 
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -18,6 +19,7 @@ from std_msgs.msg import Header
 from .ros_messages import image_message
 
 ENCODINGS = ('rgb8', 'bgr8', 'mono8', 'rgba8', 'bgra8')
+RATE_RANGE_HZ = (0.1, 1000.0)
 
 
 def convert_bgr(frame: np.ndarray, encoding: str) -> np.ndarray:
@@ -34,12 +36,17 @@ class ImageSourceNode(Node):
 
     def __init__(self, node_name: str = 'image_source', **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        self.add_on_set_parameters_callback(_check_parameters)
         self.declare_parameter('source', '', ParameterDescriptor(
             description='Video file (mp4, avi, ...) or folder of png/jpg images.',
             read_only=True))
+        # Dynamically typed: `-p rate_hz:=10` is an INTEGER to ROS, which a DOUBLE
+        # parameter would refuse; _check_parameters accepts any number in range.
         self.declare_parameter('rate_hz', 30.0, ParameterDescriptor(
             description='Publish rate in frames per second.', read_only=True,
-            floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0)]))
+            dynamic_typing=True,
+            floating_point_range=[FloatingPointRange(from_value=RATE_RANGE_HZ[0],
+                                                     to_value=RATE_RANGE_HZ[1])]))
         self.declare_parameter('frame_id', 'camera', ParameterDescriptor(
             description='frame_id stamped on every image (the camera optical frame).'))
         self.declare_parameter('encoding', 'rgb8', ParameterDescriptor(
@@ -77,7 +84,8 @@ class ImageSourceNode(Node):
         max_frames = self.get_parameter('max_frames').value or None
         self._frames = iter_frames(source, loop=self.get_parameter('loop').value,
                                    max_frames=max_frames)
-        self._timer = self.create_timer(1.0 / self.get_parameter('rate_hz').value, self._tick)
+        rate_hz = float(self.get_parameter('rate_hz').value)
+        self._timer = self.create_timer(1.0 / rate_hz, self._tick)
 
     def subscribers_ready(self) -> bool:
         """Check that the requested number of subscribers has matched."""
@@ -112,6 +120,22 @@ class ImageSourceNode(Node):
         if (height, width) == (h, w):
             return frame
         return cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _check_parameters(params: Any) -> SetParametersResult:
+    """Accept rate_hz as any number (int or float) in range; the reason goes to the caller."""
+    for param in params:
+        if param.name != 'rate_hz':
+            continue
+        value = param.value
+        low, high = RATE_RANGE_HZ
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return SetParametersResult(successful=False,
+                                       reason=f'rate_hz must be a number, got {value!r}')
+        if not low <= value <= high:
+            return SetParametersResult(
+                successful=False, reason=f'rate_hz must be in {low:g}..{high:g}, got {value}')
+    return SetParametersResult(successful=True)
 
 
 def wait_for(node: ImageSourceNode, executor: Any, timeout_s: float = 30.0) -> bool:

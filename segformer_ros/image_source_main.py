@@ -32,6 +32,7 @@ def main(args: Optional[List[str]] = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    from .cli import absorb_late_interrupt, bad_usage
     from .image_source import ImageSourceNode, wait_for
 
     argv = sys.argv[1:] if args is None else list(args)
@@ -39,8 +40,15 @@ def main(args: Optional[List[str]] = None) -> int:
     if '-h' in user_args or '--help' in user_args:
         print(USAGE, end='')
         return 0
-    rclpy.init(args=args)
-    node = ImageSourceNode()
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # noqa: BLE001 - malformed --ros-args: one line, exit 2
+        return bad_usage('image_source', exc)
+    try:
+        node = ImageSourceNode()
+    except Exception as exc:  # noqa: BLE001 - a parameter of the wrong type or out of range
+        rclpy.try_shutdown()
+        return bad_usage('image_source', exc)
     if not node.get_parameter('source').value:
         node.get_logger().error(
             "parameter 'source' is not set: expected a video file or an image folder, e.g. "
@@ -65,6 +73,7 @@ def main(args: Optional[List[str]] = None) -> int:
         node.get_logger().error(str(exc))
         code = 1
     finally:
+        absorb_late_interrupt()   # the Ctrl-C that ended the loop may still raise (cli.py)
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()

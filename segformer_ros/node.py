@@ -41,7 +41,7 @@ from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info
 from .grid_output import drivable_grid_output
 from .memory import HeapTrimmer
 from .node_parameters import declare_all, read_all, validate_parameter
-from .parameters import PARAMETER_NAMES, pipeline_config_from_params
+from .parameters import PARAMETER_NAMES, pipeline_config_from_params, spec
 from .ros_compat import wrap_change_state_service
 from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_message,
                            image_message, summary_message)
@@ -137,6 +137,7 @@ class SegformerNode(LifecycleNode):
         # match_camera_info: (width, height) of the last CameraInfo on that topic.
         self._match_sub: Optional[Any] = None
         self._match_size: Optional[Tuple[int, int]] = None
+        self._said_no_confidence = False
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for problem in declare_all(self):
             self.get_logger().error(problem)
@@ -173,13 +174,19 @@ class SegformerNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Unsubscribe and stop the worker; publishers stay but fall silent."""
+        topics = [c.subscription.topic_name for c in self._channels if c.subscription]
         self._stop_processing()
+        self.get_logger().info(f'deactivated: stopped segmenting {", ".join(topics) or "-"}; '
+                               f'the model stays loaded (activate resumes, cleanup releases it)')
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the model, publishers and timers."""
+        model = self._params.get('model_path', '')
         self._stop_processing()
         self._release_resources()
+        self.get_logger().info(f'cleaned up: released the model {model} and the publishers; '
+                               f'configure loads it again (with the current parameters)')
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -198,13 +205,20 @@ class SegformerNode(LifecycleNode):
     # --------------------------------------------------------------- configure
     def _configure_resources(self) -> None:
         from .backends.factory import create_backend
+        from .assets import resolve_model_path
         from .default_model import with_default_model
         from .gpu_segmentation import select_pipeline
+        from .model_metadata import check_normalization
 
         params, default_model_warning = with_default_model(read_all(self))
         if default_model_warning:
             self.get_logger().warn(default_model_warning)
         config = pipeline_config_from_params(params)
+        # A mean/std the model's own metadata contradicts fails here (masks would be wrong).
+        normalization_warning = check_normalization(resolve_model_path(params['model_path']),
+                                                    config.preprocess)
+        if normalization_warning:
+            self.get_logger().warn(normalization_warning)
         specs = channels_from_lists(params['cameras'], params['camera_topics'],
                                     params['camera_namespaces'], params['camera_transports'],
                                     params['input_transport'], params['camera_info_topics'])
@@ -248,14 +262,21 @@ class SegformerNode(LifecycleNode):
                 Image, ch.spec.output_topic('overlay'), OUTPUT_QOS)
             ch.summary_pub = self.create_lifecycle_publisher(
                 _summary_type(), ch.spec.output_topic('summary'), OUTPUT_QOS)
-            ch.confidence_pub = self.create_lifecycle_publisher(
-                Image, ch.spec.output_topic('confidence'), OUTPUT_QOS)
+            if self._pipeline.has_logits:
+                # A class-id model has no scores: no topic that would never carry a message.
+                ch.confidence_pub = self.create_lifecycle_publisher(
+                    Image, ch.spec.output_topic('confidence'), OUTPUT_QOS)
             if ch.spec.camera_info_topic:
                 ch.camera_info_pub = self.create_lifecycle_publisher(
                     CameraInfo, ch.spec.output_topic('camera_info'), OUTPUT_QOS)
             ch.grid = drivable_grid_output(self, ch.spec, params, config, OUTPUT_QOS,
                                            self._log_error)
             ch.label_info_pub = self._create_label_info_publisher(ch, config)
+        if not self._pipeline.has_logits and not self._said_no_confidence:
+            self._said_no_confidence = True
+            self.get_logger().info(
+                f'{self._channels[0].spec.output_topic("confidence")} is not advertised: the '
+                f'model outputs class ids, not scores (a logits model publishes it)')
         self.get_logger().info(
             f'configured: {self._backend.describe()}, {type(self._pipeline).__name__}, '
             f'model {params["model_path"]} '
@@ -466,7 +487,8 @@ class SegformerNode(LifecycleNode):
                     result.overlay, OVERLAY_ENCODINGS[result.overlay_channel_order], msg.header))
             if result.summary is not None and ch.summary_pub.get_subscription_count() > 0:
                 ch.summary_pub.publish(summary_message(result.summary, msg.header))
-            if result.confidence is not None and ch.confidence_pub.get_subscription_count() > 0:
+            if (result.confidence is not None and ch.confidence_pub is not None
+                    and ch.confidence_pub.get_subscription_count() > 0):
                 ch.confidence_pub.publish(image_message(result.confidence, 'mono8', msg.header))
             times = dict(result.times)
             times['publish'] = time.perf_counter() - t0
@@ -633,7 +655,22 @@ class SegformerNode(LifecycleNode):
             result = validate_parameter(param)
             if not result.successful:
                 return result
+        self._say_when_it_applies(params)
         return SetParametersResult(successful=True)
+
+    def _say_when_it_applies(self, params: List[Any]) -> None:
+        """Log that a configure-time parameter set on a configured node waits for configure."""
+        state = self._state_label()
+        if state not in ('inactive', 'active'):
+            return   # unconfigured: the next configure reads it anyway
+        later = [p.name for p in params if p.name in PARAMETER_NAMES
+                 and not spec(p.name).dynamic and not spec(p.name).read_only]
+        if later:
+            steps = 'deactivate, cleanup, configure, activate' if state == 'active' else \
+                'cleanup, configure'
+            self.get_logger().info(
+                f'{", ".join(later)} set while {state}: applies at the next configure '
+                f'({steps}); the running configuration is unchanged')
 
 
 def _raise_site(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 
+from .cli import absorb_late_interrupt, bad_usage, params_files
 from .executors import make_node_executors
 from .memory import keep_image_buffers
 from .node import SegformerNode
@@ -27,12 +28,27 @@ def autostart(node: SegformerNode) -> bool:
     return True
 
 
+def warn_params_files_without_node(node: SegformerNode, argv: List[str]) -> None:
+    """WARN for each --params-file that holds no section for this node (ROS ignores it)."""
+    from .presets import params_file_node_problem
+
+    for path in params_files(argv):
+        problem = params_file_node_problem(path, node.get_name())
+        if problem:
+            node.get_logger().warning(problem)
+
+
 USAGE = """usage: segformer_node [--ros-args -p name:=value ... --params-file FILE -r from:=to]
 
 The segformer lifecycle node (also `ros2 run segformer_ros segformer_node`). It starts
 unconfigured; configure and activate it through its lifecycle services, or with
 -p autostart:=true, or use `ros2 launch segformer_ros segformer.launch.py`. With model_path
-empty it runs the bundled demo model. Parameters: README.md's table, config/*.yaml presets.
+empty it runs the bundled demo model; -p model_path:=/path/to/segformer.onnx runs yours with
+SegFormer's settings (the defaults: config/segformer.yaml). Parameters: README.md's table,
+config/*.yaml presets. Bad --ros-args exit with status 2 and one line.
+
+example:
+  segformer_node --ros-args -p autostart:=true -r image:=/camera/image_raw
 """
 
 
@@ -49,8 +65,12 @@ def main(args: Optional[List[str]] = None) -> int:
     # `kill -USR1 <pid>` prints every thread's stack to stderr and the node goes on: a hang
     # (a shutdown that does not end, a stall) diagnosed on the robot without a debugger.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # noqa: BLE001 - malformed --ros-args: one line, exit 2
+        return bad_usage('segformer_node', exc)
     node = SegformerNode()
+    warn_params_files_without_node(node, argv)
     # The frame path apart from services and timers (executors.py says why, with
     # numbers); both executors hardened (deactivate/cleanup while they wait: ros_compat).
     executor = make_node_executors(node)
@@ -71,6 +91,8 @@ def main(args: Optional[List[str]] = None) -> int:
         if node.context.ok():
             raise
     finally:
+        # The Ctrl-C that ended spin() may still raise in here (cli.py says why).
+        absorb_late_interrupt()
         # Leave the graph cleanly (no stray Fast DDS shared-memory segments) whatever
         # lifecycle state the node was in.
         try:

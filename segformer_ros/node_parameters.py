@@ -8,7 +8,8 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from .parameters import PARAMETER_NAMES, PARAMETERS, ParamSpec, check_value
+from .parameters import (PARAMETER_NAMES, PARAMETERS, ParamSpec, check_value, coerce_value,
+                         is_float_param, unknown_parameter_message)
 
 # Parameters the node accepts besides ours (rclpy's own, and launch-provided ones).
 _FOREIGN_OK = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
@@ -18,11 +19,16 @@ def _descriptor(p: ParamSpec) -> ParameterDescriptor:
     d = ParameterDescriptor(description=p.description, read_only=p.read_only)
     if p.choices:
         d.additional_constraints = 'one of: ' + ', '.join(p.choices)
-    if p.default == []:
+    if p.default == [] or is_float_param(p):
         # An empty list has no element type; let the value from the params file decide
-        # and check it ourselves in validate_parameter().
+        # and check it ourselves in validate_parameter(). Float parameters too: users type
+        # `batch_window_ms:=5` or `mean: [0, 0, 0]`, which ROS reads as integers and a
+        # statically typed DOUBLE parameter refuses (validate_parameter checks for numbers,
+        # read_all hands out floats).
         d.dynamic_typing = True
-    elif isinstance(p.default, float) and p.min_value is not None and p.max_value is not None:
+    if isinstance(p.default, float) and p.min_value is not None and p.max_value is not None:
+        # rclpy checks it for DOUBLE values (and `ros2 param describe` shows it); integers
+        # get the same range check in validate_parameter().
         d.floating_point_range = [FloatingPointRange(from_value=float(p.min_value),
                                                      to_value=float(p.max_value), step=0.0)]
     elif isinstance(p.default, int) and not isinstance(p.default, bool) \
@@ -67,8 +73,7 @@ def declare_all(node: Node) -> List[str]:
     overrides = getattr(node, '_parameter_overrides', {}) or {}
     for name in overrides:
         if name not in PARAMETER_NAMES and not name.startswith(_FOREIGN_OK):
-            problems.append(f'unknown parameter {name!r} in the parameters given to this node '
-                            f'(ignored); known parameters: {", ".join(PARAMETER_NAMES)}')
+            problems.append(unknown_parameter_message(name))
     return problems
 
 
@@ -83,5 +88,5 @@ def read_all(node: Node) -> Dict[str, Any]:
             value = []
         elif isinstance(value, (list, tuple)) or type(value).__name__ == 'array':
             value = list(value)
-        values[p.name] = value
+        values[p.name] = coerce_value(p.name, value)
     return values

@@ -20,6 +20,11 @@ BACKENDS: Tuple[str, ...] = ('auto', 'tensorrt', 'onnxruntime')
 ORT_PROVIDERS: Tuple[str, ...] = ('cpu', 'cuda', 'tensorrt')
 PRECISIONS: Tuple[str, ...] = ('fp16', 'fp32', 'int8')
 INPUT_TRANSPORTS: Tuple[str, ...] = ('raw', 'compressed')
+# SegFormer's normalization (Hugging Face SegformerImageProcessor: ImageNet statistics) on
+# 0..255 RGB pixels, and the input size its Cityscapes checkpoints are evaluated at.
+IMAGENET_MEAN: Tuple[float, float, float] = (123.675, 116.28, 103.53)
+IMAGENET_STD: Tuple[float, float, float] = (58.395, 57.12, 57.375)
+SEGFORMER_INPUT_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -71,18 +76,22 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('warmup_iterations', 2, 'Inferences on a dummy frame during configure.',
               min_value=0, max_value=100),
     # --- model input
-    ParamSpec('input_width', 0, 'Model input width when the model has dynamic dims (0 = from '
-              'the model).', min_value=0, max_value=8192),
-    ParamSpec('input_height', 0, 'Model input height when the model has dynamic dims (0 = from '
-              'the model).', min_value=0, max_value=8192),
+    # The model settings default to SegFormer's (config/segformer.yaml); the bundled demo
+    # model's own (deeplab_mobilenet_cityscapes.yaml) apply only when it is the model loaded.
+    ParamSpec('input_width', SEGFORMER_INPUT_SIZE, 'Model input width, used only when the '
+              'model has dynamic dims (0 = from the model).', min_value=0, max_value=8192),
+    ParamSpec('input_height', SEGFORMER_INPUT_SIZE, 'Model input height, used only when the '
+              'model has dynamic dims (0 = from the model).', min_value=0, max_value=8192),
     ParamSpec('resize_policy', 'stretch', 'stretch (fill the input, as TAO/DeepStream) or '
               'letterbox (keep aspect, pad, crop back).', choices=RESIZE_POLICIES),
     ParamSpec('channel_order', 'rgb', 'Channel order the model expects (nvinfer '
               'model-color-format '
               '0 = rgb, 1 = bgr).', choices=CHANNEL_ORDERS),
-    ParamSpec('mean', [0.0, 0.0, 0.0], 'Per-channel mean on 0..255 pixels, model channel order: '
-              'y = (x - mean) / std. Ignored when net_scale_factor > 0.'),
-    ParamSpec('std', [1.0, 1.0, 1.0], 'Per-channel std on 0..255 pixels, model channel order.'),
+    ParamSpec('mean', list(IMAGENET_MEAN), 'Per-channel mean on 0..255 pixels, model channel '
+              'order: y = (x - mean) / std (default: ImageNet, as SegFormer). Ignored when '
+              'net_scale_factor > 0.'),
+    ParamSpec('std', list(IMAGENET_STD), 'Per-channel std on 0..255 pixels, model channel order '
+              '(default: ImageNet, as SegFormer).'),
     ParamSpec('net_scale_factor', 0.0, 'DeepStream nvinfer net-scale-factor; > 0 selects the '
               'nvinfer form y = net_scale_factor * (x - offsets).', min_value=0.0, max_value=1e6),
     ParamSpec('offsets', [0.0, 0.0, 0.0], 'DeepStream nvinfer offsets (with net_scale_factor).'),
@@ -202,9 +211,54 @@ def spec(name: str) -> ParamSpec:
     raise KeyError(name)
 
 
+def is_float_param(p: ParamSpec) -> bool:
+    """Tell a float parameter or a list of floats (users type ``10`` for ``10.0``)."""
+    if isinstance(p.default, float):
+        return True
+    return (isinstance(p.default, list) and bool(p.default)
+            and all(isinstance(v, float) for v in p.default))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def coerce_value(name: str, value: Any) -> Any:
+    """Return ``value`` with integers of a float parameter as floats (``10`` -> ``10.0``)."""
+    p = spec(name)
+    if not is_float_param(p):
+        return value
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, (list, tuple)) and all(_is_number(v) for v in value):
+        return [float(v) for v in value]
+    return value
+
+
+def closest_names(name: str, names: Sequence[str] = (), limit: int = 3) -> List[str]:
+    """Return the parameter names closest to ``name`` (a typo's likely intent), best first."""
+    import difflib
+
+    return difflib.get_close_matches(name, list(names or PARAMETER_NAMES), n=limit, cutoff=0.6)
+
+
+def unknown_parameter_message(name: str) -> str:
+    """One short line for a parameter nobody declares: the closest names, not all ~60."""
+    close = closest_names(name)
+    hint = (f'did you mean {" or ".join(close)}?' if close
+            else 'see the parameter table in README.md or `ros2 param list`')
+    return f'unknown parameter {name!r} (ignored); {hint}'
+
+
 def check_value(name: str, value: Any) -> Optional[str]:
     """Return why ``value`` is not acceptable for parameter ``name``, or None when it is."""
     p = spec(name)
+    if is_float_param(p):
+        if isinstance(p.default, float) and not _is_number(value):
+            return f'{name} must be a number, got {value!r}'
+        if isinstance(p.default, list) and (not isinstance(value, (list, tuple))
+                                            or not all(_is_number(v) for v in value)):
+            return f'{name} must be a list of numbers, got {value!r}'
     if p.choices is not None and value not in p.choices:
         return f'{name} must be one of {list(p.choices)}, got {value!r}'
     if p.validator is not None:
@@ -229,7 +283,7 @@ def _triple(name: str, values: Sequence[float]) -> Tuple[float, float, float]:
 def pipeline_config_from_params(params: Mapping[str, Any]) -> PipelineConfig:
     """Build a validated PipelineConfig from parameter values (missing keys take defaults)."""
     p = defaults()
-    p.update(params)
+    p.update({k: coerce_value(k, v) for k, v in params.items() if k in PARAMETER_NAMES})
     for name in PARAMETER_NAMES:
         reason = check_value(name, p[name])
         if reason:

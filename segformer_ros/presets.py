@@ -14,7 +14,7 @@ first, so a section naming the node overrides a wildcard one.
 
 import fnmatch
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import ConfigError
 from .parameters import PARAMETER_NAMES
@@ -101,6 +101,26 @@ def load_params_file(path: Union[str, Path], node_name: str = 'segformer') -> Di
     for _wild, section in sorted(sections, key=lambda s: not s[0]):  # stable: wildcards first
         _flatten('', section, params)
     return params
+
+
+def params_file_node_problem(path: Union[str, Path], node_name: str) -> Optional[str]:
+    """Why ``path`` gives node ``node_name`` nothing (a wrong top-level key), or None.
+
+    ROS skips a section whose key does not name the node without a word, so a params file
+    keyed ``segformer_node:`` for the node ``segformer`` would be silently ignored.
+    Unreadable files are none of this check's business (None): rcl reports them.
+    """
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(doc, Mapping) or _sections(doc, node_name):
+        return None
+    return (f"params file '{path}' has no entry for this node '{node_name}' (top-level keys "
+            f"found: {sorted(str(k) for k in doc)}); its parameters are ignored. Expected a "
+            f"top-level '{node_name}:' (or '/**:') key holding 'ros__parameters:'")
 
 
 def unknown_parameters(params: Mapping[str, Any]) -> List[str]:

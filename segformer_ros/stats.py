@@ -3,7 +3,7 @@
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Dict, Iterable, Optional, Tuple
+from typing import Callable, Deque, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -108,15 +108,16 @@ class StageStats:
         with self._lock:
             self.errors += 1
 
-    def snapshot(self) -> Dict[str, float]:
-        """Flat name -> value view for diagnostics and reports."""
-        out: Dict[str, float] = {
+    def snapshot(self) -> Dict[str, Union[int, float]]:
+        """Flat name -> value view for diagnostics and reports (counters as integers)."""
+        # Counts stay int: /diagnostics prints floats with 3 decimals ('frames_in = 246.000').
+        out: Dict[str, Union[int, float]] = {
             'input_rate_hz': self.input_rate.rate_hz(),
             'output_rate_hz': self.output_rate.rate_hz(),
-            'frames_in': float(self.input_rate.total),
-            'frames_out': float(self.output_rate.total),
-            'frames_dropped': float(self.dropped),
-            'frames_failed': float(self.errors),
+            'frames_in': int(self.input_rate.total),
+            'frames_out': int(self.output_rate.total),
+            'frames_dropped': int(self.dropped),
+            'frames_failed': int(self.errors),
         }
         # A copy, taken under the lock: the frame worker adds a stage the first time it
         # reports it (a 2-camera GPU node died here with "dictionary changed size during

@@ -97,5 +97,6 @@ def test_backend_options_from_params():
     assert options['provider'] == 'cuda' and options['num_threads'] == 3
     assert options['input_hw'] == (512, 1024)
     assert options['precision'] == 'fp16' and options['workspace_mb'] == 1024
-    assert 'input_hw' not in backend_options_from_params(defaults())
+    assert 'input_hw' not in backend_options_from_params({**defaults(), 'input_height': 0,
+                                                          'input_width': 0})
     assert backend_options_from_params({}) == {}

@@ -154,7 +154,20 @@ def test_read_label_formats(tmp_path):
 def test_argument_errors(tmp_path, capsys):
     assert evaluate.main(['--model', 'm.onnx']) == 2
     assert 'exactly one of' in capsys.readouterr().err
-    assert evaluate.main(['--video', 'v.mp4']) == 2
-    assert 'no model' in capsys.readouterr().err
+    # No model: the node's default (the bundled demo model, warned), then the missing video.
+    assert evaluate.main(['--video', 'v.mp4', '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert 'running the bundled demo model' in err and '--model /path/to' in err, err
+    assert "frame source 'v.mp4' does not exist" in err and 'no model' not in err, err
     assert evaluate.main(['--model', 'm.onnx', '--cityscapes', str(tmp_path)]) == 2
     assert 'leftImg8bit' in capsys.readouterr().err
+
+
+def test_stage_times_print_as_text_not_a_dict(capsys) -> None:
+    from shared_assets import BUNDLED_VIDEO
+
+    assert evaluate.main(['--video', str(BUNDLED_VIDEO), '--max-frames', '2', '--quiet',
+                          '--warmup', '0']) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if 'median ms per frame' in x][0]
+    assert '{' not in line and "'" not in line, line
+    assert ', inference ' in line and 'overlay 0.0' not in line, line

@@ -294,8 +294,9 @@ def test_params_file_with_unknown_keys_and_bad_values(tmp_path, ros_domain,
         with ros_context(ros_domain) as context, NodeClient(context) as client:
             assert client.state() == 'unconfigured'
             log = proc.log()
-            for needle in ("unknown parameter 'modle_path'", "unknown parameter "
-                           "'input_widht'", 'known parameters: model_path',
+            for needle in ("unknown parameter 'modle_path' (ignored); did you mean "
+                           'model_path?', "unknown parameter 'input_widht' (ignored); did you "
+                           'mean input_width',
                            'parameter overlay_alpha: override rejected',
                            'using the default 0.5',
                            'parameter free_space_bins: override rejected',

@@ -69,6 +69,7 @@ class _Harness:
 @pytest.fixture
 def harness(rclpy_context, deeplab_model):
     h = _Harness(rclpy_context, deeplab_overrides(deeplab_model))
+    h.model = str(deeplab_model)
     yield h
     h.close()
 
@@ -225,3 +226,136 @@ def test_services_and_diagnostics_answer_during_a_long_configure(rclpy_context,
         assert any(m.startswith('configuring') for m in messages), messages
     finally:
         h.close()
+
+
+# ------------------------------------------------------------ a new user's first hour
+def test_float_parameters_take_integer_literals(rclpy_context, deeplab_model, capfd) -> None:
+    """`-p batch_window_ms:=7`, `mean: [0, 0, 0]` are integers to ROS; they must work."""
+    from segformer_ros.node_parameters import read_all
+
+    node = SegformerNode(context=rclpy_context, parameter_overrides=deeplab_overrides(
+        deeplab_model, batch_window_ms=7, overlay_alpha=1, mean=[0, 0, 0], std=[1, 1, 1],
+        grid_resolution=1))
+    try:
+        err = capfd.readouterr().err
+        assert 'override rejected' not in err, err
+        values = read_all(node)
+        assert values['batch_window_ms'] == 7.0 and isinstance(values['batch_window_ms'], float)
+        assert values['overlay_alpha'] == 1.0 and values['grid_resolution'] == 1.0
+        assert values['mean'] == [0.0, 0.0, 0.0]
+        assert all(isinstance(v, float) for v in values['mean'])
+        # At run time too (`ros2 param set /segformer overlay_alpha 1`), with the same checks.
+        (ok,) = node.set_parameters([Parameter('overlay_alpha', value=0)])
+        assert ok.successful, ok.reason
+        (bad,) = node.set_parameters([Parameter('overlay_alpha', value=2)])
+        assert not bad.successful and 'overlay_alpha must be <= 1.0' in bad.reason
+        (bad,) = node.set_parameters([Parameter('overlay_alpha', value='high')])
+        assert not bad.successful and 'must be a number' in bad.reason
+        (bad,) = node.set_parameters([Parameter('mean', value=['a', 'b', 'c'])])
+        assert not bad.successful and 'list of numbers' in bad.reason
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node._pipeline.config.preprocess.normalization.mean == (0.0, 0.0, 0.0)
+    finally:
+        node.shutdown_resources()
+        node.destroy_node()
+
+
+def test_bare_node_runs_a_segformer_with_segformer_settings(rclpy_context, tmp_path,
+                                                            capfd) -> None:
+    """Only model_path given (what the WARN line and --help suggest): ImageNet mean/std."""
+    from segformer_ros.parameters import IMAGENET_MEAN, IMAGENET_STD
+    from tiny_models import logits_model
+
+    model = logits_model(tmp_path / 'segformer_like.onnx', dynamic=True)
+    node = SegformerNode(context=rclpy_context, parameter_overrides=[
+        Parameter('model_path', value=str(model)), Parameter('warmup_iterations', value=0)])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        norm = node._pipeline.config.preprocess.normalization
+        assert (norm.mean, norm.std) == (IMAGENET_MEAN, IMAGENET_STD)
+        assert node._pipeline.input_hw == (1024, 1024)   # dynamic dims: segformer.yaml's
+        assert 'bundled demo model' not in capfd.readouterr().err
+    finally:
+        node.shutdown_resources()
+        node.destroy_node()
+
+
+def test_model_metadata_refuses_a_wrong_normalization(rclpy_context, tmp_path, capfd) -> None:
+    """An export of ours says its mean/std; configure refuses others, and the fix works."""
+    import onnx
+
+    from segformer_ros.model_metadata import PREPROCESSING_KEY, preprocessing_metadata
+    from tiny_models import logits_model
+
+    path = logits_model(tmp_path / 'exported.onnx')
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = PREPROCESSING_KEY, preprocessing_metadata([127.5] * 3, [127.5] * 3)
+    onnx.save(model, str(path))
+    node = SegformerNode(context=rclpy_context, parameter_overrides=[
+        Parameter('model_path', value=str(path)), Parameter('warmup_iterations', value=0)])
+    try:
+        capfd.readouterr()
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        err = capfd.readouterr().err
+        line = [x for x in err.splitlines() if 'configure failed' in x][0]
+        assert 'was exported for mean [127.5, 127.5, 127.5]' in line, line
+        node.set_parameters([Parameter('mean', value=[127.5] * 3),
+                             Parameter('std', value=[127.5] * 3)])
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    finally:
+        node.shutdown_resources()
+        node.destroy_node()
+
+
+def test_transitions_and_late_parameters_say_what_happened(harness, capfd) -> None:
+    """Deactivate and cleanup log a line, and so does a late configure-time parameter.
+
+    A configure-time parameter set while configured says it waits for the next configure;
+    a class-id model advertises no confidence topic and says so once.
+    """
+    assert harness.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert harness.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    err = capfd.readouterr().err
+    notes = [x for x in err.splitlines() if 'segmentation/confidence is not advertised' in x]
+    assert len(notes) == 1 and 'class ids' in notes[0], err
+    assert harness.peer.count_publishers('segmentation/confidence') == 0
+    assert harness.peer.count_publishers('segmentation/mask') == 1
+
+    (result,) = harness.node.set_parameters([Parameter('model_path', value='/other.onnx')])
+    assert result.successful
+    (result,) = harness.node.set_parameters([Parameter('overlay_alpha', value=0.3)])
+    assert result.successful
+    err = capfd.readouterr().err
+    late = [x for x in err.splitlines() if 'applies at the next configure' in x]
+    assert len(late) == 1, err   # overlay_alpha applies at once: no such line for it
+    assert 'model_path set while active' in late[0]
+    assert 'deactivate, cleanup, configure, activate' in late[0]
+
+    assert harness.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    err = capfd.readouterr().err
+    assert [x for x in err.splitlines() if 'deactivated: stopped segmenting /image' in x], err
+    assert harness.node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    err = capfd.readouterr().err
+    assert [x for x in err.splitlines() if 'cleaned up: released the model' in x], err
+    # Unconfigured: the next configure reads it anyway, nothing to say.
+    harness.node.set_parameters([Parameter('model_path', value='/third.onnx')])
+    assert 'applies at the next configure' not in capfd.readouterr().err
+    # Configured again: the confidence note is not repeated.
+    harness.node.set_parameters([Parameter('model_path', value=harness.model)])
+    assert harness.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert 'is not advertised' not in capfd.readouterr().err
+
+
+def test_unknown_parameter_names_the_closest_ones(rclpy_context, deeplab_model, capfd) -> None:
+    overrides = deeplab_overrides(deeplab_model) + [
+        Parameter('drivable_clases', value=['road'])]
+    node = SegformerNode(context=rclpy_context, parameter_overrides=overrides)
+    try:
+        lines = [x for x in capfd.readouterr().err.splitlines() if 'drivable_clases' in x]
+        assert len(lines) == 1, lines
+        assert "unknown parameter 'drivable_clases' (ignored); did you mean drivable_classes?" \
+            in lines[0]
+        assert len(lines[0]) < 200 and 'model_path' not in lines[0], lines[0]
+    finally:
+        node.destroy_node()

@@ -34,7 +34,7 @@ def test_nvinfer_form_wins_over_mean_std() -> None:
     ({'class_colors': [0, 0, 0] * 5}, 'expected a colour for each of the 19 classes'),
     ({'drivable_classes': ['runway']}, "drivable class 'runway'"),
     ({'roi_polygon': [0.0, 0.0, 1.0]}, 'x, y pairs'),
-    ({'input_width': 512}, 'set both input_width and input_height'),
+    ({'input_width': 512, 'input_height': 0}, 'set both input_width and input_height'),
 ])
 def test_bad_values_rejected_with_reason(overrides, message) -> None:
     with pytest.raises(ConfigError, match=message):

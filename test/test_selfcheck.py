@@ -46,9 +46,39 @@ def test_one_source_only(capsys):
     assert 'exactly one of --video, --images or --topic' in capsys.readouterr().err
 
 
-def test_needs_a_model(tmp_path, capsys):
-    assert selfcheck.main(['--images', str(tmp_path)]) == 2
-    assert 'no model for A' in capsys.readouterr().err
+def test_without_a_model_uses_the_bundled_one_as_the_node_does(capsys):
+    args = ['--video', str(VIDEO), '--frames', '1', '--backend-a', 'onnxruntime',
+            '--num-threads-a', '1', '--backend-b', 'onnxruntime', '--num-threads-b', '2',
+            '--warmup', '0', '--quiet']
+    assert selfcheck.main(args) == 0
+    captured = capsys.readouterr()
+    assert 'running the bundled demo model' in captured.err
+    assert MODEL.name in captured.out and 'PASS' in captured.out
+
+
+def test_the_same_backend_twice_is_refused_unless_asked(capsys):
+    # The defaults (auto vs onnxruntime) on a machine without TensorRT: one backend twice.
+    base = ['--params', 'deeplab_mobilenet_cityscapes', '--model', str(MODEL),
+            '--video', str(VIDEO), '--frames', '1', '--warmup', '0', '--quiet']
+    from segformer_ros.backends.factory import tensorrt_status
+    if tensorrt_status()[0]:
+        base += ['--backend-a', 'onnxruntime']   # make them the same where TensorRT exists
+    assert selfcheck.main(base) == 2
+    err = capsys.readouterr().err
+    assert 'A and B are the same (onnxruntime' in err and '--allow-same' in err, err
+    assert selfcheck.main(base + ['--allow-same']) == 0
+    out = capsys.readouterr().out
+    verdict = [line for line in out.splitlines() if 'pixel agreement' in line][0]
+    assert verdict.startswith('A onnxruntime') and ' vs B onnxruntime' in verdict, verdict
+    assert 'the same backend and model: a determinism check' in verdict and 'PASS' in verdict
+
+
+def test_verdict_names_both_backends(capsys):
+    assert selfcheck.main(_args()) == 0
+    verdict = [line for line in capsys.readouterr().out.splitlines()
+               if 'pixel agreement' in line][0]
+    assert 'threads=1' in verdict and 'threads=2' in verdict and ' vs B ' in verdict, verdict
+    assert 'determinism' not in verdict
 
 
 @pytest.mark.ros
@@ -85,6 +115,7 @@ def test_selfcheck_on_a_live_topic(tmp_path, deeplab_model, street_frames_bgr, r
         code = selfcheck.main(['--model', str(deeplab_model), '--params',
                                'deeplab_mobilenet_cityscapes', '--topic',
                                '/robot/camera/image_raw', '--frames', '2', '--quiet',
+                               '--allow-same',
                                '--json', str(report_path)])
     finally:
         stop.set()

@@ -71,8 +71,8 @@ def _write_plan(out: Path, plan: bytes, key: Any, notes: dict) -> Path:
     raise OSError(f'could not write the engine anywhere: {"; ".join(errors)}')
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Command-line entry point."""
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface of the engine builder."""
     ap = argparse.ArgumentParser(prog='segformer-ros-build-engine', description=__doc__.split(
         '\n')[0])
     ap.add_argument('--onnx', required=True, help='ONNX model to build from')
@@ -90,7 +90,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--no-check', action='store_true',
                     help='skip the accuracy check against ONNX Runtime after the build (it '
                     'refuses batch > 1 engines that give wrong results, NVIDIA/TensorRT#4853)')
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Command-line entry point."""
+    args = build_parser().parse_args(argv)
     precision = args.precision or 'fp16'
     out = Path(args.output).expanduser()
     timing = Path(args.timing_cache).expanduser() if args.timing_cache else None

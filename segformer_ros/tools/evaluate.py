@@ -102,7 +102,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--params/--model/--backend/--set options shared by eval and selfcheck."""
     parser.add_argument('--params', help='ROS 2 params file or preset name (e.g. '
                         'segformer_cityscapes, deeplab_mobilenet_cityscapes)')
-    parser.add_argument('--model', help='model file (overrides model_path of --params)')
+    parser.add_argument('--model', help='model file (overrides model_path of --params; with '
+                        'neither, the bundled demo model, as the node)')
     parser.add_argument('--set', dest='overrides', action='append', default=[],
                         type=parse_override, metavar='NAME=VALUE',
                         help='override one parameter (YAML value), repeatable')
@@ -125,6 +126,20 @@ def load_tool_params(params_file: Optional[str], overrides: Sequence[Tuple[str, 
     return {k: v for k, v in params.items() if k in PARAMETER_NAMES}
 
 
+TOOL_HOW_TO_SET = '--model /path/to/segformer.onnx'
+
+
+def with_tool_default_model(params: Dict[str, Any], warn: Callable[[str], None]
+                            ) -> Dict[str, Any]:
+    """``params`` with the node's default model when model_path is empty (warned, as there)."""
+    from ..default_model import with_default_model
+
+    merged, warning = with_default_model(params, how_to_set=TOOL_HOW_TO_SET)
+    if warning:
+        warn(warning)
+    return merged
+
+
 def build_pipeline(params: Dict[str, Any], logger: Callable[[str], None],
                    warmup: Optional[int] = None,
                    wrap: Optional[Callable[[Any], Any]] = None) -> Tuple[Any, Any]:
@@ -132,13 +147,20 @@ def build_pipeline(params: Dict[str, Any], logger: Callable[[str], None],
 
     ``wrap`` may replace the backend the pipeline calls (e.g. a proxy recording outputs).
     """
+    from ..assets import resolve_model_path
     from ..backends.factory import backend_options_from_params, create_backend
+    from ..model_metadata import check_normalization
     from ..parameters import defaults, pipeline_config_from_params
     from ..pipeline import SegmentationPipeline
 
     full = defaults()
     full.update(params)
     config = pipeline_config_from_params(full)
+    # The node's check: a mean/std the model's metadata contradicts is refused.
+    warning = check_normalization(resolve_model_path(str(full['model_path'])),
+                                  config.preprocess)
+    if warning:
+        logger(warning)
     backend = create_backend(full['backend'], str(full['model_path']), logger=logger,
                              **backend_options_from_params(full))
     try:
@@ -160,6 +182,12 @@ def stage_medians(times: Sequence[Dict[str, float]]) -> Dict[str, float]:
     out = {k: float(np.median([t.get(k, 0.0) for t in times])) * 1e3 for k in keys}
     out['total'] = float(np.median([sum(t.values()) for t in times])) * 1e3
     return {k: round(v, 3) for k, v in out.items()}
+
+
+def format_stage_ms(medians: Dict[str, float]) -> str:
+    """``preprocess 1.2, inference 117.4, ...`` (stages that did not run left out)."""
+    shown = [f'{stage} {ms:.1f}' for stage, ms in medians.items() if ms > 0.0]
+    return ', '.join(shown) or 'none'
 
 
 def write_json(data: Dict[str, Any], target: str) -> None:
@@ -388,8 +416,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     params = load_tool_params(args.params, args.overrides, warn)
     if args.model:
         params['model_path'] = args.model
-    if not params.get('model_path'):
-        raise SegformerRosError('no model: give --model, or --params with model_path set')
+    # Same default as the node: no model given -> the bundled demo model, its own settings.
+    params = with_tool_default_model(params, warn)
     if params.get('output_resolution', 'input') != 'input':
         warn('output_resolution forced to input: masks are compared with full-size labels')
     params['output_resolution'] = 'input'
@@ -462,7 +490,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if has_labels:
         print(format_table(report['metrics']), file=human)
     print(f'{progress.count} frames, {description}, median ms per frame: '
-          f'{report["stage_ms_median"]}', file=human, flush=True)
+          f'{format_stage_ms(report["stage_ms_median"])}', file=human, flush=True)
     return report
 
 

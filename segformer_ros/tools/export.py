@@ -23,8 +23,8 @@ import numpy as np
 MIN_OPSET = 17
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'logits'
-_INSTALL_HINT = ("pip install 'segformer_ros[export]'; on these machines: "
-                 'pip install torch==2.13.0 transformers')
+_INSTALL_HINT = ("in this repository's development venv: make setup EXPORT=1; elsewhere: "
+                 "pip install 'segformer_ros[export]' (torch, transformers, onnx)")
 
 
 def _print(msg: str) -> None:
@@ -177,18 +177,42 @@ def check_export(model: Any, path: Path, sizes: Sequence[Tuple[int, int]],
     return worst
 
 
-def _preprocessing_hint(checkpoint: str) -> Optional[str]:
-    """mean/std parameters (0..255 scale) from a local preprocessor_config.json, if any."""
+def checkpoint_normalization(checkpoint: str) -> Tuple[List[float], List[float], str]:
+    """(mean, std on 0..255 pixels, where from) of the checkpoint's image processor.
+
+    A local ``preprocessor_config.json`` first; else SegformerImageProcessor's defaults
+    (ImageNet statistics), which hub SegFormer checkpoints use.
+    """
+    from ..parameters import IMAGENET_MEAN, IMAGENET_STD
+
     cfg = Path(checkpoint) / 'preprocessor_config.json'
-    if not cfg.is_file():
-        return None
-    try:
-        data = json.loads(cfg.read_text())
-        mean = [round(255.0 * float(m), 4) for m in data['image_mean']]
-        std = [round(255.0 * float(s), 4) for s in data['image_std']]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return f'normalization for the node: mean: {mean}  std: {std}  (channel_order: rgb)'
+    if cfg.is_file():
+        try:
+            data = json.loads(cfg.read_text())
+            mean = [round(255.0 * float(m), 4) for m in data['image_mean']]
+            std = [round(255.0 * float(s), 4) for s in data['image_std']]
+            if len(mean) == 3 and len(std) == 3:
+                return mean, std, str(cfg)
+        except (ValueError, KeyError, TypeError):
+            pass
+    return list(IMAGENET_MEAN), list(IMAGENET_STD), 'SegformerImageProcessor defaults (ImageNet)'
+
+
+def write_preprocessing_metadata(path: Path, mean: Sequence[float], std: Sequence[float],
+                                 channel_order: str = 'rgb') -> None:
+    """Store the model's normalization in the ONNX file (the node refuses another one)."""
+    import onnx
+
+    from ..model_metadata import PREPROCESSING_KEY, preprocessing_metadata
+
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [p for p in model.metadata_props if p.key != PREPROCESSING_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key = PREPROCESSING_KEY
+    entry.value = preprocessing_metadata(mean, std, channel_order)
+    onnx.save(model, str(path))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -223,9 +247,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         _print('  warning: no LayerNormalization nodes: LayerNorm was decomposed into '
                'primitive ops (slower, and fp16-sensitive in TensorRT)')
-    hint = _preprocessing_hint(args.checkpoint)
-    if hint:
-        _print(f'  {hint}')
+    mean, std, origin = checkpoint_normalization(args.checkpoint)
+    write_preprocessing_metadata(output, mean, std)
+    _print(f'  normalization for the node: mean: {mean}  std: {std}  (channel_order: rgb; '
+           f'from {origin}); written to the ONNX metadata, the node refuses another one')
     if args.check:
         sizes = [(args.height, args.width)]
         if args.dynamic:

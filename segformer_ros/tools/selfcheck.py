@@ -8,8 +8,12 @@ and the median time of each pipeline stage for each backend::
     segformer-ros-selfcheck --params segformer_cityscapes --model model.onnx \\
         --backend-a tensorrt --precision-a fp16 --backend-b onnxruntime --video clip.mp4
 
+A and B must differ (backend, precision, provider or model): the same pipeline twice agrees
+with itself whatever it computes, so that run exits 2 unless --allow-same asks for it (e.g. to
+check determinism). The verdict line names both.
+
 Exit codes: 0 when the overall pixel agreement is >= --min-agreement, 1 when it is below,
-2 on bad arguments, data or models.
+2 on bad arguments, data or models, or A and B the same without --allow-same.
 """
 
 import argparse
@@ -21,7 +25,7 @@ import numpy as np
 from ..backends.base import OutputKind
 from ..errors import SegformerRosError
 from .evaluate import (add_model_arguments, build_pipeline, load_tool_params, Progress,
-                       stage_medians, write_json)
+                       stage_medians, with_tool_default_model, write_json)
 
 DEFAULT_MIN_AGREEMENT = 0.995
 SLOTS = ('a', 'b')
@@ -72,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f'pass threshold on the pixel agreement (default {DEFAULT_MIN_AGREEMENT})')
     p.add_argument('--warmup', type=int, default=None,
                    help='warm-up inferences per backend (default: warmup_iterations)')
+    p.add_argument('--allow-same', action='store_true',
+                   help='run even when A and B resolve to the same backend and model (it then '
+                        'only checks determinism); otherwise that is an error (exit 2)')
     p.add_argument('--json', metavar='FILE', help="write results as JSON ('-' = stdout)")
     p.add_argument('--quiet', action='store_true', help='no progress line')
     return p
@@ -93,6 +100,20 @@ def slot_params(base: Dict[str, Any], args: argparse.Namespace, slot: str) -> Di
     return params
 
 
+def _same_pipelines(backends: Dict[str, Any], params: Dict[str, Dict[str, Any]]) -> str:
+    """Describe A when A and B resolved to the same backend and model; else ''.
+
+    describe() is the resolved backend (auto made concrete, the provider ONNX Runtime really
+    uses, TensorRT's effective precision), so settings that change nothing compare equal.
+    """
+    a, b = params['a'], params['b']
+    if backends['a'].describe() != backends['b'].describe():
+        return ''
+    if str(a.get('model_path')) != str(b.get('model_path')):
+        return ''
+    return f'{backends["a"].describe()} on {a["model_path"]}'
+
+
 def _format_report(report: Dict[str, Any]) -> str:
     agreement = report['agreement']
     lines = []
@@ -101,7 +122,9 @@ def _format_report(report: Dict[str, Any]) -> str:
         lines.append(f'{slot.upper()}: {r["backend"]}  ({r["model_path"]})')
     min_frame = agreement['min_frame_agreement']
     verdict = 'PASS' if report['passed'] else 'FAIL'
-    lines.append(f'{agreement["frames"]} frames: pixel agreement '
+    same = ' (the same backend and model: a determinism check)' if report.get('same') else ''
+    lines.append(f'A {report["a"]["backend"]} vs B {report["b"]["backend"]}{same}, '
+                 f'{agreement["frames"]} frames: pixel agreement '
                  f'{100 * agreement["pixel_agreement"]:.3f} % (lowest frame '
                  f'{100 * (min_frame if min_frame is not None else 1.0):.3f} %), threshold '
                  f'{100 * report["min_agreement"]:.3f} %: {verdict}')
@@ -141,10 +164,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     params: Dict[str, Dict[str, Any]] = {}
     try:
         for slot in SLOTS:
-            params[slot] = slot_params(base, args, slot)
-            if not params[slot].get('model_path'):
-                raise SegformerRosError(f'no model for {slot.upper()}: give --model, '
-                                        f'--model-{slot}, or --params with model_path')
+            # No model: the bundled demo model with its own settings, as the node does.
+            params[slot] = with_tool_default_model(slot_params(base, args, slot),
+                                                   warn if slot == 'a' else lambda _m: None)
 
             def wrap(backend: Any, slot: str = slot) -> Any:
                 recorders[slot] = _RecordingBackend(backend)
@@ -152,6 +174,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
             backends[slot], pipelines[slot] = build_pipeline(params[slot], warn, args.warmup,
                                                              wrap=wrap)
+        same = _same_pipelines(backends, params)
+        if same and not args.allow_same:
+            raise SegformerRosError(
+                f'A and B are the same ({same}): comparing a pipeline with itself proves '
+                f'nothing. Give another --backend-a/--backend-b (e.g. --backend-a tensorrt '
+                f'--backend-b onnxruntime), --precision-a/b, --provider-a/b or --model-a/b; '
+                f'or --allow-same for a determinism check')
         num_classes = pipelines['a'].config.classes.num_classes
         if pipelines['b'].config.classes.num_classes != num_classes:
             raise SegformerRosError('A and B are configured with different class lists')
@@ -197,6 +226,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         'b': {'backend': descriptions['b'], 'model_path': str(params['b']['model_path']),
               'stage_ms_median': stage_medians(times['b'])},
         'source': source,
+        'same': bool(same),
         'agreement': summary,
         'min_agreement': args.min_agreement,
         'passed': bool(stats.agreement >= args.min_agreement),
