@@ -1,5 +1,6 @@
 """Entry point of ``segformer_node`` (``ros2 run segformer_ros segformer_node``)."""
 
+import signal
 import sys
 from typing import List, Optional
 
@@ -34,6 +35,20 @@ empty it runs the bundled demo model. Parameters: README.md's table, config/*.ya
 """
 
 
+def _ignore_further_interrupts() -> None:
+    """Let a second SIGINT not break off the shutdown (which is bounded: 5 s at most).
+
+    Ctrl-C on ``ros2 launch`` in a terminal reaches the whole process group, this node
+    included, and launch then sends the node a SIGINT of its own: without this, the second
+    one raised KeyboardInterrupt half-way through shutdown_resources (a traceback, exit
+    code -2 and a C++ ``terminate`` from a thread left running). SIGTERM still ends it.
+    """
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:   # main() called from another thread (tests): no signals there
+        pass
+
+
 def main(args: Optional[List[str]] = None) -> int:
     """Run the node until shutdown (SIGINT/SIGTERM or context shutdown)."""
     argv = sys.argv[1:] if args is None else list(args)
@@ -66,6 +81,7 @@ def main(args: Optional[List[str]] = None) -> int:
         if node.context.ok():
             raise
     finally:
+        _ignore_further_interrupts()
         # Leave the graph cleanly (no stray Fast DDS shared-memory segments) whatever
         # lifecycle state the node was in.
         try:
