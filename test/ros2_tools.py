@@ -13,8 +13,9 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -54,6 +55,64 @@ def ros2(args: Sequence[str], domain: int, timeout: float = 60.0,
     """Run ``ros2 <args>`` to its end; stdout and stderr together in ``.stdout``."""
     return subprocess.run(['ros2', *args], env=ros2_env(domain), cwd=cwd, timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+# What a verb prints while its graph view has not yet discovered the node or topic.
+NOT_DISCOVERED = ('Node not found', 'does not appear to be published yet',
+                  'Could not determine the type', 'Unable to find node')
+
+
+def ros2_until_discovered(args: Sequence[str], domain: int,
+                          timeout: float = 30.0) -> subprocess.CompletedProcess:
+    """Run ``ros2 <args>``, again while it says it has not discovered its target yet.
+
+    A fresh ``--no-daemon`` verb sees the graph after 0.5 s of discovery, and a new daemon
+    only once it has discovered it: "Node not found" then says nothing about the node.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = ros2(args, domain)
+        if not any(text in result.stdout for text in NOT_DISCOVERED) \
+                or time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)
+
+
+def daemon_pids(domain: int) -> List[int]:
+    """Return the pids of ros2 CLI daemons on ``domain``.
+
+    A verb run without ``--no-daemon`` starts one, detached, and it lives on after the test:
+    the tests pass ``--no-daemon`` and check that none was left.
+    """
+    pids = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f'/proc/{entry}/cmdline').read_bytes().split(b'\0')
+        except OSError:
+            continue
+        if b'ros2cli.daemon' in b' '.join(cmd) and f'{domain}'.encode() in cmd:
+            pids.append(int(entry))
+    return pids
+
+
+@contextmanager
+def ros2_daemon(domain: int) -> Iterator[None]:
+    """Run the ros2 daemon of ``domain`` (as users have it); stop it, and check it is gone."""
+    started = ros2(['daemon', 'start'], domain).stdout
+    assert daemon_pids(domain), started
+    try:
+        yield
+    finally:
+        stopped = ros2(['daemon', 'stop'], domain).stdout
+        deadline = time.monotonic() + 10.0
+        while daemon_pids(domain) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = daemon_pids(domain)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f'ros2 daemon stop left the daemon running: {stopped}'
 
 
 def session_pids(sid: int) -> List[int]:
@@ -119,7 +178,7 @@ class Ros2Process:
             pass
 
     def leftovers(self) -> List[int]:
-        """Return the processes of this command's session still alive (the command itself included)."""
+        """Return the processes of this command's session still alive (itself included)."""
         return session_pids(self.sid)
 
     def close(self) -> None:

@@ -7,7 +7,9 @@ started with ``ros2 run`` as the camera. Ctrl-C is SIGINT to the launch's proces
 a terminal sends it.
 """
 
+import os
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any, Iterator, List, Tuple
@@ -15,7 +17,7 @@ from typing import Any, Iterator, List, Tuple
 import pytest
 import yaml
 
-from ros2_tools import Ros2Process, require_ros_tools, ros2
+from ros2_tools import daemon_pids, require_ros_tools, ros2, Ros2Process, ros2_until_discovered
 from shared_assets import BUNDLED_MODEL, BUNDLED_VIDEO, REPO
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -29,8 +31,13 @@ EXIT_BUDGET_S = 10.0
 
 
 @pytest.fixture(autouse=True)
-def _ros_tools() -> None:
+def _ros_tools(ros_domain: int) -> Iterator[None]:
     require_ros_tools()
+    yield
+    left = daemon_pids(ros_domain)
+    for pid in left:
+        os.kill(pid, signal.SIGTERM)
+    assert not left, 'a ros2 verb started a daemon (pass --no-daemon)'
 
 
 def camera(domain: int, topic: str, tmp_path: Path, rate_hz: float = 5.0) -> Ros2Process:
@@ -159,10 +166,11 @@ def test_every_launch_argument_takes_effect(ros_domain: int, tmp_path: Path,
         state = ''
         deadline = time.monotonic() + 30.0
         while 'unconfigured' not in state and time.monotonic() < deadline:
-            state = ros2(['lifecycle', 'get', node], ros_domain).stdout
+            state = ros2(['lifecycle', 'get', '--no-daemon', node], ros_domain).stdout
         assert 'unconfigured [1]' in state, state + launch.output()[-3000:]
         for transition in ('configure', 'activate'):
-            result = ros2(['lifecycle', 'set', node, transition], ros_domain)
+            result = ros2_until_discovered(['lifecycle', 'set', '--no-daemon', node, transition],
+                                           ros_domain)
             assert 'Transitioning successful' in result.stdout, \
                 result.stdout + launch.output()[-3000:]
         out = launch.output()
@@ -195,7 +203,8 @@ def test_wrong_model_path_fails_configure_with_the_reason_in_the_launch_output(
         assert len(lines) == 1, lines
         assert f"model_path '{missing}' does not exist" in lines[0], lines
         assert ACTIVE not in launch.output()
-        state = ros2(['lifecycle', 'get', '/segformer'], ros_domain).stdout
+        state = ros2_until_discovered(['lifecycle', 'get', '--no-daemon', '/segformer'],
+                                      ros_domain).stdout
         assert 'unconfigured [1]' in state, state
         interrupt_and_check_clean_exit(launch)
     finally:
