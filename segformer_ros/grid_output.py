@@ -7,8 +7,10 @@ computed only while someone subscribes.
 
 The camera pose: the ``grid_camera_*`` parameters when ``grid_camera_z > 0`` (parameters
 win), otherwise TF from the image's frame_id (the optical frame) to ``grid_frame`` when
-tf2_ros is importable (a real ROS install; the PyPI wheels used in CI have none). The
-latest transform is used: cameras are rigidly mounted.
+tf2_ros is importable (a real ROS install, or make setup's build from ../shared/ros-src;
+the PyPI wheels alone have none). The latest transform is used: cameras are rigidly
+mounted; a changed transform (a re-launched static publisher, a new calibration) rebuilds
+the lookup table on the next frame.
 """
 
 import array
@@ -59,10 +61,22 @@ class _TfPoses:
         import tf2_ros
         self._buffer = tf2_ros.Buffer()
         self._listener = tf2_ros.TransformListener(self._buffer, node)
+        self._transform_error = tf2_ros.TransformException
 
     def lookup(self, target: str, source: str) -> CameraPose:
+        """Return the latest pose of ``source`` in ``target``; SegformerRosError if none."""
         from rclpy.time import Time
-        t = self._buffer.lookup_transform(target, source, Time()).transform
+        try:
+            t = self._buffer.lookup_transform(target, source, Time()).transform
+        except self._transform_error as exc:
+            # tf2's own text names one frame at most ("base_link" ... does not exist):
+            # say which transform the grid needs and where it comes from.
+            raise SegformerRosError(
+                f'no transform {target!r} <- {source!r} in TF ({type(exc).__name__}: '
+                f'{str(exc).strip()}); expected grid_frame <- the image\'s frame_id (the '
+                f'camera\'s optical frame) from the TF tree (robot_state_publisher, '
+                f'static_transform_publisher), or set grid_camera_z > 0 to give the pose as '
+                f'parameters') from exc
         return CameraPose.from_transform((t.translation.x, t.translation.y, t.translation.z),
                                          (t.rotation.x, t.rotation.y, t.rotation.z,
                                           t.rotation.w))

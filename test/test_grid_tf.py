@@ -226,7 +226,9 @@ def test_transform_arriving_late_one_error_then_the_grid(rig: Rig, capfd: Any) -
     log = capfd.readouterr().err
     errors = [ln for ln in log.splitlines() if 'drivable_grid of camera' in ln]
     assert len(errors) == 1, log[-3000:]
-    print(errors[0])
+    # The error names the transform the grid needs (both frames) and the alternative.
+    for words in ("'base_link' <- 'front_optical'", 'TF', 'grid_camera_z'):
+        assert words in errors[0], errors[0]
     stamp = rig.send()
     rig.broadcaster.sendTransform(mounting('front', POSE_A))
     got = rig.grid_after('front', stamp)
