@@ -14,8 +14,9 @@ the lookup table on the next frame.
 """
 
 import array
+import threading
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 from std_msgs.msg import Header
@@ -55,13 +56,34 @@ def occupancy_grid_message(grid: np.ndarray, settings: GridSettings,
 
 
 class _TfPoses:
-    """Optical-frame poses from TF (only built when tf2_ros imports)."""
+    """Optical-frame poses from TF (only built when tf2_ros imports).
+
+    One buffer and listener per node, shared by its cameras (:meth:`acquire` and
+    :meth:`release` count them): a listener subscribes to /tf and /tf_static and inserts
+    every transform of every message into its buffer in Python, work that one listener
+    per camera would repeat for each camera.
+    """
+
+    _lock = threading.Lock()
+    _by_node: Dict[int, '_TfPoses'] = {}
 
     def __init__(self, node: Any) -> None:
         import tf2_ros
+        self._node = node
         self._buffer = tf2_ros.Buffer()
         self._listener = tf2_ros.TransformListener(self._buffer, node)
         self._transform_error = tf2_ros.TransformException
+        self._users = 0
+
+    @classmethod
+    def acquire(cls, node: Any) -> '_TfPoses':
+        """Return the node's TF poses (created for the first camera that needs them)."""
+        with cls._lock:
+            poses = cls._by_node.get(id(node))
+            if poses is None or poses._node is not node:
+                poses = cls._by_node[id(node)] = cls(node)
+            poses._users += 1
+            return poses
 
     def lookup(self, target: str, source: str) -> CameraPose:
         """Return the latest pose of ``source`` in ``target``; SegformerRosError if none."""
@@ -82,6 +104,13 @@ class _TfPoses:
                                           t.rotation.w))
 
     def release(self) -> None:
+        """Drop one camera's use; the last one unsubscribes the listener."""
+        with self._lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            if self._by_node.get(id(self._node)) is self:
+                del self._by_node[id(self._node)]
         self._listener.unregister()
 
 
@@ -97,7 +126,7 @@ class DrivableGridOutput:
         self._roi = (tuple(tuple(map(float, v)) for v in config.summary.roi_polygon)
                      if settings.use_roi else None)
         self._log_error = log_error
-        self._tf = _TfPoses(node) if settings.mounting is None else None
+        self._tf = _TfPoses.acquire(node) if settings.mounting is None else None
         self._fixed_pose = settings.mounting.camera_pose() if settings.mounting else None
         self.publisher = node.create_lifecycle_publisher(
             _occupancy_grid_type(), spec.output_topic('drivable_grid'), qos)

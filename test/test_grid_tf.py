@@ -85,6 +85,12 @@ def expected_grid(pose: Dict[str, float]) -> np.ndarray:
         _known_mask().astype(np.uint8), drivable_lut([0]))
 
 
+def tf_subscriptions(node: Any) -> Dict[str, int]:
+    """Count the node's own subscriptions to /tf and /tf_static (not the whole graph's)."""
+    topics = [sub.topic_name for sub in node.subscriptions]
+    return {t: topics.count(t) for t in ('/tf', '/tf_static')}
+
+
 def grid_array(msg: OccupancyGrid) -> np.ndarray:
     return np.array(msg.data, dtype=np.int8).reshape(msg.info.height, msg.info.width)
 
@@ -267,6 +273,14 @@ def test_two_cameras_with_their_own_transforms_get_their_own_grids(
             got = r.grid_after(camera, 0)
             expected = expected_grid(pose)
             assert np.array_equal(got, expected), f'{camera}: {_differ(got, expected)}'
+        # One TF listener for the node, not one per camera (each would deserialize every
+        # /tf message again); gone at cleanup, back at the next configure.
+        assert tf_subscriptions(r.node) == {'/tf': 1, '/tf_static': 1}
+        assert r.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert r.node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert tf_subscriptions(r.node) == {'/tf': 0, '/tf_static': 0}
+        assert r.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert tf_subscriptions(r.node) == {'/tf': 1, '/tf_static': 1}
     finally:
         r.close()
 
@@ -287,7 +301,7 @@ def test_without_tf2_ros_a_zero_height_disables_the_grid_with_a_reason(
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node._channels[0].grid is None
         assert node.count_publishers('segmentation/drivable_grid') == 0
-        assert node.count_subscribers('/tf_static') == 0
+        assert tf_subscriptions(node) == {'/tf': 0, '/tf_static': 0}
         log = capfd.readouterr().err
         warnings = [ln for ln in log.splitlines() if 'drivable_grid of camera' in ln]
         assert len(warnings) == 1, log[-3000:]
