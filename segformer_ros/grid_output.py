@@ -142,19 +142,25 @@ class DrivableGridOutput:
         """Compute and publish the grid of one frame's mask, if anyone subscribes."""
         if self.publisher.get_subscription_count() == 0:
             return
+        # One rate-limit key per kind of problem (as the node keys bad input by its raise
+        # site): a missing CameraInfo must not hide the missing transform that follows it.
         key = f'grid:{self._spec.name}'
         if camera_info is None:
-            self._log_error(key, f'drivable_grid of camera {self._spec.name!r}: no CameraInfo '
-                                 f'received on {self._spec.camera_info_topic} yet; expected '
-                                 f'one before the grid can be computed')
+            self._log_error(f'{key}:no_camera_info',
+                            f'drivable_grid of camera {self._spec.name!r}: no CameraInfo '
+                            f'received on {self._spec.camera_info_topic} yet; expected one '
+                            f'before the grid can be computed')
             return
         t0 = time.perf_counter()
+        stage = 'camera_info'
         try:
             camera = CameraModel.from_camera_info(
                 camera_info.k, camera_info.d, camera_info.distortion_model,
                 (int(camera_info.width), int(camera_info.height)),
                 (int(mask.shape[1]), int(mask.shape[0])))
+            stage = 'pose'
             pose = self._pose(header.frame_id or camera_info.header.frame_id)
+            stage = 'projection'
             table_key = (camera, pose)
             if table_key != self._projection_key or self._projection is None:
                 self._projection = GroundProjection(camera, pose, self.settings.grid, self._roi)
@@ -162,11 +168,12 @@ class DrivableGridOutput:
             projection = self._projection
             grid = projection.occupancy(mask, self._lut)
         except SegformerRosError as exc:
-            self._log_error(key, f'drivable_grid of camera {self._spec.name!r}: {exc}')
+            self._log_error(f'{key}:{stage}',
+                            f'drivable_grid of camera {self._spec.name!r}: {exc}')
             return
-        except Exception as exc:  # noqa: BLE001 - TF lookups raise their own types
-            self._log_error(key, f'drivable_grid of camera {self._spec.name!r}: '
-                                 f'{type(exc).__name__}: {exc}')
+        except Exception as exc:  # noqa: BLE001 - the grid must never end the frame path
+            self._log_error(f'{key}:{stage}', f'drivable_grid of camera {self._spec.name!r}: '
+                                              f'{type(exc).__name__}: {exc}')
             return
         if projection.empty:
             self._log_error(f'{key}:empty', f'drivable_grid of camera {self._spec.name!r}: no '

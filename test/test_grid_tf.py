@@ -117,6 +117,9 @@ class Rig:
         executor.add_node(self.peer)
         self.spin = BackgroundSpin(executor)
         self.broadcaster = tf2_ros.StaticTransformBroadcaster(self.peer)
+        self.moving = tf2_ros.TransformBroadcaster(self.peer)
+        #: Transforms re-sent on /tf (stamped now) with every frame: a moving mount.
+        self.moving_transforms: List[Any] = []
         self.cameras = list(cameras)
         prefix = (lambda c: f'{c}/') if len(cameras) > 1 else (lambda c: '')
         self.image_pubs = {c: self.peer.create_publisher(Image, f'{prefix(c)}image',
@@ -126,10 +129,13 @@ class Rig:
                                                         qos_profile_sensor_data)
                           for c in cameras}
         self.grids: Dict[str, List[OccupancyGrid]] = {c: [] for c in cameras}
+        self.masks: Dict[str, List[Image]] = {c: [] for c in cameras}
         for c in cameras:
             self.peer.create_subscription(
                 OccupancyGrid, f'{prefix(c)}segmentation/drivable_grid',
                 self.grids[c].append, 10)
+            self.peer.create_subscription(Image, f'{prefix(c)}segmentation/mask',
+                                          self.masks[c].append, 10)
         self.frame = np.random.default_rng(0).integers(
             0, 255, (CAMERA_WH[1], CAMERA_WH[0], 3), dtype=np.uint8).tobytes()
         self.stamp = 1_000_000_000
@@ -154,10 +160,16 @@ class Rig:
         for ch in self.node._channels:
             assert ch.grid is not None, 'grid_camera_z 0 with tf2_ros: the pose comes from TF'
             assert wait_until(lambda: ch.grid.publisher.get_subscription_count() == 1, 10.0)
+            assert wait_until(lambda: ch.mask_pub.get_subscription_count() == 1, 10.0)
 
-    def send(self) -> int:
+    def send(self, with_info: bool = True) -> int:
         """Publish one frame (and its CameraInfo) on every camera; return its stamp."""
         self.stamp += 1_000_000
+        if self.moving_transforms:
+            now = self.peer.get_clock().now().to_msg()
+            for t in self.moving_transforms:
+                t.header.stamp = now
+            self.moving.sendTransform(self.moving_transforms)
         for c in self.cameras:
             msg = Image(height=CAMERA_WH[1], width=CAMERA_WH[0], encoding='rgb8',
                         step=CAMERA_WH[0] * 3, data=self.frame)
@@ -166,9 +178,22 @@ class Rig:
             info = CameraInfo(width=CAMERA_WH[0], height=CAMERA_WH[1],
                               distortion_model='plumb_bob', k=K)
             info.header = msg.header
-            self.info_pubs[c].publish(info)
+            if with_info:
+                self.info_pubs[c].publish(info)
             self.image_pubs[c].publish(msg)
         return self.stamp
+
+    def send_until_logged(self, capfd: Any, text: str, with_info: bool = True,
+                          timeout: float = 30.0) -> str:
+        """Send frames until the node logs a line holding ``text``; return the log read."""
+        log = ''
+        deadline = time.monotonic() + timeout
+        while text not in log and time.monotonic() < deadline:
+            self.send(with_info)
+            time.sleep(0.1)
+            log += capfd.readouterr().err
+        assert text in log, f'no log line with {text!r}: {log[-3000:]}'
+        return log
 
     def grid_after(self, camera: str, stamp: int, timeout: float = 30.0) -> np.ndarray:
         """Send frames until a grid of a frame stamped at or after ``stamp`` arrives."""
@@ -224,22 +249,41 @@ def test_tf_pose_gives_the_grid_of_the_same_pose_as_parameters(rig: Rig) -> None
 def test_transform_arriving_late_one_error_then_the_grid(rig: Rig, capfd: Any) -> None:
     """Frames before the transform: no grid and one (rate-limited) error; then the grid."""
     rig.start()
-    for _ in range(8):
+    log = rig.send_until_logged(capfd, 'no transform')
+    # More frames segmented without a pose (within the 5 s rate-limit period): no grid,
+    # no second error.
+    segmented = len(rig.masks['front'])
+    for _ in range(10):
         rig.send()
         time.sleep(0.1)
-    time.sleep(0.5)
+    assert wait_until(lambda: len(rig.masks['front']) >= segmented + 5, 10.0), \
+        'frames after the first error were not segmented'
+    log += capfd.readouterr().err
     assert rig.grids['front'] == [], 'a grid without a camera pose'
-    log = capfd.readouterr().err
-    errors = [ln for ln in log.splitlines() if 'drivable_grid of camera' in ln]
+    errors = [ln for ln in log.splitlines() if 'no transform' in ln]
     assert len(errors) == 1, log[-3000:]
     # The error names the transform the grid needs (both frames) and the alternative.
-    for words in ("'base_link' <- 'front_optical'", 'TF', 'grid_camera_z'):
+    for words in ("drivable_grid of camera", "'base_link' <- 'front_optical'", 'TF',
+                  'grid_camera_z'):
         assert words in errors[0], errors[0]
     stamp = rig.send()
     rig.broadcaster.sendTransform(mounting('front', POSE_A))
     got = rig.grid_after('front', stamp)
     expected = expected_grid(POSE_A)
     assert np.array_equal(got, expected), _differ(got, expected)
+
+
+def test_a_missing_camera_info_does_not_hide_the_tf_error(rig: Rig, capfd: Any) -> None:
+    """Two problems one after the other: each is logged when it starts (not rate-limited away).
+
+    First frames without CameraInfo (its error), then with it but without the transform:
+    the TF error must come at once, not after the CameraInfo error's rate-limit period.
+    """
+    rig.start()
+    rig.send_until_logged(capfd, 'no CameraInfo', with_info=False)
+    # Within 4 s: the node's rate limit lets one error per key through every 5 s.
+    rig.send_until_logged(capfd, 'no transform', timeout=4.0)
+    assert rig.grids['front'] == []
 
 
 def test_transform_changing_rebuilds_the_table_and_the_grid_follows(rig: Rig) -> None:
@@ -259,6 +303,23 @@ def test_transform_changing_rebuilds_the_table_and_the_grid_follows(rig: Rig) ->
         got_b = rig.grid_after('front', rig.send())
     assert np.array_equal(got_b, expected_b), _differ(got_b, expected_b)
     assert rig.node._channels[0].grid._projection is not projection_a, 'table rebuilt'
+
+
+def test_a_moving_mount_on_tf_the_grid_follows(rig: Rig) -> None:
+    """The mounting on /tf (a pan-tilt unit, a joint_state_publisher), not /tf_static."""
+    front_link, optical = mounting('front', POSE_A)
+    rig.broadcaster.sendTransform(optical)   # the optical rotation stays fixed
+    rig.moving_transforms = [front_link]
+    rig.start()
+    got_a = rig.grid_after('front', 0)
+    assert np.array_equal(got_a, expected_grid(POSE_A)), _differ(got_a, expected_grid(POSE_A))
+    rig.moving_transforms = mounting('front', POSE_B)[:1]
+    expected_b = expected_grid(POSE_B)
+    deadline = time.monotonic() + 30.0
+    got_b = got_a
+    while not np.array_equal(got_b, expected_b) and time.monotonic() < deadline:
+        got_b = rig.grid_after('front', rig.send())
+    assert np.array_equal(got_b, expected_b), _differ(got_b, expected_b)
 
 
 def test_two_cameras_with_their_own_transforms_get_their_own_grids(
