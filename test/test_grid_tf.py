@@ -27,8 +27,9 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from ros2_tools import missing_ros_tools_reason  # noqa: E402
+from ros2_tools import missing_ros_tools_reason, require_ros_tools, Ros2Process  # noqa: E402
 from ros_helpers import wait_until  # noqa: E402
+from test_ros2_launch import ACTIVE, interrupt_and_check_clean_exit  # noqa: E402
 from segformer_ros.ground_grid import (CameraModel, GridSpec, GroundProjection,  # noqa: E402
                                        MountingPose, drivable_lut)
 from segformer_ros.node import SegformerNode  # noqa: E402
@@ -95,25 +96,35 @@ def grid_array(msg: OccupancyGrid) -> np.ndarray:
     return np.array(msg.data, dtype=np.int8).reshape(msg.info.height, msg.info.width)
 
 
-class Rig:
-    """A SegformerNode (in this process) on the known-mask model, its cameras and TF."""
+def node_params(model: Any, cameras: Sequence[str]) -> Dict[str, Any]:
+    """Return the node's parameters: the known-mask model, a grid with its pose from TF."""
+    if len(cameras) > 1:
+        extra: Dict[str, Any] = dict(cameras=list(cameras),
+                                     camera_info_topics=[f'{c}/camera_info' for c in cameras])
+    else:
+        extra = dict(camera_info_topics=['camera_info'])
+    return dict(model_path=str(model), warmup_iterations=0, output_resolution='model',
+                drivable_classes=['road'], grid_camera_z=0.0, **GRID, **extra)
 
-    def __init__(self, context: Any, model: Any, cameras: Sequence[str]) -> None:
+
+class Rig:
+    """The cameras and TF of a test, and a SegformerNode in this process (unless external).
+
+    ``external``: the node runs elsewhere (``ros2 launch``); the rig only publishes frames,
+    CameraInfo and TF and receives the grids.
+    """
+
+    def __init__(self, context: Any, model: Any, cameras: Sequence[str],
+                 external: bool = False) -> None:
         import tf2_ros
 
-        extra: Dict[str, Any] = {}
-        if len(cameras) > 1:
-            extra = dict(cameras=list(cameras),
-                         camera_info_topics=[f'{c}/camera_info' for c in cameras])
-        else:
-            extra = dict(camera_info_topics=['camera_info'])
-        overrides = [Parameter(k, value=v) for k, v in dict(
-            model_path=str(model), warmup_iterations=0, output_resolution='model',
-            drivable_classes=['road'], grid_camera_z=0.0, **GRID, **extra).items()]
-        self.node = SegformerNode(context=context, parameter_overrides=overrides)
-        self.peer = rclpy.create_node('grid_tf_peer', context=context)
+        self.node: Any = None
         executor = MultiThreadedExecutor(num_threads=4, context=context)
-        executor.add_node(self.node)
+        if not external:
+            overrides = [Parameter(k, value=v) for k, v in node_params(model, cameras).items()]
+            self.node = SegformerNode(context=context, parameter_overrides=overrides)
+            executor.add_node(self.node)
+        self.peer = rclpy.create_node('grid_tf_peer', context=context)
         executor.add_node(self.peer)
         self.spin = BackgroundSpin(executor)
         self.broadcaster = tf2_ros.StaticTransformBroadcaster(self.peer)
@@ -211,9 +222,11 @@ class Rig:
         return grid_array(msg)
 
     def close(self) -> None:
-        self.node.shutdown_resources()
+        if self.node is not None:
+            self.node.shutdown_resources()
         self.spin.stop()
-        self.node.destroy_node()
+        if self.node is not None:
+            self.node.destroy_node()
         self.peer.destroy_node()
 
 
@@ -372,3 +385,40 @@ def test_without_tf2_ros_a_zero_height_disables_the_grid_with_a_reason(
     finally:
         node.shutdown_resources()
         node.destroy_node()
+
+
+def test_ros2_launch_with_the_pose_from_tf(ros_domain: int, rclpy_context: Any,
+                                           known_model: Any, tmp_path: Any) -> None:
+    """The node as users start it: ``ros2 launch`` with a params file, TF from the robot.
+
+    The node process serves its TF listener with its own executors (executors.py: the
+    control executor, beside the frame path); the grid must equal the parameters' one.
+    """
+    if TF_MISSING:
+        pytest.skip(TF_MISSING)
+    require_ros_tools()
+    import yaml
+
+    params_file = tmp_path / 'grid.yaml'
+    params_file.write_text(yaml.safe_dump(
+        {'/**': {'ros__parameters': node_params(known_model, ['front'])}}))
+    launch = Ros2Process(['launch', 'segformer_ros', 'segformer.launch.py',
+                          f'params_file:={params_file}', 'image_topic:=/image'],
+                         ros_domain, tmp_path / 'launch.log', cwd=tmp_path)
+    r = Rig(rclpy_context, None, ['front'], external=True)
+    try:
+        r.broadcaster.sendTransform(mounting('front', POSE_A))
+        assert launch.wait_for_output(lambda out: ACTIVE in out, 60.0), launch.output()[-3000:]
+        got = r.grid_after('front', 0)
+        expected = expected_grid(POSE_A)
+        assert np.array_equal(got, expected), _differ(got, expected)
+        r.relaunch_static_broadcaster(mounting('front', POSE_B))
+        expected_b = expected_grid(POSE_B)
+        deadline = time.monotonic() + 30.0
+        while not np.array_equal(got, expected_b) and time.monotonic() < deadline:
+            got = r.grid_after('front', r.send())
+        assert np.array_equal(got, expected_b), _differ(got, expected_b)
+        interrupt_and_check_clean_exit(launch)
+    finally:
+        r.close()
+        launch.close()
