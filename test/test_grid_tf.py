@@ -172,6 +172,11 @@ class Rig:
             assert ch.grid is not None, 'grid_camera_z 0 with tf2_ros: the pose comes from TF'
             assert wait_until(lambda: ch.grid.publisher.get_subscription_count() == 1, 10.0)
             assert wait_until(lambda: ch.mask_pub.get_subscription_count() == 1, 10.0)
+        # The node's camera and CameraInfo readers matched too: a test timing an error
+        # (4 s for the TF error) then measures the node, not discovery.
+        for c in self.cameras:
+            assert wait_until(lambda: self.image_pubs[c].get_subscription_count() >= 1, 10.0)
+            assert wait_until(lambda: self.info_pubs[c].get_subscription_count() >= 1, 10.0)
 
     def send(self, with_info: bool = True) -> int:
         """Publish one frame (and its CameraInfo) on every camera; return its stamp."""
