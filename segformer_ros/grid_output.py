@@ -7,13 +7,16 @@ computed only while someone subscribes.
 
 The camera pose: the ``grid_camera_*`` parameters when ``grid_camera_z > 0`` (parameters
 win), otherwise TF from the image's frame_id (the optical frame) to ``grid_frame`` when
-tf2_ros is importable (a real ROS install; the PyPI wheels used in CI have none). The
-latest transform is used: cameras are rigidly mounted.
+tf2_ros is importable (a real ROS install, or make setup's build from ../shared/ros-src;
+the PyPI wheels alone have none). The latest transform is used: cameras are rigidly
+mounted; a changed transform (a re-launched static publisher, a new calibration) rebuilds
+the lookup table on the next frame.
 """
 
 import array
+import threading
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 from std_msgs.msg import Header
@@ -53,21 +56,61 @@ def occupancy_grid_message(grid: np.ndarray, settings: GridSettings,
 
 
 class _TfPoses:
-    """Optical-frame poses from TF (only built when tf2_ros imports)."""
+    """Optical-frame poses from TF (only built when tf2_ros imports).
+
+    One buffer and listener per node, shared by its cameras (:meth:`acquire` and
+    :meth:`release` count them): a listener subscribes to /tf and /tf_static and inserts
+    every transform of every message into its buffer in Python, work that one listener
+    per camera would repeat for each camera.
+    """
+
+    _lock = threading.Lock()
+    _by_node: Dict[int, '_TfPoses'] = {}
 
     def __init__(self, node: Any) -> None:
         import tf2_ros
+        self._node = node
         self._buffer = tf2_ros.Buffer()
         self._listener = tf2_ros.TransformListener(self._buffer, node)
+        self._transform_error = tf2_ros.TransformException
+        self._users = 0
+
+    @classmethod
+    def acquire(cls, node: Any) -> '_TfPoses':
+        """Return the node's TF poses (created for the first camera that needs them)."""
+        with cls._lock:
+            poses = cls._by_node.get(id(node))
+            if poses is None or poses._node is not node:
+                poses = cls._by_node[id(node)] = cls(node)
+            poses._users += 1
+            return poses
 
     def lookup(self, target: str, source: str) -> CameraPose:
+        """Return the latest pose of ``source`` in ``target``; SegformerRosError if none."""
         from rclpy.time import Time
-        t = self._buffer.lookup_transform(target, source, Time()).transform
+        try:
+            t = self._buffer.lookup_transform(target, source, Time()).transform
+        except self._transform_error as exc:
+            # tf2's own text names one frame at most ("base_link" ... does not exist):
+            # say which transform the grid needs and where it comes from.
+            raise SegformerRosError(
+                f'no transform {target!r} <- {source!r} in TF ({type(exc).__name__}: '
+                f'{str(exc).strip()}); expected grid_frame <- the image\'s frame_id (the '
+                f'camera\'s optical frame) from the TF tree (robot_state_publisher, '
+                f'static_transform_publisher), or set grid_camera_z > 0 to give the pose as '
+                f'parameters') from exc
         return CameraPose.from_transform((t.translation.x, t.translation.y, t.translation.z),
                                          (t.rotation.x, t.rotation.y, t.rotation.z,
                                           t.rotation.w))
 
     def release(self) -> None:
+        """Drop one camera's use; the last one unsubscribes the listener."""
+        with self._lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            if self._by_node.get(id(self._node)) is self:
+                del self._by_node[id(self._node)]
         self._listener.unregister()
 
 
@@ -83,7 +126,7 @@ class DrivableGridOutput:
         self._roi = (tuple(tuple(map(float, v)) for v in config.summary.roi_polygon)
                      if settings.use_roi else None)
         self._log_error = log_error
-        self._tf = _TfPoses(node) if settings.mounting is None else None
+        self._tf = _TfPoses.acquire(node) if settings.mounting is None else None
         self._fixed_pose = settings.mounting.camera_pose() if settings.mounting else None
         self.publisher = node.create_lifecycle_publisher(
             _occupancy_grid_type(), spec.output_topic('drivable_grid'), qos)
@@ -99,19 +142,25 @@ class DrivableGridOutput:
         """Compute and publish the grid of one frame's mask, if anyone subscribes."""
         if self.publisher.get_subscription_count() == 0:
             return
+        # One rate-limit key per kind of problem (as the node keys bad input by its raise
+        # site): a missing CameraInfo must not hide the missing transform that follows it.
         key = f'grid:{self._spec.name}'
         if camera_info is None:
-            self._log_error(key, f'drivable_grid of camera {self._spec.name!r}: no CameraInfo '
-                                 f'received on {self._spec.camera_info_topic} yet; expected '
-                                 f'one before the grid can be computed')
+            self._log_error(f'{key}:no_camera_info',
+                            f'drivable_grid of camera {self._spec.name!r}: no CameraInfo '
+                            f'received on {self._spec.camera_info_topic} yet; expected one '
+                            f'before the grid can be computed')
             return
         t0 = time.perf_counter()
+        stage = 'camera_info'
         try:
             camera = CameraModel.from_camera_info(
                 camera_info.k, camera_info.d, camera_info.distortion_model,
                 (int(camera_info.width), int(camera_info.height)),
                 (int(mask.shape[1]), int(mask.shape[0])))
+            stage = 'pose'
             pose = self._pose(header.frame_id or camera_info.header.frame_id)
+            stage = 'projection'
             table_key = (camera, pose)
             if table_key != self._projection_key or self._projection is None:
                 self._projection = GroundProjection(camera, pose, self.settings.grid, self._roi)
@@ -119,11 +168,12 @@ class DrivableGridOutput:
             projection = self._projection
             grid = projection.occupancy(mask, self._lut)
         except SegformerRosError as exc:
-            self._log_error(key, f'drivable_grid of camera {self._spec.name!r}: {exc}')
+            self._log_error(f'{key}:{stage}',
+                            f'drivable_grid of camera {self._spec.name!r}: {exc}')
             return
-        except Exception as exc:  # noqa: BLE001 - TF lookups raise their own types
-            self._log_error(key, f'drivable_grid of camera {self._spec.name!r}: '
-                                 f'{type(exc).__name__}: {exc}')
+        except Exception as exc:  # noqa: BLE001 - the grid must never end the frame path
+            self._log_error(f'{key}:{stage}', f'drivable_grid of camera {self._spec.name!r}: '
+                                              f'{type(exc).__name__}: {exc}')
             return
         if projection.empty:
             self._log_error(f'{key}:empty', f'drivable_grid of camera {self._spec.name!r}: no '

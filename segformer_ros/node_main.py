@@ -9,7 +9,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from .cli import absorb_late_interrupt, bad_usage, params_files
+from .cli import bad_usage, params_files
 from .executors import make_node_executors
 from .memory import keep_image_buffers
 from .node import SegformerNode
@@ -52,6 +52,20 @@ example:
 """
 
 
+def _ignore_further_interrupts() -> None:
+    """Let a second SIGINT not break off the shutdown (which is bounded: 5 s at most).
+
+    Ctrl-C on ``ros2 launch`` in a terminal reaches the whole process group, this node
+    included, and launch then sends the node a SIGINT of its own: without this, the second
+    one raised KeyboardInterrupt half-way through shutdown_resources (a traceback, exit
+    code -2 and a C++ ``terminate`` from a thread left running). SIGTERM still ends it.
+    """
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:   # main() called from another thread (tests): no signals there
+        pass
+
+
 def main(args: Optional[List[str]] = None) -> int:
     """Run the node until shutdown (SIGINT/SIGTERM or context shutdown)."""
     argv = sys.argv[1:] if args is None else list(args)
@@ -91,8 +105,7 @@ def main(args: Optional[List[str]] = None) -> int:
         if node.context.ok():
             raise
     finally:
-        # The Ctrl-C that ended spin() may still raise in here (cli.py says why).
-        absorb_late_interrupt()
+        _ignore_further_interrupts()
         # Leave the graph cleanly (no stray Fast DDS shared-memory segments) whatever
         # lifecycle state the node was in.
         try:

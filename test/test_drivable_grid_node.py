@@ -150,24 +150,6 @@ def test_grid_matches_the_math_module_and_is_computed_only_when_subscribed(
         peer.destroy_node()
 
 
-def test_without_a_pose_the_grid_is_disabled_with_a_reason(rclpy_context: Any,
-                                                           tmp_path: Any) -> None:
-    from segformer_ros.grid_output import tf_available
-    if tf_available():
-        pytest.skip('tf2_ros is installed: the pose would come from TF')
-    model = constant_ids_model(tmp_path / 'known_mask.onnx', _known_mask())
-    node = SegformerNode(context=rclpy_context, parameter_overrides=[
-        Parameter('model_path', value=str(model)), Parameter('warmup_iterations', value=0),
-        Parameter('camera_info_topics', value=['camera_info'])])
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node._channels[0].grid is None
-        assert node.count_publishers('segmentation/drivable_grid') == 0
-    finally:
-        node.shutdown_resources()
-        node.destroy_node()
-
-
 def test_bad_grid_parameters_fail_configure(rclpy_context: Any, tmp_path: Any) -> None:
     model = constant_ids_model(tmp_path / 'known_mask.onnx', _known_mask())
     node = SegformerNode(context=rclpy_context, parameter_overrides=[

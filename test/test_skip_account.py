@@ -67,3 +67,41 @@ def test_ci_fails_on_a_missing_asset_skip_when_shared_exists(tmp_path) -> None:
 def test_ci_without_shared_does_not_fail_on_asset_skips(tmp_path) -> None:
     code, out = _run(tmp_path, CI='true', SEGFORMER_ROS_SHARED=str(tmp_path / 'absent'))
     assert code == 0, out
+
+
+ROS_TOOLS_PROBE = '''
+from ros2_tools import require_ros_tools
+
+def test_needs_ros2_launch():
+    require_ros_tools('no_such_ros_tool_module')
+'''
+
+
+def test_missing_ros_tools_are_a_missing_shared_asset(tmp_path) -> None:
+    """A skip for want of ros2 / launch_ros / tf2_ros (../shared/ros-src) counts as an asset.
+
+    It shows in the skip account, and fails CI where ../shared exists.
+    """
+    (tmp_path / 'test_ros_probe.py').write_text(ROS_TOOLS_PROBE)
+
+    def run(**env_changes: str) -> Tuple[int, str]:
+        env: Dict[str, str] = dict(os.environ)
+        env.pop('CI', None)
+        env.update(env_changes)
+        env['PYTHONPATH'] = os.pathsep.join([str(HERE), str(HERE.parent),
+                                             env.get('PYTHONPATH', '')])
+        proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                               '-p', 'conftest', '--rootdir', str(tmp_path), '-c', os.devnull,
+                               str(tmp_path / 'test_ros_probe.py')],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    code, out = run(SEGFORMER_ROS_SHARED=str(tmp_path / 'absent'))
+    assert code == 0, out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith('skip account:')]
+    assert '1 x missing shared asset: ros-src (no_such_ros_tool_module not found' in line, line
+    (tmp_path / 'shared').mkdir()
+    code, out = run(CI='true', SEGFORMER_ROS_SHARED=str(tmp_path / 'shared'))
+    assert code == 1, out
+    assert 'FAILED (CI asset guard): 1 test(s) skipped for a missing asset' in out, out

@@ -14,6 +14,8 @@
 #     proves the package builds with colcon, and produces the generated
 #     segformer_ros.msg Python module + typesupport libraries for the tests,
 #     plus the test-only vision_msgs fixture (test/fixtures/vision_msgs);
+#  3b. the ROS 2 user tools (ros2, launch_ros, tf2_ros) from ../shared/ros-src
+#     (tools/setup_ros_tools.sh);
 #  4. the console scripts of setup.py (segformer-ros-eval, -selfcheck, -export,
 #     -build-engine, image_source, segformer_node) as small launchers in
 #     $VENV/bin that run this checkout's code in the tools/ros_env.sh environment.
@@ -149,6 +151,11 @@ if (( rc )); then
   done
   exit "$rc"
 fi
+
+# ------------------------------------------ 3b. the ROS 2 tools from ../shared/ros-src
+# ros2 (launch, lifecycle, param, topic, ...), launch_ros and tf2_ros into $VENV and the
+# install tree (tools/setup_ros_tools.sh; skipped with a line where ../shared is absent).
+VENV=$VENV BUILD=$BUILD "$REPO/tools/setup_ros_tools.sh"
 
 # ----------------------------------------------------- 4. console scripts
 # setup.py's console_scripts as launchers in $VENV/bin, so that `make shell` (and
