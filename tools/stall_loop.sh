@@ -2,7 +2,8 @@
 # `make stall-loop`: issue 21's reproduction loop. Runs the cross-process node tests N times,
 # each in a clean environment as CI runs them (env -i, then tools/ros_env.sh of the distro),
 # quiet or under CPU load, and prints each run's result and time and the pass rate; one JSON
-# line per loop is appended to .build/stall_loop.jsonl.
+# line per loop is appended to .build/stall_loop.jsonl. Each run's log and pytest temp folder
+# (node logs) stay in the /tmp/stall_loop.* folder printed.
 #
 #   tools/stall_loop.sh [--runs N] [--distro kilted|jazzy] [--load] [--checkout DIR] [TEST...]
 #
@@ -52,13 +53,13 @@ passed=0 times=()
 for i in $(seq "$runs"); do
   start=$(date +%s.%N)
   if env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" CHECKOUT="$checkout" \
-      DISTRO="$distro" VENV="$venv" INSTALL="$install" bash -c '
+      DISTRO="$distro" VENV="$venv" INSTALL="$install" BASETEMP="$logs/tmp_$i" bash -c '
       cd "$CHECKOUT"
       if [[ $DISTRO == jazzy ]]; then
         export SEGFORMER_ROS_DISTRO=jazzy SEGFORMER_ROS_VENV=$VENV SEGFORMER_ROS_INSTALL=$INSTALL
       fi
       source tools/ros_env.sh > /dev/null
-      exec python -m pytest -q -p no:cacheprovider "$@"' _ "${tests[@]}" \
+      exec python -m pytest -q -p no:cacheprovider --basetemp "$BASETEMP" "$@"' _ "${tests[@]}" \
       > "$logs/run_$i.log" 2>&1; then
     result=PASS; passed=$((passed + 1))
   else
