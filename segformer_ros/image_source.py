@@ -38,7 +38,10 @@ class ImageSourceNode(Node):
         super().__init__(node_name, **kwargs)
         self.add_on_set_parameters_callback(_check_parameters)
         self.declare_parameter('source', '', ParameterDescriptor(
-            description='Video file (mp4, avi, ...) or folder of png/jpg images.',
+            description='Video file (mp4, avi, ...) or folder of png/jpg images; '
+                        'package://<pkg>/<path> names a file installed with a package (the '
+                        'bundled clip: '
+                        'package://segformer_ros/assets/data/solidWhiteRight.mp4).',
             read_only=True))
         # Dynamically typed: `-p rate_hz:=10` is an INTEGER to ROS, which a DOUBLE
         # parameter would refuse; _check_parameters accepts any number in range.
@@ -75,9 +78,12 @@ class ImageSourceNode(Node):
 
     def start(self) -> None:
         """Open the source and start the publish timer (after optional subscriber wait)."""
+        from .assets import PACKAGE_URI_SCHEME, resolve_package_uri
         from .frame_sources import iter_frames
 
         source = self.get_parameter('source').value
+        if source.startswith(PACKAGE_URI_SCHEME):   # e.g. the bundled clip, wherever installed
+            source = str(resolve_package_uri(source))
         encoding = self.get_parameter('encoding').value
         if encoding not in ENCODINGS:
             raise ValueError(f'encoding must be one of {ENCODINGS}, got {encoding!r}')

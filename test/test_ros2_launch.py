@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from ros2_tools import daemon_pids, require_ros_tools, ros2, Ros2Process, ros2_until_discovered
-from shared_assets import BUNDLED_MODEL, BUNDLED_VIDEO, REPO
+from shared_assets import BUNDLED_MODEL, REPO
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -43,7 +43,9 @@ def _ros_tools(ros_domain: int) -> Iterator[None]:
 def camera(domain: int, topic: str, tmp_path: Path, rate_hz: float = 5.0) -> Ros2Process:
     """Start the package's image_source on ``topic``: the bundled clip, looped, at ``rate_hz``."""
     return Ros2Process(['run', 'segformer_ros', 'image_source', '--ros-args',
-                        '-p', f'source:={BUNDLED_VIDEO}', '-p', f'rate_hz:={rate_hz}',
+                        # As the README's quickstart: the clip by its package URI.
+                        '-p', 'source:=package://segformer_ros/assets/data/solidWhiteRight.mp4',
+                        '-p', f'rate_hz:={rate_hz}',
                         '-p', 'loop:=true', '-p', 'width:=320', '-r', f'image:={topic}'],
                        domain, tmp_path / 'camera.log')
 
