@@ -50,7 +50,13 @@ quiet_pip() {
 }
 
 # ---------------------------------------------------------------- 1. venv
+# NODEPS_REQ: packages installed WITHOUT their declared dependencies (tools/requirements-nodeps.txt:
+# cityscapesscripts, whose dependency list pulls the old `typing` backport); what they import
+# is listed in the main requirements. Only with the default requirements list.
+NODEPS_REQ=${NODEPS_REQ-}
+[[ -z $NODEPS_REQ && $REQ == "$REPO/tools/requirements-dev.txt" ]] && NODEPS_REQ=$REPO/tools/requirements-nodeps.txt
 want_stamp="$("$PYTHON" -c 'import sys; print(sys.version)' | head -1) $(sha256sum "$REQ" | cut -c1-16) export=$EXPORT"
+if [[ -n $NODEPS_REQ ]]; then want_stamp+=" nodeps=$(sha256sum "$NODEPS_REQ" | cut -c1-16)"; fi
 # A pip constraints file (tools/test_jazzy.sh) is part of what was installed.
 if [[ -n ${PIP_CONSTRAINT:-} ]]; then want_stamp+=" constraints=$(sha256sum "$PIP_CONSTRAINT" | cut -c1-16)"; fi
 if [[ -f $STAMP && "$(cat "$STAMP")" == "$want_stamp" ]]; then
@@ -76,6 +82,15 @@ else
   pip_rc=${PIPESTATUS[0]}
   set -e
   (( pip_rc == 0 )) || { log "pip install failed (exit $pip_rc)"; exit "$pip_rc"; }
+  if [[ -n $NODEPS_REQ ]]; then
+    log "installing $(basename "$NODEPS_REQ") without dependencies"
+    set +e
+    quiet_pip install --disable-pip-version-check --progress-bar off --no-deps -r "$NODEPS_REQ" \
+      | grep -vE '^Requirement already satisfied'
+    pip_rc=${PIPESTATUS[0]}
+    set -e
+    (( pip_rc == 0 )) || { log "pip install --no-deps failed (exit $pip_rc)"; exit "$pip_rc"; }
+  fi
   echo "$want_stamp" > "$STAMP"
 fi
 # Keep colcon from discovering the ROS wheels' share/*/package.xml.

@@ -15,8 +15,12 @@ The frames go through exactly what the node runs: a params file (a preset such a
 * ``--video FILE`` or ``--images DIR`` without labels: no metrics; ``--overlays OUT``
   writes overlay images (a folder) or an overlay video (a path ending in .mp4).
 
-Metric conventions are those of :mod:`segformer_ros.metrics` (mIoU over the classes
-present in the ground truth). Exit codes: 0 done, 2 bad arguments / data / model.
+``--masks DIR`` writes each frame's mask (train ids, 255 = unlabeled) as ``<name>.png``,
+e.g. to score with other tools (test_cityscapes_official.py feeds them to cityscapesscripts).
+
+Metric conventions are those of :mod:`segformer_ros.metrics` (``mIoU`` is the official
+Cityscapes mean over every class with TP+FP+FN > 0; the mean over the classes present in the
+ground truth is reported separately). Exit codes: 0 done, 2 bad arguments / data / model.
 """
 
 import argparse
@@ -322,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='auto: *_labelIds.png are label ids, others train ids')
     p.add_argument('--max-frames', type=int, default=0, help='stop after N frames (0 = all)')
     p.add_argument('--overlays', metavar='OUT', help='write overlays to a folder or a .mp4')
+    p.add_argument('--masks', metavar='DIR',
+                   help='write each mask (train ids, 255 = unlabeled) as DIR/<name>.png')
     p.add_argument('--warmup', type=int, default=None,
                    help='warm-up inferences (default: the warmup_iterations parameter)')
     p.add_argument('--json', metavar='FILE', help="write results as JSON ('-' = stdout)")
@@ -371,6 +377,14 @@ def _video_fps(path: Optional[str]) -> Optional[float]:
     finally:
         cap.release()
     return fps if 0.0 < fps < 1000.0 else None
+
+
+def _write_mask(path: Path, mask: np.ndarray) -> None:
+    """Write a class-id mask as a single-channel 8-bit PNG (lossless)."""
+    import cv2
+
+    if not cv2.imwrite(str(path), np.ascontiguousarray(mask, dtype=np.uint8)):
+        raise SegformerRosError(f"cannot write mask '{path}'")
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -427,6 +441,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         total = min(total, args.max_frames)
     progress = Progress(total, 'eval', enabled=not args.quiet)
     times: List[Dict[str, float]] = []
+    mask_dir = Path(args.masks) if args.masks else None
+    if mask_dir is not None:
+        mask_dir.mkdir(parents=True, exist_ok=True)
     try:
         for name, frame, label in _frames(args, samples):
             result = pipeline.process(frame, 'bgr', want_overlay=writer is not None,
@@ -441,6 +458,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 matrix.update(label, result.mask)
             if writer is not None and result.overlay is not None:
                 writer.write(name, result.overlay, result.overlay_channel_order)
+            if mask_dir is not None:
+                _write_mask(mask_dir / f'{name}.png', result.mask)
             progress.step()
     finally:
         progress.close()
