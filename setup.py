@@ -59,6 +59,7 @@ setup(
             'segformer-ros-eval=segformer_ros.tools.evaluate:main',
             'segformer-ros-selfcheck=segformer_ros.tools.selfcheck:main',
             'segformer-ros-build-engine=segformer_ros.tools.build_engine:main',
+            'segformer-ros-import-nvinfer=segformer_ros.tools.import_nvinfer:main',
         ],
     },
 )

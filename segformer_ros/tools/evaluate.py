@@ -118,6 +118,8 @@ def load_tool_params(params_file: Optional[str], overrides: Sequence[Tuple[str, 
     from ..parameters import PARAMETER_NAMES
     from ..presets import load_params_file, resolve_params_file, unknown_parameters
 
+    from ..nvinfer_config import apply_nvinfer_config
+
     params: Dict[str, Any] = {}
     if params_file:
         params = load_params_file(resolve_params_file(params_file))
@@ -126,7 +128,10 @@ def load_tool_params(params_file: Optional[str], overrides: Sequence[Tuple[str, 
     unknown = unknown_parameters(params)
     if unknown:
         warn(f'ignoring unknown parameters {unknown}; known: {list(PARAMETER_NAMES)}')
-    return {k: v for k, v in params.items() if k in PARAMETER_NAMES}
+    params = {k: v for k, v in params.items() if k in PARAMETER_NAMES}
+    # As the node: an nvinfer_config's values under the parameters given here.
+    merged, _ = apply_nvinfer_config(params, given=params)
+    return merged
 
 
 def build_pipeline(params: Dict[str, Any], logger: Callable[[str], None],
