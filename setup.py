@@ -37,6 +37,8 @@ setup(
         'opencv-python-headless',
         'onnxruntime',
         'pyyaml',
+        # segformer-ros-bag: rosbag2 read/write without ROS
+        'rosbags',
     ],
     extras_require={
         # SegFormer (Hugging Face) -> ONNX export tool.
@@ -60,6 +62,7 @@ setup(
             'segformer-ros-selfcheck=segformer_ros.tools.selfcheck:main',
             'segformer-ros-build-engine=segformer_ros.tools.build_engine:main',
             'segformer-ros-import-nvinfer=segformer_ros.tools.import_nvinfer:main',
+            'segformer-ros-bag=segformer_ros.tools.bag:main',
         ],
     },
 )

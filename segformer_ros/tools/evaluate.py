@@ -12,7 +12,8 @@ The frames go through exactly what the node runs: a params file (a preset such a
   the labels folder (``_labelTrainIds`` preferred over ``_labelIds`` when both exist).
   Labels named ``*_labelIds.png`` are Cityscapes label ids and get mapped; all others
   are read as train ids (``--label-format`` overrides).
-* ``--video FILE`` or ``--images DIR`` without labels: no metrics; ``--overlays OUT``
+* ``--video FILE``, ``--bag FILE --topic T`` (a rosbag2 recording's Image or
+  CompressedImage topic) or ``--images DIR`` without labels: no metrics; ``--overlays OUT``
   writes overlay images (a folder) or an overlay video (a path ending in .mp4).
 
 ``--masks DIR`` writes each frame's mask (train ids, 255 = unlabeled) as ``<name>.png``,
@@ -327,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument('--images', metavar='DIR', help='image folder (sorted *.png/*.jpg)')
     src.add_argument('--labels', metavar='DIR', help='label folder paired by stem with --images')
     src.add_argument('--video', metavar='FILE', help='video file (no labels: overlays only)')
+    src.add_argument('--bag', metavar='FILE', help='rosbag2 recording (mcap or sqlite3) with '
+                     '--topic (no labels: overlays / masks only)')
+    src.add_argument('--topic', metavar='T', help='image topic of --bag (Image or '
+                     'CompressedImage)')
     p.add_argument('--label-format', choices=LABEL_FORMATS, default='auto',
                    help='auto: *_labelIds.png are label ids, others train ids')
     p.add_argument('--max-frames', type=int, default=0, help='stop after N frames (0 = all)')
@@ -340,20 +345,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _frames(args: argparse.Namespace, samples: List[Sample]
-            ) -> Iterator[Tuple[str, np.ndarray, Optional[np.ndarray]]]:
-    """(name, bgr frame, train-id label or None) in order."""
+def _frames(args: argparse.Namespace, samples: List[Sample], warn: Callable[[str], None]
+            ) -> Iterator[Tuple[str, np.ndarray, str, Optional[np.ndarray]]]:
+    """(name, frame, its channel order, train-id label or None) in order."""
     from ..frame_sources import iter_frames, read_image
 
     limit = args.max_frames if args.max_frames > 0 else None
     if args.video:
         for index, frame in iter_frames(args.video, max_frames=limit):
-            yield f'frame_{index:06d}', frame, None
+            yield f'frame_{index:06d}', frame, 'bgr', None
+        return
+    if args.bag:
+        from ..bag_run import iter_bag_frames
+
+        for name, view in iter_bag_frames(Path(args.bag), args.topic, limit,
+                                          on_bad=lambda m: warn(f'skipped a bad message: {m}')):
+            yield name, view.array, view.channel_order, None
         return
     for i, (image, label, fmt) in enumerate(samples):
         if limit is not None and i >= limit:
             return
-        yield image.stem, read_image(image), (read_label(label, fmt) if label else None)
+        yield image.stem, read_image(image), 'bgr', (read_label(label, fmt) if label else None)
 
 
 def _video_frame_count(path: Optional[str]) -> Optional[int]:
@@ -399,9 +411,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     def warn(msg: str) -> None:
         print(f'segformer-ros-eval: {msg}', file=sys.stderr, flush=True)
 
-    sources = [bool(args.cityscapes), bool(args.images), bool(args.video)]
+    sources = [bool(args.cityscapes), bool(args.images), bool(args.video), bool(args.bag)]
     if sum(sources) != 1:
-        raise SegformerRosError('give exactly one of --cityscapes, --images or --video')
+        raise SegformerRosError('give exactly one of --cityscapes, --images, --video or --bag')
+    if bool(args.bag) != bool(args.topic):
+        raise SegformerRosError('--bag and --topic go together: the recording and its image '
+                                'topic')
     if args.labels and not args.images:
         raise SegformerRosError('--labels needs --images')
     params = load_tool_params(args.params, args.overrides, warn)
@@ -423,14 +438,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         labels = Path(args.labels) if args.labels else None
         samples, unpaired = folder_samples(Path(args.images), labels, args.label_format)
         dataset = {'kind': 'folder', 'images': args.images, 'labels': args.labels}
+    elif args.bag:
+        dataset = {'kind': 'bag', 'bag': args.bag, 'topic': args.topic}
     else:
         dataset = {'kind': 'video', 'video': args.video}
     if unpaired:
         warn(f'{len(unpaired)} images have no label and are skipped, e.g. {unpaired[0].name}')
-    if not args.video and not samples:
+    if not args.video and not args.bag and not samples:
         raise SegformerRosError('no image/label pairs found (see --help for the pairing rule)')
     has_labels = any(label is not None for _i, label, _f in samples)
-    if not has_labels and not args.overlays:
+    if not has_labels and not args.overlays and not args.masks:
         warn('no labels: no metrics will be computed (add --overlays to see the masks)')
 
     backend, pipeline = build_pipeline(params, warn, args.warmup)
@@ -442,6 +459,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     writer = (OverlayWriter(Path(args.overlays), **({'fps': fps} if fps else {}))
               if args.overlays else None)
     total: Optional[int] = len(samples) if samples else _video_frame_count(args.video)
+    if args.bag:
+        from ..bag_run import bag_frame_count
+        total = bag_frame_count(Path(args.bag), args.topic)
     if total is not None and args.max_frames > 0:
         total = min(total, args.max_frames)
     progress = Progress(total, 'eval', enabled=not args.quiet)
@@ -450,8 +470,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if mask_dir is not None:
         mask_dir.mkdir(parents=True, exist_ok=True)
     try:
-        for name, frame, label in _frames(args, samples):
-            result = pipeline.process(frame, 'bgr', want_overlay=writer is not None,
+        for name, frame, order, label in _frames(args, samples, warn):
+            result = pipeline.process(frame, order, want_overlay=writer is not None,
                                       want_summary=False)
             times.append(result.times)
             if label is not None:
