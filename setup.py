@@ -45,6 +45,8 @@ setup(
         'export': ['torch', 'transformers', 'onnx'],
         # CUDA backend (GPU machines only).
         'gpu': ['cuda-python'],
+        # segformer-ros-bag --ray: many recordings on a Ray cluster.
+        'ray': ['ray'],
         'test': [
             'pytest',
             'pytest-timeout',

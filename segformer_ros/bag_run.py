@@ -451,3 +451,89 @@ def iter_bag_frames(path: Path, topic: str, max_frames: Optional[int] = None,
             yield f'{int(msg.header.stamp.sec)}_{int(msg.header.stamp.nanosec):09d}', view
     finally:
         reader.close()
+
+
+def build_bag_pipeline(params: Dict[str, Any], cameras: int, log: Callable[[str], None],
+                       warmup: Optional[int] = None) -> Tuple[Any, Any]:
+    """Backend and pipeline as the node builds them for ``cameras`` cameras."""
+    from .backends.factory import create_backend
+    from .gpu_segmentation import select_pipeline
+    from .parameters import pipeline_config_from_params
+
+    config = pipeline_config_from_params(params)
+    limit = int(params.get('max_batch_size', 0))
+    max_batch = min(cameras, limit) if limit else cameras
+    backend = create_backend(
+        params['backend'], params['model_path'], logger=log,
+        provider=params['onnxruntime_provider'], num_threads=params['num_threads'],
+        precision=params['precision'], engine_cache_dir=params['engine_cache_dir'],
+        rebuild_stale_engine=params['rebuild_stale_engine'],
+        allow_engine_host_code=params['allow_engine_host_code'],
+        workspace_mb=params['workspace_mb'], input_hw=config.input_size,
+        max_batch=max(1, max_batch), device_id=params['device_id'])
+    try:
+        backend.configure()
+        pipeline = select_pipeline(params['pipeline'], backend, config,
+                                   params['onnxruntime_provider'], log, max_batch=max_batch,
+                                   frames_per_submission=cameras)
+        backend.warmup(int(params['warmup_iterations']) if warmup is None else warmup,
+                       pipeline.input_hw)
+    except BaseException:
+        backend.release()
+        raise
+    return backend, pipeline
+
+
+@dataclass
+class BagJob:
+    """One recording to segment, with everything a worker needs (plain data, picklable)."""
+
+    input: str
+    output: str
+    params: Dict[str, Any]
+    image_topics: List[str]
+    namespaces: List[str] = field(default_factory=list)
+    camera_info_topics: List[str] = field(default_factory=list)
+    outputs: Tuple[str, ...] = OUTPUTS
+    copy_input: bool = False
+    storage: str = ''
+    warmup: Optional[int] = None
+
+
+def segment_bag(job: BagJob, log: Callable[[str], None],
+                progress_factory: Optional[Callable[[int], Any]] = None,
+                stop: Optional[threading.Event] = None) -> Dict[str, Any]:
+    """Segment one bag as ``job`` says; return the report (SegformerRosError when it cannot).
+
+    ``progress_factory(total)`` returns an object with ``step(n)`` and ``close()`` (the
+    tools' progress line); ``stop`` ends the run after the current batch (Ctrl-C).
+    """
+    from .tools.evaluate import stage_medians
+
+    started = time.monotonic()
+    input_path, output = Path(job.input), Path(job.output)
+    reader = open_reader(input_path)
+    try:
+        cameras = plan_cameras(reader.connections, job.image_topics, job.namespaces,
+                               job.camera_info_topics)
+        backend, pipeline = build_bag_pipeline(job.params, len(cameras), log, job.warmup)
+        segmenter = BagSegmenter(pipeline, job.params, RunOptions(
+            outputs=tuple(dict.fromkeys(('mask', *job.outputs))), copy_input=job.copy_input,
+            storage=job.storage, max_input_pixels=int(job.params['max_input_pixels'])),
+            log, stop)
+        progress = progress_factory(bag_frame_total(reader, cameras)) \
+            if progress_factory else None
+        try:
+            segmenter.run(input_path, output, cameras, reader, progress)
+        finally:
+            if progress is not None:
+                progress.close()
+            description = backend.describe()
+            if hasattr(pipeline, 'release'):
+                pipeline.release()
+            backend.release()
+    finally:
+        reader.close()
+    return report(input_path, output, segmenter, cameras, started, {
+        'model_path': str(job.params['model_path']), 'backend': description,
+        'stage_ms_median': stage_medians(segmenter.times)})

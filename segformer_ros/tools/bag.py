@@ -13,6 +13,10 @@ copies the image and CameraInfo topics. Progress with rate and ETA goes to stder
 report (JSON) to ``--json``. Ctrl-C stops after the current batch and closes the bag: it
 stays readable and holds what was done.
 
+Several inputs (``run A B C OUT/``) each get ``OUT/<name>_segmented``; ``--workers N`` runs
+them in N local processes, ``--ray ADDRESS`` (or ``auto``) as one Ray task per recording
+(:mod:`segformer_ros.bag_batch`); the masks are the same as a one-by-one run's.
+
 ``segformer-ros-bag compare A B [--min-agreement 0.99]`` pairs the masks of two segmented
 bags by header and reports per topic and class the pixel agreement and IoU, and the frames
 in one bag only; exit 1 below the threshold (gate a model update on it).
@@ -25,12 +29,11 @@ import argparse
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import SegformerRosError
-from .evaluate import Progress, add_model_arguments, load_tool_params, stage_medians, write_json
+from .evaluate import Progress, add_model_arguments, load_tool_params, write_json
 
 EXIT_BELOW_THRESHOLD = 1
 EXIT_ERROR = 2
@@ -45,9 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 description='Segment rosbag2 recordings with the node\'s '
                                             'pipeline; compare two segmented bags.')
     sub = p.add_subparsers(dest='command', required=True)
-    run = sub.add_parser('run', help='segment a bag into a new bag')
-    run.add_argument('input', help='rosbag2 folder (or its .mcap / .db3 file)')
-    run.add_argument('output', help='new rosbag2 folder to write')
+    run = sub.add_parser('run', help='segment a bag into a new bag (or many bags)')
+    run.add_argument('inputs', nargs='+', metavar='INPUT',
+                     help='rosbag2 folder (or its .mcap / .db3 file); several: see OUTPUT')
+    run.add_argument('output', metavar='OUTPUT',
+                     help='new rosbag2 folder to write; with several inputs, a folder that '
+                          'gets one <input name>_segmented bag per input')
     add_model_arguments(run)
     run.add_argument('--image-topics', nargs='+', required=True, metavar='T',
                      help='sensor_msgs/Image or CompressedImage topics to segment')
@@ -66,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help='warm-up inferences (default: the warmup_iterations parameter)')
     run.add_argument('--json', metavar='FILE', help="write the report as JSON ('-' = stdout)")
     run.add_argument('--quiet', action='store_true', help='no progress line')
+    run.add_argument('--workers', type=int, default=1, metavar='N',
+                     help='segment several inputs in N local processes (default 1)')
+    run.add_argument('--ray', metavar='ADDRESS',
+                     help='segment the inputs on a Ray cluster, one task per recording (a GPU '
+                          'per task where the parameters use one); auto = the running '
+                          'cluster. Needs the ray extra')
     cmp_ = sub.add_parser('compare', help='compare the masks of two segmented bags')
     cmp_.add_argument('a', help='segmented bag A (e.g. the current model)')
     cmp_.add_argument('b', help='segmented bag B (e.g. the candidate)')
@@ -90,80 +102,63 @@ def run_params(args: argparse.Namespace, warn: Callable[[str], None]) -> Dict[st
     return params
 
 
-def build_bag_pipeline(params: Dict[str, Any], cameras: int, log: Callable[[str], None],
-                       warmup: Optional[int] = None) -> Tuple[Any, Any]:
-    """Backend and pipeline as the node builds them for ``cameras`` cameras."""
-    from ..backends.factory import create_backend
-    from ..gpu_segmentation import select_pipeline
-    from ..parameters import pipeline_config_from_params
+def _jobs(args: argparse.Namespace, params: Dict[str, Any]) -> List[Any]:
+    from ..bag_run import BagJob
 
-    config = pipeline_config_from_params(params)
-    limit = int(params.get('max_batch_size', 0))
-    max_batch = min(cameras, limit) if limit else cameras
-    backend = create_backend(
-        params['backend'], params['model_path'], logger=log,
-        provider=params['onnxruntime_provider'], num_threads=params['num_threads'],
-        precision=params['precision'], engine_cache_dir=params['engine_cache_dir'],
-        rebuild_stale_engine=params['rebuild_stale_engine'],
-        allow_engine_host_code=params['allow_engine_host_code'],
-        workspace_mb=params['workspace_mb'], input_hw=config.input_size,
-        max_batch=max(1, max_batch), device_id=params['device_id'])
-    try:
-        backend.configure()
-        pipeline = select_pipeline(params['pipeline'], backend, config,
-                                   params['onnxruntime_provider'], log, max_batch=max_batch,
-                                   frames_per_submission=cameras)
-        backend.warmup(int(params['warmup_iterations']) if warmup is None else warmup,
-                       pipeline.input_hw)
-    except BaseException:
-        backend.release()
-        raise
-    return backend, pipeline
+    # Absolute paths: a pool or Ray worker need not share this process's working directory.
+    params = dict(params)
+    if params.get('model_path') and Path(params['model_path']).exists():
+        params['model_path'] = str(Path(params['model_path']).resolve())
+    common = dict(params=params, image_topics=list(args.image_topics),
+                  namespaces=list(args.namespaces),
+                  camera_info_topics=list(args.camera_info_topics),
+                  outputs=tuple(args.outputs), copy_input=args.copy_input,
+                  storage=args.storage, warmup=args.warmup)
+    inputs = [Path(i).absolute() for i in args.inputs]
+    if len(inputs) == 1:
+        return [BagJob(input=str(inputs[0]), output=str(Path(args.output).absolute()),
+                       **common)]
+    names = [i.name if i.is_dir() else i.stem for i in inputs]
+    if len(set(names)) != len(names):
+        raise SegformerRosError(f'inputs {args.inputs} share names {names}; expected distinct '
+                                f'names (each gets OUTPUT/<name>_segmented)')
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.output).absolute()
+    return [BagJob(input=str(i), output=str(out_dir / f'{n}_segmented'), **common)
+            for i, n in zip(inputs, names)]
 
 
-def segment_one(input_path: Path, output: Path, params: Dict[str, Any],
-                args: argparse.Namespace, log: Callable[[str], None],
-                stop: Optional[threading.Event] = None) -> Dict[str, Any]:
-    """Segment one bag; return its report (raises SegformerRosError on a bad bag)."""
-    from ..bag_run import (BagSegmenter, RunOptions, bag_frame_total, open_reader,
-                           plan_cameras, report)
-
-    started = time.monotonic()
-    reader = open_reader(input_path)
-    try:
-        cameras = plan_cameras(reader.connections, args.image_topics, args.namespaces,
-                               args.camera_info_topics)
-        backend, pipeline = build_bag_pipeline(params, len(cameras), log, args.warmup)
-        outputs = tuple(dict.fromkeys(['mask', *args.outputs]))
-        segmenter = BagSegmenter(pipeline, params, RunOptions(
-            outputs=outputs, copy_input=args.copy_input, storage=args.storage,
-            max_input_pixels=int(params['max_input_pixels'])), log, stop)
-        progress = Progress(bag_frame_total(reader, cameras), 'bag',
-                            enabled=not getattr(args, 'quiet', False))
-        try:
-            segmenter.run(input_path, output, cameras, reader, progress)
-        finally:
-            progress.close()
-            description = backend.describe()
-            if hasattr(pipeline, 'release'):
-                pipeline.release()
-            backend.release()
-    finally:
-        reader.close()
-    return report(input_path, output, segmenter, cameras, started, {
-        'model_path': str(params['model_path']), 'backend': description,
-        'params_file': args.params, 'stage_ms_median': stage_medians(segmenter.times)})
+def _print_run(result: Dict[str, Any], human: Any) -> None:
+    if result.get('error'):
+        print(f'{result["input"]}: error: {result["error"]}', file=human, flush=True)
+        return
+    if result.get('stopped'):
+        print(f'{result["input"]}: {result["stopped"]}', file=human, flush=True)
+        return
+    print(f'{result["frames_segmented"]} frames segmented from {result["input"]} into '
+          f'{result["output"]} ({result["frames_per_second"]} frames/s, '
+          f'{result["bad_messages"]} bad messages'
+          f'{", interrupted" if result["interrupted"] else ""})', file=human, flush=True)
+    for counts in result['topics'].values():
+        for reason in counts['bad_reasons']:
+            print(f'  bad message: {reason}', file=human)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..bag_run import segment_bag
+
     def warn(msg: str) -> None:
         print(f'segformer-ros-bag: {msg}', file=sys.stderr, flush=True)
 
+    if args.workers < 1:
+        raise SegformerRosError(f'--workers must be >= 1, got {args.workers}')
     params = run_params(args, warn)
+    jobs = _jobs(args, params)
+    human = sys.stderr if args.json == '-' else sys.stdout
     stop = threading.Event()
 
     def on_sigint(_signum: int, _frame: Any) -> None:
-        # First Ctrl-C: finish the current batch and close the bag (it stays valid);
+        # First Ctrl-C: finish the current batch and close the bag(s) (they stay valid);
         # a second one interrupts at once.
         stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -172,21 +167,31 @@ def _run(args: argparse.Namespace) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
     try:
-        result = segment_one(Path(args.input), Path(args.output), params, args, warn, stop)
+        if len(jobs) > 1 or args.ray:
+            from ..bag_batch import run_local, run_ray
+
+            def done(result: Dict[str, Any]) -> None:
+                _print_run(result, human)
+
+            results = (run_ray(jobs, args.ray, done, stop) if args.ray else
+                       run_local(jobs, args.workers, done, stop))
+            summary: Dict[str, Any] = {
+                'executor': f'ray {args.ray}' if args.ray else f'{args.workers} processes',
+                'params_file': args.params, 'runs': results}
+        else:
+            summary = segment_bag(jobs[0], warn, lambda total: Progress(
+                total, 'bag', enabled=not args.quiet), stop)
+            summary['params_file'] = args.params
+            _print_run(summary, human)
+            results = [summary]
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous)
-    human = sys.stderr if args.json == '-' else sys.stdout
-    print(f'{result["frames_segmented"]} frames segmented from {args.input} into '
-          f'{args.output} ({result["frames_per_second"]} frames/s, {result["bad_messages"]} '
-          f'bad messages{", interrupted" if result["interrupted"] else ""})', file=human,
-          flush=True)
-    for topic, counts in result['topics'].items():
-        for reason in counts['bad_reasons']:
-            print(f'  bad message: {reason}', file=human)
     if args.json:
-        write_json(result, args.json)
-    return EXIT_INTERRUPTED if result['interrupted'] else 0
+        write_json(summary, args.json)
+    if any(r.get('error') for r in results):
+        return EXIT_ERROR
+    return EXIT_INTERRUPTED if any(r['interrupted'] for r in results) else 0
 
 
 def _compare(args: argparse.Namespace) -> int:
