@@ -61,9 +61,21 @@ def recorded(tmp_path_factory) -> Dict[str, Any]:
     return {'tmp': tmp, 'bags': bags, 'runs': runs, 'stamps': stamps, 'frames': frames}
 
 
+@pytest.fixture(scope='module')
+def recorded_cityscapes(tmp_path_factory) -> Tuple[Path, Path]:
+    """Record the shared Cityscapes frames (half size) on the same two cameras, in sqlite3."""
+    from shared_assets import cityscapes_root
+
+    tmp = tmp_path_factory.mktemp('cs_bags')
+    bag = tmp / 'in_sqlite3'
+    write_bag(bag, 'sqlite3', CAMERAS, cityscapes_frames(cityscapes_root(), scale=0.5))
+    return bag, _run(tmp, bag, 'out_sqlite3', '--copy-input', *GRID)[0]
+
+
 # ------------------------------------------------------------------ node over DDS
 @pytest.mark.ros
-def test_masks_equal_the_nodes_over_dds(recorded, rclpy_context, deeplab_model):
+@pytest.mark.parametrize('source', ['clip_mcap', 'cityscapes_sqlite3'])
+def test_masks_equal_the_nodes_over_dds(source, request, rclpy_context, deeplab_model):
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
@@ -73,7 +85,11 @@ def test_masks_equal_the_nodes_over_dds(recorded, rclpy_context, deeplab_model):
     from ros_helpers import InProcessNode, deeplab_overrides, wait_until
     from segformer_ros.tools.spin import BackgroundSpin
 
-    bag, out = recorded['bags']['mcap'], recorded['runs']['mcap'][0]
+    if source == 'clip_mcap':
+        recorded = request.getfixturevalue('recorded')
+        bag, out = recorded['bags']['mcap'], recorded['runs']['mcap'][0]
+    else:
+        bag, out = request.getfixturevalue('recorded_cityscapes')
     node = InProcessNode(rclpy_context, deeplab_overrides(
         deeplab_model, cameras=['front', 'rear'],
         camera_topics=['/front/image_raw', '/rear/image_raw'],
