@@ -159,8 +159,8 @@ def _require_ray() -> None:
     pytest.skip(f'{MISSING_EXTRA}: ray (make setup RAY=1; CI sets it)')
 
 
-@pytest.fixture
-def ray_head(tmp_path, monkeypatch) -> Iterator[str]:
+@pytest.fixture(scope='module')
+def ray_head(tmp_path_factory) -> Iterator[str]:
     """Start a small local Ray head (2 CPUs, 100 MB object store); yield its address.
 
     Token authentication with a token of this test's own (not ~/.ray/auth_token), so the
@@ -172,33 +172,36 @@ def ray_head(tmp_path, monkeypatch) -> Iterator[str]:
     temp_dir = tempfile.mkdtemp(prefix='ray', dir='/tmp')   # short: Ray's unix sockets
     token = Path(temp_dir) / 'auth_token'
     token.write_text(secrets.token_hex(32))
-    for name, value in (('RAY_AUTH_MODE', 'token'), ('RAY_AUTH_TOKEN_PATH', str(token)),
-                        ('RAY_USAGE_STATS_ENABLED', '0')):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv('RAY_AUTH_TOKEN', raising=False)
-    log = tmp_path / 'ray_head.log'
-    with log.open('w') as out:
-        head = subprocess.Popen(
-            [str(Path(sys.executable).with_name('ray')), 'start', '--head', '--block',
-             f'--port={port}', '--node-ip-address=127.0.0.1', '--num-cpus=2', '--num-gpus=0',
-             f'--object-store-memory={100 * 2**20}', f'--memory={2 * 2**30}',
-             '--include-dashboard=false', '--disable-usage-stats', f'--temp-dir={temp_dir}'],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while 'Ray runtime started' not in log.read_text():
-            assert head.poll() is None, f'ray start exited: {log.read_text()[-3000:]}'
-            assert time.monotonic() < deadline, f'no Ray head in 60 s: {log.read_text()[-3000:]}'
-            time.sleep(0.2)
-        yield f'127.0.0.1:{port}'
-    finally:
-        head.terminate()
+    log = tmp_path_factory.mktemp('ray') / 'ray_head.log'
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in (('RAY_AUTH_MODE', 'token'), ('RAY_AUTH_TOKEN_PATH', str(token)),
+                            ('RAY_USAGE_STATS_ENABLED', '0')):
+            env.setenv(name, value)
+        env.delenv('RAY_AUTH_TOKEN', raising=False)
+        with log.open('w') as out:
+            head = subprocess.Popen(
+                [str(Path(sys.executable).with_name('ray')), 'start', '--head', '--block',
+                 f'--port={port}', '--node-ip-address=127.0.0.1', '--num-cpus=2',
+                 '--num-gpus=0', f'--object-store-memory={100 * 2**20}',
+                 f'--memory={2 * 2**30}', '--include-dashboard=false', '--disable-usage-stats',
+                 f'--temp-dir={temp_dir}'],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+            deadline = time.monotonic() + 60
+            while 'Ray runtime started' not in log.read_text():
+                assert head.poll() is None, f'ray start exited: {log.read_text()[-3000:]}'
+                assert time.monotonic() < deadline, \
+                    f'no Ray head in 60 s: {log.read_text()[-3000:]}'
+                time.sleep(0.2)
+            yield f'127.0.0.1:{port}'
+        finally:
+            head.terminate()
+            try:
+                head.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(head.pid, signal.SIGKILL)
+                head.wait()
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_ray_cluster_one_task_per_recording(ray_head, recordings, tmp_path):
@@ -209,3 +212,41 @@ def test_ray_cluster_one_task_per_recording(ray_head, recordings, tmp_path):
     # Each recording ran as a task in a Ray worker process, not in this driver.
     pids = [run['worker_pid'] for run in json.loads(report.read_text())['runs']]
     assert len(pids) == 2 and os.getpid() not in pids
+
+
+def test_ray_ctrl_c_leaves_valid_bags(ray_head, tmp_path):
+    """SIGINT to the driver cancels the tasks; each task's bag is closed and readable."""
+    frames = clip_frames(30, step=5)
+    bags = [tmp_path / 'long_a', tmp_path / 'long_b']
+    stamps = {}
+    for bag in bags:
+        stamps[bag.name] = write_bag(bag, 'mcap', [CameraSpec('/cam/image_raw', 'cam', 'bgr8',
+                                                              False)], frames)['/cam/image_raw']
+    out, report = tmp_path / 'out', tmp_path / 'r.json'
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'segformer_ros.tools.bag', 'run', *map(str, bags), str(out),
+         '--params', PRESET, '--image-topics', '/cam/image_raw', '--outputs', 'mask',
+         '--json', str(report), '--ray', ray_head, '--set', 'warmup_iterations=0',
+         '--set', 'num_threads=1'],
+        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not all((out / f'{b.name}_segmented').exists() for b in bags):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, 'the Ray tasks did not start in 60 s'
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    runs = json.loads(report.read_text())['runs']
+    assert 'stopping after the current batch' in stderr and 'Traceback' not in stderr
+    assert all(run['interrupted'] for run in runs), stdout
+    for bag, run in zip(bags, runs):
+        masks = read_topic(out / f'{bag.name}_segmented', '/cam/segmentation/mask')
+        assert len(masks) < 30, stdout   # stopped early, and a readable, closed bag
+        # The task's own report where it came back (it does when the bag was closed).
+        assert run.get('frames_segmented', len(masks)) == len(masks), stdout
+        assert [bm.stamp_ns(m.header) for _t, m in masks] == stamps[bag.name][:len(masks)]
