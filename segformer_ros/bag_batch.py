@@ -9,8 +9,13 @@ paths must be reachable from every worker (shared storage on a cluster).
 
 Ctrl-C (``stop`` set by the caller's SIGINT handler): pool workers finish their current batch
 and close their bags (valid, marked interrupted), recordings not yet started are reported as
-not started; Ray tasks are cancelled, which raises KeyboardInterrupt in them, and the bag
-segmenter closes their bags the same way.
+not started; Ray tasks are cancelled, which raises KeyboardInterrupt in them: the bag
+segmenter closes the bag and the task's report comes back marked interrupted.
+
+Token authentication: ``ray start --head`` enables it where a token exists (Ray 2.60); a
+driver given an explicit ADDRESS then needs ``RAY_AUTH_MODE=token`` and the token
+(``RAY_AUTH_TOKEN_PATH``, ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``), as any Ray driver
+does; ``auto`` picks up a local token by itself.
 """
 
 import concurrent.futures
