@@ -115,17 +115,19 @@ def header(store: Any, stamp_ns: int, frame_id: str) -> Any:
 
 def write_bag(path: Path, storage: str, cameras: Sequence[CameraSpec],
               frames: Sequence[np.ndarray], period_ns: int = 100_000_000,
-              extra: Optional[Dict[str, List[bytes]]] = None) -> Dict[str, List[int]]:
+              extra: Optional[Dict[str, List[bytes]]] = None,
+              version: int = 8) -> Dict[str, List[int]]:
     """Record ``frames`` on every camera; return the stamps (ns) written per image topic.
 
     Log times are the stamps plus 5 ms (the recorder sees a message after its capture).
     ``extra`` adds raw, already serialized messages: {topic: [cdr bytes]} as Image.
+    ``version``: rosbag2 metadata version (rosbags writes 8 or 9).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     store = bm.make_typestore()
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
-    writer = Writer(path, version=8, storage_plugin=plugin)
+    writer = Writer(path, version=version, storage_plugin=plugin)
     writer.open()
     stamps: Dict[str, List[int]] = {c.topic: [] for c in cameras}
     try:

@@ -209,6 +209,23 @@ def test_sqlite3_and_mcap_give_the_same_masks(recorded):
             assert a[stamp][0].tobytes() == b[stamp][0].tobytes()
 
 
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_bag_format_version_9_gives_the_same_masks(recorded, tmp_path, storage):
+    """Metadata version 9 (newer rosbag2 releases; the other tests write 8) reads the same."""
+    bag = tmp_path / 'v9'
+    write_bag(bag, storage, CAMERAS, recorded['frames'], version=9)
+    assert 'version: 9' in (bag / 'metadata.yaml').read_text()
+    out, report = _run(tmp_path, bag, 'out_v9')
+    assert report['frames_segmented'] == 6
+    for ns in ('front', 'rear'):
+        a = _masks(out, f'/{ns}/segmentation/mask')
+        b = _masks(recorded['runs'][storage][0], f'/{ns}/segmentation/mask')
+        assert set(a) == set(b) and len(a) == 3
+        for stamp in a:
+            assert a[stamp][0].tobytes() == b[stamp][0].tobytes()
+            assert a[stamp][1].frame_id == b[stamp][1].frame_id
+
+
 def test_every_encoding_the_node_accepts(tmp_path):
     """Each encoding of encodings.SUPPORTED_ENCODINGS gives the node's converter's mask."""
     from rosbags.rosbag2 import StoragePlugin, Writer
