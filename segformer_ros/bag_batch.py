@@ -53,8 +53,9 @@ def stopped(job: BagJob, why: str) -> Dict[str, Any]:
 def segment_task(job_fields: Dict[str, Any], stop: Optional[Any] = None) -> Dict[str, Any]:
     """Segment one bag in whatever process runs this; return its report.
 
-    A bag that cannot be segmented gives a report with ``error`` set instead of raising, so
-    one bad recording does not lose the others' results. ``stop`` (an Event; in a pool
+    A bag that cannot be segmented (a SegformerRosError, or any other failure of that one
+    recording) gives a report with ``error`` set instead of raising, so one bad recording
+    does not lose the others' results. ``stop`` (an Event; in a pool
     worker the pool's shared one) ends the run after the current batch.
     """
     job = BagJob(**job_fields)
@@ -64,8 +65,10 @@ def segment_task(job_fields: Dict[str, Any], stop: Optional[Any] = None) -> Dict
     messages: List[str] = []
     try:
         result = segment_bag(job, messages.append, stop=stop)
-    except SegformerRosError as exc:
-        return {'input': job.input, 'output': job.output, 'error': str(exc), 'log': messages,
+    except Exception as exc:  # noqa: BLE001 - one recording's failure must not end the batch
+        error = str(exc) if isinstance(exc, SegformerRosError) else \
+            f'{type(exc).__name__}: {exc}'
+        return {'input': job.input, 'output': job.output, 'error': error, 'log': messages,
                 'worker_pid': os.getpid()}
     result['log'] = messages
     result['worker_pid'] = os.getpid()

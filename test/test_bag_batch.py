@@ -90,6 +90,19 @@ def test_one_bad_recording_does_not_lose_the_others(recordings, tmp_path, capsys
     assert 'broken: error: cannot read bag' in capsys.readouterr().out
 
 
+def test_an_unexpected_failure_is_that_recordings_error(recordings, tmp_path):
+    """Not only SegformerRosError: any failure of one recording is its report's error."""
+    from segformer_ros.bag_batch import run_local
+    from segformer_ros.bag_run import BagJob
+
+    # Parameters without 'backend': the pipeline build raises KeyError in that task.
+    job = BagJob(input=str(recordings['bags']['drive_a']), output=str(tmp_path / 'o'),
+                 params={}, image_topics=TOPICS)
+    done = []
+    assert run_local([job], 1, done.append) == done
+    assert done[0]['error'] == "KeyError: 'backend'" and done[0]['input'] == job.input
+
+
 def test_ctrl_c_stops_every_worker_with_valid_bags(tmp_path):
     """SIGINT to the tool (only): each worker stops after its batch and closes its bag."""
     frames = clip_frames(30, step=5)
