@@ -2,7 +2,8 @@
 #   make setup      .venv/ (ROS 2 Kilted wheels from PyPI + deps) and a colcon
 #                   build of this package into .build/colcon/install; the console
 #                   scripts (segformer-ros-eval, image_source, ...) in .venv/bin.
-#                   EXPORT=1 adds torch/transformers for the export tool.
+#                   EXPORT=1 adds torch/transformers for the export tool, RAY=1 ray
+#                   for segformer-ros-bag --ray.
 #   make test       setup, then flake8 + pytest (what .ci/run runs)
 #   make lint       flake8 only
 #   make demo | bench | bench-ros | bench-cameras | soak   (ARGS="..." passes arguments on)
@@ -36,9 +37,11 @@ all: test
 
 # EXPORT=1: also torch + transformers for segformer-ros-export (opt-in, ~1.5 GB).
 EXPORT ?= 0
+# RAY=1: also ray for segformer-ros-bag --ray (opt-in, ~285 MB).
+RAY ?= 0
 
 setup:
-	PYTHON="$(PYTHON)" VENV="$(abspath $(VENV))" BUILD="$(abspath $(BUILD))" EXPORT="$(EXPORT)" \
+	PYTHON="$(PYTHON)" VENV="$(abspath $(VENV))" BUILD="$(abspath $(BUILD))" EXPORT="$(EXPORT)" RAY="$(RAY)" \
 		tools/setup.sh
 
 test: setup

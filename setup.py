@@ -37,12 +37,16 @@ setup(
         'opencv-python-headless',
         'onnxruntime',
         'pyyaml',
+        # segformer-ros-bag: rosbag2 read/write without ROS
+        'rosbags',
     ],
     extras_require={
         # SegFormer (Hugging Face) -> ONNX export tool.
         'export': ['torch', 'transformers', 'onnx'],
         # CUDA backend (GPU machines only).
         'gpu': ['cuda-python'],
+        # segformer-ros-bag --ray: many recordings on a Ray cluster.
+        'ray': ['ray'],
         'test': [
             'pytest',
             'pytest-timeout',
@@ -59,6 +63,8 @@ setup(
             'segformer-ros-eval=segformer_ros.tools.evaluate:main',
             'segformer-ros-selfcheck=segformer_ros.tools.selfcheck:main',
             'segformer-ros-build-engine=segformer_ros.tools.build_engine:main',
+            'segformer-ros-import-nvinfer=segformer_ros.tools.import_nvinfer:main',
+            'segformer-ros-bag=segformer_ros.tools.bag:main',
         ],
     },
 )

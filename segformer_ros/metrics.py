@@ -7,9 +7,12 @@ Conventions, shared by segformer-ros-eval and segformer-ros-selfcheck:
 * A prediction outside ``0..num_classes-1`` on a valid ground-truth pixel counts as a
   miss (a false negative of the true class, a false positive of no class).
 * A class that appears neither in the ground truth nor in the predictions has IoU NaN
-  ("absent"). mIoU and mean accuracy average over the classes present in the ground
-  truth; a class that is only predicted has IoU 0 but does not enter the mean (on the
-  full Cityscapes val set every class is present, so this equals the official mIoU).
+  ("absent"). ``mean_iou`` is the official Cityscapes mIoU (cityscapesscripts'
+  ``evalPixelLevelSemanticLabeling``: the mean of every class with TP + FP + FN > 0, NaN
+  classes left out), so a class predicted on labelled pixels but absent from the ground
+  truth scores 0 and counts. ``mean_iou_present_in_gt`` averages only the classes present
+  in the ground truth (higher on a few frames; equal once every class is present, as on
+  the full val set). Mean accuracy averages the classes present in the ground truth.
 """
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -92,6 +95,7 @@ class ConfusionMatrix:
         acc = self.class_accuracy()
         gt = self.gt_pixels
         present = gt > 0
+        scored = ~np.isnan(iou)  # TP + FP + FN > 0: the official mean's classes
         total = int(gt.sum())
         names = list(class_names) if class_names is not None else \
             [str(i) for i in range(self.num_classes)]
@@ -109,10 +113,12 @@ class ConfusionMatrix:
         return {
             'num_classes': self.num_classes,
             'valid_pixels': total,
-            'mean_iou': float(np.mean(iou[present])) if present.any() else None,
+            'mean_iou': float(np.mean(iou[scored])) if scored.any() else None,
+            'mean_iou_present_in_gt': float(np.mean(iou[present])) if present.any() else None,
             'pixel_accuracy': float(np.trace(self.matrix) / total) if total else None,
             'mean_accuracy': float(np.mean(acc[present])) if present.any() else None,
             'classes_in_gt': int(present.sum()),
+            'classes_in_miou': int(scored.sum()),
             'per_class': per_class,
         }
 
@@ -239,11 +245,14 @@ def format_table(summary: Dict[str, Any]) -> str:
     lines = [f'{"id":>3}  {"class":<16}{"IoU %":>7}{"Acc %":>8}{"GT px":>12}{"pred px":>12}']
     for row in summary['per_class']:
         note = '' if row['present_in_gt'] else \
-            ('  (absent)' if row['iou'] is None else '  (not in GT: not in mIoU)')
+            ('  (absent)' if row['iou'] is None else '  (predicted, not in GT: counts 0)')
         lines.append(f'{row["id"]:>3}  {row["name"][:15]:<16}{pct(row["iou"]):>7}'
                      f'{pct(row["accuracy"]):>8}{row["gt_pixels"]:>12}{row["pred_pixels"]:>12}'
                      f'{note}')
-    lines.append(f'mIoU {pct(summary["mean_iou"]).strip()} % over {summary["classes_in_gt"]} '
-                 f'classes present in GT; pixel accuracy {pct(summary["pixel_accuracy"]).strip()}'
-                 f' %; mean accuracy {pct(summary["mean_accuracy"]).strip()} %')
+    lines.append(f'mIoU {pct(summary["mean_iou"]).strip()} % over {summary["classes_in_miou"]} '
+                 f'classes (official Cityscapes rule: TP+FP+FN > 0); over the '
+                 f'{summary["classes_in_gt"]} classes present in GT '
+                 f'{pct(summary["mean_iou_present_in_gt"]).strip()} %')
+    lines.append(f'pixel accuracy {pct(summary["pixel_accuracy"]).strip()} %; mean accuracy '
+                 f'{pct(summary["mean_accuracy"]).strip()} %')
     return '\n'.join(lines)

@@ -209,8 +209,16 @@ class SegformerNode(LifecycleNode):
         from .default_model import with_default_model
         from .gpu_segmentation import select_pipeline
         from .model_metadata import check_normalization
+        from .nvinfer_config import apply_nvinfer_config
 
-        params, default_model_warning = with_default_model(read_all(self))
+        # nvinfer_config: the DeepStream file's values under the parameters given to us.
+        params, nvinfer = apply_nvinfer_config(read_all(self), getattr(
+            self, '_parameter_overrides', None) or {})
+        if nvinfer is not None:
+            self.get_logger().info(
+                f'nvinfer_config {params["nvinfer_config"]}: mapped {dict(nvinfer.mapped)}; '
+                f'not mapped {dict(nvinfer.unmapped)}')
+        params, default_model_warning = with_default_model(params)
         if default_model_warning:
             self.get_logger().warn(default_model_warning)
         config = pipeline_config_from_params(params)

@@ -75,6 +75,10 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'providers and the GPU pipeline.', min_value=0, max_value=63),
     ParamSpec('warmup_iterations', 2, 'Inferences on a dummy frame during configure.',
               min_value=0, max_value=100),
+    ParamSpec('nvinfer_config', '', 'DeepStream nvinfer config file (Gst-nvinfer INI) read at '
+              'configure: its model, normalization, input size, precision, letterbox and '
+              'classes apply; our parameters given explicitly override it '
+              '(segformer-ros-import-nvinfer shows the mapping). Empty = none.'),
     # --- model input
     # The model settings default to SegFormer's (config/segformer.yaml); the bundled demo
     # model's own (deeplab_mobilenet_cityscapes.yaml) apply only when it is the model loaded.

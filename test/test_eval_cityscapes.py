@@ -5,8 +5,10 @@ The reference uses only ONNX Runtime, OpenCV and numpy, following the model card
 cv2 INTER_LINEAR, RGB, raw 0..255 (both graphs normalise internally); DeepLab's id map and
 ESPNetv2's argmax (channel 19 = void = unlabeled) back to the frame with pixel-centre nearest
 (cv2 INTER_NEAREST_EXACT), or for ``exact`` ESPNetv2's logits bilinearly upsampled per channel
-(cv2 INTER_LINEAR, half-pixel) before the argmax. mIoU: mean over the classes present in the
-labels of TP / (GT + pred - TP); an unlabeled prediction on a labelled pixel is a miss.
+(cv2 INTER_LINEAR, half-pixel) before the argmax. IoU = TP / (GT + pred - TP) on labelled
+pixels; an unlabeled prediction on a labelled pixel is a miss. mIoU: the official Cityscapes
+mean over every class with TP + FP + FN > 0; also the mean over the classes present in the
+labels (the tool's ``mean_iou_present_in_gt``).
 """
 
 from pathlib import Path
@@ -67,16 +69,17 @@ def _reference_masks(model: Path, root: Path, kind: str) -> Dict[str, np.ndarray
     return {k: np.stack(v) for k, v in out.items()}
 
 
-def _miou(pred: np.ndarray, root: Path) -> Tuple[float, np.ndarray]:
+def _miou(pred: np.ndarray, root: Path) -> Tuple[float, float, np.ndarray]:
     gt = np.stack([cv2.imread(str(label), cv2.IMREAD_UNCHANGED) for _, label in _pairs(root)])
     valid = gt != 255
     g, p = gt[valid].astype(np.int64), pred[valid].astype(np.int64)
     tp = np.bincount(g[g == p], minlength=NUM_CLASSES)[:NUM_CLASSES]
     gt_px = np.bincount(g, minlength=NUM_CLASSES)[:NUM_CLASSES]
     pred_px = np.bincount(p[p < NUM_CLASSES], minlength=NUM_CLASSES)[:NUM_CLASSES]
-    present = gt_px > 0
-    iou = tp / np.maximum(gt_px + pred_px - tp, 1)
-    return float(iou[present].mean() * 100), np.where(present, iou * 100, np.nan)
+    union = gt_px + pred_px - tp
+    present, scored = gt_px > 0, union > 0
+    iou = np.where(scored, tp / np.maximum(union, 1) * 100, np.nan)
+    return float(iou[scored].mean()), float(iou[present].mean()), iou
 
 
 def _tool(preset: str, root: Path, tmp_path: Path, *extra: str) -> dict:
@@ -91,10 +94,11 @@ def _tool(preset: str, root: Path, tmp_path: Path, *extra: str) -> dict:
     return json.loads(target.read_text())['metrics']
 
 
-def _compare(metrics: dict, reference: Tuple[float, np.ndarray]) -> None:
-    miou, per_class = reference
+def _compare(metrics: dict, reference: Tuple[float, float, np.ndarray]) -> None:
+    miou, miou_present, per_class = reference
     assert metrics['mean_iou'] * 100 == pytest.approx(miou, abs=0.1)
-    tool = np.array([np.nan if c['iou'] is None or not c['present_in_gt'] else c['iou'] * 100
+    assert metrics['mean_iou_present_in_gt'] * 100 == pytest.approx(miou_present, abs=0.1)
+    tool = np.array([np.nan if c['iou'] is None else c['iou'] * 100
                      for c in metrics['per_class']])
     np.testing.assert_array_equal(np.isnan(tool), np.isnan(per_class))
     np.testing.assert_allclose(tool[~np.isnan(tool)], per_class[~np.isnan(per_class)],

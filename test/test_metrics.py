@@ -33,6 +33,8 @@ def test_confusion_matrix_known_iou_with_ignore_and_absent_classes():
     s = m.summary(['a', 'b', 'c', 'd'])
     assert s['valid_pixels'] == 9
     assert s['mean_iou'] == pytest.approx((3 / 5 + 2 / 4 + 1 / 2) / 3)
+    assert s['mean_iou_present_in_gt'] == s['mean_iou']  # no class only predicted
+    assert s['classes_in_miou'] == 3  # the absent class 3 (NaN) is left out
     assert s['pixel_accuracy'] == pytest.approx(6 / 9)
     assert s['mean_accuracy'] == pytest.approx((3 / 4 + 2 / 3 + 1 / 2) / 3)
     assert s['classes_in_gt'] == 3
@@ -41,7 +43,9 @@ def test_confusion_matrix_known_iou_with_ignore_and_absent_classes():
     assert 'absent' in format_table(s)
 
 
-def test_class_only_predicted_has_iou_zero_but_stays_out_of_the_mean():
+def test_class_only_predicted_scores_zero_in_the_official_mean():
+    # cityscapesscripts averages every class with TP + FP + FN > 0: the predicted-only
+    # class 2 scores 0 and counts; the present-in-GT mean leaves it out.
     gt = np.array([[0, 0, 1, 1]])
     pred = np.array([[0, 2, 1, 1]])
     m = ConfusionMatrix(3)
@@ -49,8 +53,12 @@ def test_class_only_predicted_has_iou_zero_but_stays_out_of_the_mean():
     iou = m.iou()
     assert iou.tolist() == [pytest.approx(0.5), 1.0, 0.0]
     s = m.summary()
-    assert s['mean_iou'] == pytest.approx(0.75)
+    assert s['mean_iou'] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert s['classes_in_miou'] == 3
+    assert s['mean_iou_present_in_gt'] == pytest.approx(0.75)
+    assert s['classes_in_gt'] == 2
     assert s['per_class'][2]['iou'] == 0.0 and not s['per_class'][2]['present_in_gt']
+    assert 'predicted, not in GT: counts 0' in format_table(s)
 
 
 def test_accumulation_equals_one_big_update_and_merge():

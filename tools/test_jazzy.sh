@@ -27,7 +27,7 @@ fi
 echo "== Jazzy leg with $py"
 start=$SECONDS
 PIP_CONSTRAINT=$REPO/tools/constraints-ubuntu2404.txt REQ=$REPO/tools/requirements-jazzy.txt \
-  PYTHON=$py VENV=$REPO/.venv-jazzy BUILD=$REPO/.build/jazzy NO_TORCH=1 "$REPO/tools/setup.sh"
+  PYTHON=$py VENV=$REPO/.venv-jazzy BUILD=$REPO/.build/jazzy NO_TORCH=1 RAY=0 "$REPO/tools/setup.sh"
 echo "== Jazzy venv + colcon build: $(( SECONDS - start )) s"
 SEGFORMER_ROS_DISTRO=jazzy SEGFORMER_ROS_VENV=$REPO/.venv-jazzy \
   SEGFORMER_ROS_INSTALL=$REPO/.build/jazzy/colcon/install "$REPO/tools/run_tests.sh" "$@"

@@ -23,6 +23,6 @@ if [[ -z $py ]]; then
   exit 0
 fi
 echo "== using $py"
-PYTHON=$py VENV=$REPO/.venv-$tag BUILD=$REPO/.build/$tag NO_TORCH=1 "$REPO/tools/setup.sh"
+PYTHON=$py VENV=$REPO/.venv-$tag BUILD=$REPO/.build/$tag NO_TORCH=1 RAY=0 "$REPO/tools/setup.sh"
 SEGFORMER_ROS_VENV=$REPO/.venv-$tag SEGFORMER_ROS_INSTALL=$REPO/.build/$tag/colcon/install \
   "$REPO/tools/run_tests.sh" "$@"

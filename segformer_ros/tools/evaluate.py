@@ -12,11 +12,16 @@ The frames go through exactly what the node runs: a params file (a preset such a
   the labels folder (``_labelTrainIds`` preferred over ``_labelIds`` when both exist).
   Labels named ``*_labelIds.png`` are Cityscapes label ids and get mapped; all others
   are read as train ids (``--label-format`` overrides).
-* ``--video FILE`` or ``--images DIR`` without labels: no metrics; ``--overlays OUT``
+* ``--video FILE``, ``--bag FILE --topic T`` (a rosbag2 recording's Image or
+  CompressedImage topic) or ``--images DIR`` without labels: no metrics; ``--overlays OUT``
   writes overlay images (a folder) or an overlay video (a path ending in .mp4).
 
-Metric conventions are those of :mod:`segformer_ros.metrics` (mIoU over the classes
-present in the ground truth). Exit codes: 0 done, 2 bad arguments / data / model.
+``--masks DIR`` writes each frame's mask (train ids, 255 = unlabeled) as ``<name>.png``,
+e.g. to score with other tools (test_cityscapes_official.py feeds them to cityscapesscripts).
+
+Metric conventions are those of :mod:`segformer_ros.metrics` (``mIoU`` is the official
+Cityscapes mean over every class with TP+FP+FN > 0; the mean over the classes present in the
+ground truth is reported separately). Exit codes: 0 done, 2 bad arguments / data / model.
 """
 
 import argparse
@@ -115,6 +120,8 @@ def load_tool_params(params_file: Optional[str], overrides: Sequence[Tuple[str, 
     from ..parameters import PARAMETER_NAMES
     from ..presets import load_params_file, resolve_params_file, unknown_parameters
 
+    from ..nvinfer_config import apply_nvinfer_config
+
     params: Dict[str, Any] = {}
     if params_file:
         params = load_params_file(resolve_params_file(params_file))
@@ -123,7 +130,10 @@ def load_tool_params(params_file: Optional[str], overrides: Sequence[Tuple[str, 
     unknown = unknown_parameters(params)
     if unknown:
         warn(f'ignoring unknown parameters {unknown}; known: {list(PARAMETER_NAMES)}')
-    return {k: v for k, v in params.items() if k in PARAMETER_NAMES}
+    params = {k: v for k, v in params.items() if k in PARAMETER_NAMES}
+    # As the node: an nvinfer_config's values under the parameters given here.
+    merged, _ = apply_nvinfer_config(params, given=params)
+    return merged
 
 
 TOOL_HOW_TO_SET = '--model /path/to/segformer.onnx'
@@ -346,10 +356,16 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument('--images', metavar='DIR', help='image folder (sorted *.png/*.jpg)')
     src.add_argument('--labels', metavar='DIR', help='label folder paired by stem with --images')
     src.add_argument('--video', metavar='FILE', help='video file (no labels: overlays only)')
+    src.add_argument('--bag', metavar='FILE', help='rosbag2 recording (mcap or sqlite3) with '
+                     '--topic (no labels: overlays / masks only)')
+    src.add_argument('--topic', metavar='T', help='image topic of --bag (Image or '
+                     'CompressedImage)')
     p.add_argument('--label-format', choices=LABEL_FORMATS, default='auto',
                    help='auto: *_labelIds.png are label ids, others train ids')
     p.add_argument('--max-frames', type=int, default=0, help='stop after N frames (0 = all)')
     p.add_argument('--overlays', metavar='OUT', help='write overlays to a folder or a .mp4')
+    p.add_argument('--masks', metavar='DIR',
+                   help='write each mask (train ids, 255 = unlabeled) as DIR/<name>.png')
     p.add_argument('--warmup', type=int, default=None,
                    help='warm-up inferences (default: the warmup_iterations parameter)')
     p.add_argument('--json', metavar='FILE', help="write results as JSON ('-' = stdout)")
@@ -357,20 +373,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _frames(args: argparse.Namespace, samples: List[Sample]
-            ) -> Iterator[Tuple[str, np.ndarray, Optional[np.ndarray]]]:
-    """(name, bgr frame, train-id label or None) in order."""
+def _frames(args: argparse.Namespace, samples: List[Sample], warn: Callable[[str], None]
+            ) -> Iterator[Tuple[str, np.ndarray, str, Optional[np.ndarray]]]:
+    """(name, frame, its channel order, train-id label or None) in order."""
     from ..frame_sources import iter_frames, read_image
 
     limit = args.max_frames if args.max_frames > 0 else None
     if args.video:
         for index, frame in iter_frames(args.video, max_frames=limit):
-            yield f'frame_{index:06d}', frame, None
+            yield f'frame_{index:06d}', frame, 'bgr', None
+        return
+    if args.bag:
+        from ..bag_run import iter_bag_frames
+
+        for name, view in iter_bag_frames(Path(args.bag), args.topic, limit,
+                                          on_bad=lambda m: warn(f'skipped a bad message: {m}')):
+            yield name, view.array, view.channel_order, None
         return
     for i, (image, label, fmt) in enumerate(samples):
         if limit is not None and i >= limit:
             return
-        yield image.stem, read_image(image), (read_label(label, fmt) if label else None)
+        yield image.stem, read_image(image), 'bgr', (read_label(label, fmt) if label else None)
 
 
 def _video_frame_count(path: Optional[str]) -> Optional[int]:
@@ -401,6 +424,14 @@ def _video_fps(path: Optional[str]) -> Optional[float]:
     return fps if 0.0 < fps < 1000.0 else None
 
 
+def _write_mask(path: Path, mask: np.ndarray) -> None:
+    """Write a class-id mask as a single-channel 8-bit PNG (lossless)."""
+    import cv2
+
+    if not cv2.imwrite(str(path), np.ascontiguousarray(mask, dtype=np.uint8)):
+        raise SegformerRosError(f"cannot write mask '{path}'")
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Evaluate; return the JSON-ready report."""
     from ..metrics import ConfusionMatrix, format_table
@@ -408,9 +439,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     def warn(msg: str) -> None:
         print(f'segformer-ros-eval: {msg}', file=sys.stderr, flush=True)
 
-    sources = [bool(args.cityscapes), bool(args.images), bool(args.video)]
+    sources = [bool(args.cityscapes), bool(args.images), bool(args.video), bool(args.bag)]
     if sum(sources) != 1:
-        raise SegformerRosError('give exactly one of --cityscapes, --images or --video')
+        raise SegformerRosError('give exactly one of --cityscapes, --images, --video or --bag')
+    if bool(args.bag) != bool(args.topic):
+        raise SegformerRosError('--bag and --topic go together: the recording and its image '
+                                'topic')
     if args.labels and not args.images:
         raise SegformerRosError('--labels needs --images')
     params = load_tool_params(args.params, args.overrides, warn)
@@ -432,14 +466,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         labels = Path(args.labels) if args.labels else None
         samples, unpaired = folder_samples(Path(args.images), labels, args.label_format)
         dataset = {'kind': 'folder', 'images': args.images, 'labels': args.labels}
+    elif args.bag:
+        dataset = {'kind': 'bag', 'bag': args.bag, 'topic': args.topic}
     else:
         dataset = {'kind': 'video', 'video': args.video}
     if unpaired:
         warn(f'{len(unpaired)} images have no label and are skipped, e.g. {unpaired[0].name}')
-    if not args.video and not samples:
+    if not args.video and not args.bag and not samples:
         raise SegformerRosError('no image/label pairs found (see --help for the pairing rule)')
     has_labels = any(label is not None for _i, label, _f in samples)
-    if not has_labels and not args.overlays:
+    if not has_labels and not args.overlays and not args.masks:
         warn('no labels: no metrics will be computed (add --overlays to see the masks)')
 
     backend, pipeline = build_pipeline(params, warn, args.warmup)
@@ -451,13 +487,19 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     writer = (OverlayWriter(Path(args.overlays), **({'fps': fps} if fps else {}))
               if args.overlays else None)
     total: Optional[int] = len(samples) if samples else _video_frame_count(args.video)
+    if args.bag:
+        from ..bag_run import bag_frame_count
+        total = bag_frame_count(Path(args.bag), args.topic)
     if total is not None and args.max_frames > 0:
         total = min(total, args.max_frames)
     progress = Progress(total, 'eval', enabled=not args.quiet)
     times: List[Dict[str, float]] = []
+    mask_dir = Path(args.masks) if args.masks else None
+    if mask_dir is not None:
+        mask_dir.mkdir(parents=True, exist_ok=True)
     try:
-        for name, frame, label in _frames(args, samples):
-            result = pipeline.process(frame, 'bgr', want_overlay=writer is not None,
+        for name, frame, order, label in _frames(args, samples, warn):
+            result = pipeline.process(frame, order, want_overlay=writer is not None,
                                       want_summary=False)
             times.append(result.times)
             if label is not None:
@@ -469,6 +511,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 matrix.update(label, result.mask)
             if writer is not None and result.overlay is not None:
                 writer.write(name, result.overlay, result.overlay_channel_order)
+            if mask_dir is not None:
+                _write_mask(mask_dir / f'{name}.png', result.mask)
             progress.step()
     finally:
         progress.close()

@@ -12,12 +12,16 @@ A and B must differ (backend, precision, provider or model): the same pipeline t
 with itself whatever it computes, so that run exits 2 unless --allow-same asks for it (e.g. to
 check determinism). The verdict line names both.
 
+Frames come from ``--video``, ``--images``, a live ``--topic``, or a recording's topic
+(``--bag FILE --topic T``, rosbag2 mcap or sqlite3).
+
 Exit codes: 0 when the overall pixel agreement is >= --min-agreement, 1 when it is below,
 2 on bad arguments, data or models, or A and B the same without --allow-same.
 """
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -68,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument('--video', metavar='FILE', help='video file')
     src.add_argument('--images', metavar='DIR', help='image folder (sorted *.png/*.jpg)')
     src.add_argument('--topic', help='live image topic (sensor_msgs/Image; a name ending in '
-                     '/compressed reads sensor_msgs/CompressedImage)')
+                     '/compressed reads sensor_msgs/CompressedImage); with --bag, the '
+                     'recording\'s image topic')
+    src.add_argument('--bag', metavar='FILE', help='rosbag2 recording (mcap or sqlite3): '
+                     'frames of its --topic')
     p.add_argument('--frames', type=int, default=20, help='number of frames (default 20)')
     p.add_argument('--topic-timeout', type=float, default=30.0,
                    help='seconds to wait for --frames frames on --topic (default 30)')
@@ -153,8 +160,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     def warn(msg: str) -> None:
         print(f'segformer-ros-selfcheck: {msg}', file=sys.stderr, flush=True)
 
+    if args.bag and not args.topic:
+        raise SegformerRosError('--bag needs --topic: the image topic of the recording')
     if sum(bool(s) for s in (args.video, args.images, args.topic)) != 1:
-        raise SegformerRosError('give exactly one of --video, --images or --topic')
+        raise SegformerRosError('give exactly one of --video, --images or --topic (a live '
+                                'topic, or with --bag FILE the recording\'s)')
     if args.frames < 1:
         raise SegformerRosError(f'--frames must be >= 1, got {args.frames}')
     base = load_tool_params(args.params, args.overrides, warn)
@@ -189,7 +199,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         logits_comparable = True
         progress = Progress(args.frames, 'selfcheck', enabled=not args.quiet)
         source = args.video or args.images or args.topic
-        if args.topic:
+        if args.bag:
+            from ..bag_run import iter_bag_frames
+            source = f'{args.bag}:{args.topic}'
+            frames = ((view.array, view.channel_order) for _n, view in iter_bag_frames(
+                Path(args.bag), args.topic, args.frames,
+                on_bad=lambda m: warn(f'skipped a bad message: {m}')))
+        elif args.topic:
             from .topic_frames import collect_topic_frames
             frames = iter(collect_topic_frames(args.topic, args.frames, args.topic_timeout))
         else:
