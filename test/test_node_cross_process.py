@@ -223,3 +223,49 @@ def test_sigusr1_prints_the_stacks_and_the_node_goes_on(node_process, rclpy_cont
     assert node_process.running()
     assert client.state() == State.PRIMARY_STATE_UNCONFIGURED
     client.node.destroy_node()
+
+
+# segformer_node with rclpy's signal handlers removed right after rclpy.init: SIGINT then
+# reaches only Python's own handler, as in the runs where rclpy's did not end the wait.
+WITHOUT_RCLPY_SIGNALS = '''
+import sys
+import rclpy
+import rclpy.signals
+from segformer_ros import node_main
+init = rclpy.init
+def init_then_uninstall(*args, **kwargs):
+    init(*args, **kwargs)
+    rclpy.signals.uninstall_signal_handlers()
+    print('rclpy signal handlers removed', flush=True)
+rclpy.init = init_then_uninstall
+sys.exit(node_main.main(sys.argv[1:]))
+'''
+
+
+def test_sigint_ends_the_node_even_when_rclpys_handler_does_not(tmp_path, ros_domain) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from benchmarks.processes import loopback_env
+
+    log = (tmp_path / 'node.log').open('w')
+    proc = subprocess.Popen([sys.executable, '-c', WITHOUT_RCLPY_SIGNALS, '--ros-args',
+                             '-p', 'autostart:=false'], env=loopback_env(ros_domain),
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30.0
+        while 'handlers removed' not in (tmp_path / 'node.log').read_text() \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)          # in spin() by now
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=10.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        code = None
+    finally:
+        log.close()
+    text = (tmp_path / 'node.log').read_text()
+    assert code == 0, f'SIGINT did not end the node (exit {code}):\n{text[-2000:]}'
