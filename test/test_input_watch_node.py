@@ -143,6 +143,23 @@ def test_no_input_warns_with_the_reason_and_clears(running) -> None:
     assert ok is not None, f'never OK with frames flowing: {client.diag_history[-3:]}'
 
 
+def test_input_timeout_changes_at_runtime(running) -> None:
+    """input_timeout_s set over the parameter service applies on the next diagnostics tick."""
+    node, _ = running
+    client = node.client
+    _activate(node)
+    assert _status_after(client, 0, lambda s: s[0] == WARN, 15.0) is not None
+    results = client.set_parameters(input_timeout_s=0.0)          # 0 = never warn
+    assert all(r.successful for r in results), results
+    since = len(client.diag_history)
+    assert _status_after(client, since, lambda s: s[0] == 0, 10.0) is not None, \
+        client.diag_history[-3:]
+    results = client.set_parameters(input_timeout_s=1.0)
+    assert all(r.successful for r in results), results
+    since = len(client.diag_history)
+    assert _status_after(client, since, lambda s: s[0] == WARN, 10.0) is not None
+
+
 def test_a_held_frame_is_a_stall_error_logged_and_then_recovered(running) -> None:
     node, logged = running
     client = node.client

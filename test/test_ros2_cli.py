@@ -188,6 +188,18 @@ def test_param_set_of_overlay_alpha_takes_effect_on_the_next_frame(running: Any)
     assert '0.5' in value, value
 
 
+def test_param_set_of_the_watchdog_timeouts(running: Any) -> None:
+    """input_timeout_s and stall_timeout_s change at runtime (effect: test_input_watch_node)."""
+    domain, _, _ = running
+    for name, value in (('input_timeout_s', '2.5'), ('stall_timeout_s', '7.0')):
+        result = ros2_until_discovered(['param', 'set', NODE, name, value], domain)
+        assert 'Set parameter successful' in result.stdout, result.stdout
+        got = ros2_until_discovered(['param', 'get', NODE, name], domain).stdout
+        assert got.strip() == f'Double value is: {value}', got
+    refused = ros2_until_discovered(['param', 'set', NODE, 'input_timeout_s', '-1.0'], domain)
+    assert 'Setting parameter failed' in refused.stdout, refused.stdout
+
+
 def test_param_set_is_refused_with_the_reason(running: Any) -> None:
     domain, _, _ = running
     # autostart is read-only (the launch file sets it false and drives the transitions).
