@@ -79,6 +79,12 @@ def main(args: Optional[List[str]] = None) -> int:
     # `kill -USR1 <pid>` prints every thread's stack to stderr and the node goes on: a hang
     # (a shutdown that does not end, a stall) diagnosed on the robot without a debugger.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # SIGINT is how ros2 launch and supervisors stop a node. A process started from a
+    # background job inherits SIGINT ignored, and Python then installs no handler of its own:
+    # rclpy's would be the only way out, and spin()'s periodic wake (executors.py) could not
+    # raise the KeyboardInterrupt that ends the node when rclpy's handler does not.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         rclpy.init(args=args)
     except Exception as exc:  # noqa: BLE001 - malformed --ros-args: one line, exit 2

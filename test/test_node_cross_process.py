@@ -242,17 +242,24 @@ sys.exit(node_main.main(sys.argv[1:]))
 '''
 
 
-def test_sigint_ends_the_node_even_when_rclpys_handler_does_not(tmp_path, ros_domain) -> None:
+@pytest.mark.parametrize('inherited', ['sigint_default', 'sigint_ignored'])
+def test_sigint_ends_the_node_even_when_rclpys_handler_does_not(tmp_path, ros_domain,
+                                                                inherited) -> None:
+    """Also when started from a background job, which inherits SIGINT ignored."""
     import signal
     import subprocess
     import sys
 
     from benchmarks.processes import loopback_env
 
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     log = (tmp_path / 'node.log').open('w')
     proc = subprocess.Popen([sys.executable, '-c', WITHOUT_RCLPY_SIGNALS, '--ros-args',
                              '-p', 'autostart:=false'], env=loopback_env(ros_domain),
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=ignore_sigint if inherited == 'sigint_ignored' else None)
     try:
         deadline = time.monotonic() + 30.0
         while 'handlers removed' not in (tmp_path / 'node.log').read_text() \
