@@ -38,6 +38,7 @@ import numpy as np
 
 from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process, loopback_env,
                                   node_command, params_file, pick_domain_id)
+from benchmarks.trivial_model import TRIVIAL, write_trivial_model
 
 BUNDLED_MODEL_FILE = 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
 DEFAULT_MODEL = REPO_ROOT / 'assets' / 'models' / BUNDLED_MODEL_FILE  # bundled
@@ -92,7 +93,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    'mask_only,full,flood (pipeline: the standalone pipeline loop in this '
                    'process, no ROS; pipeline_camera: the same loop with the camera '
                    'publishing beside it)')
-    p.add_argument('--model', default=str(DEFAULT_MODEL), help='ONNX model (or engine)')
+    p.add_argument('--model', default=str(DEFAULT_MODEL),
+                   help='ONNX model (or engine); "trivial": a class-id model that costs '
+                   'almost nothing (benchmarks/trivial_model.py), so the node\'s own work '
+                   'shows')
     p.add_argument('--params', default=str(DEFAULT_PRESET), help='params file (preset)')
     p.add_argument('--video', default=str(DEFAULT_VIDEO), help='video file or image folder')
     p.add_argument('--backend', default='onnxruntime', help='auto, onnxruntime or tensorrt')
@@ -1313,6 +1317,8 @@ def _rel(path: Path) -> str:
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the selected scenarios; return the report (also written as JSON)."""
+    if args.model == TRIVIAL:
+        args.model = str(write_trivial_model(Path(args.out) / 'trivial_class_ids.onnx'))
     for path, what in ((args.model, 'model'), (args.video, 'video'), (args.params, 'params')):
         if not Path(path).exists():
             raise SystemExit(f'bench_ros: {what} {path} not found (pass --{what}; the '
