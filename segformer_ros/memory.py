@@ -50,9 +50,10 @@ _M_TRIM_THRESHOLD = -1
 #: How often the node's frame path gives free heap pages back (issue 22). A trim returns
 #: the frame path's own freed buffers too (rclpy's take of the 6 MB message, the mask), so
 #: the next frame faults them in again: trimming once a second cost 4321 minor faults/s
-#: and 1.4 ms per trim on the 2-core machine at 30 Hz 1080p (~0.3 ms CPU per mask, 7 % of
-#: the node's CPU with a trivial model), 3 faults/s without. The creep the trim bounds is
-#: slow (+7.5 MB over a 30-minute soak before it existed), so every 30 s bounds it as well.
+#: and 1.4 ms per trim on the 2-core machine at 30 Hz 1080p with a trivial model; every
+#: 30 s, 3 faults/s and 4.38 instead of 5.30 ms CPU per mask (docs/benchmarks.md, "Current
+#: results"). The creep the trims bound builds over tens of minutes (the module docstring),
+#: so a trim every 30 s bounds it as well.
 NODE_TRIM_PERIOD_S = 30.0
 
 
