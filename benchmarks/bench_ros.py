@@ -9,6 +9,8 @@ node so its /diagnostics stage windows hold only that scenario:
 * ``transport``: publisher -> a plain subscriber in this process, no node (the floor);
 * ``pipeline``: the standalone pipeline (same params, model, threads and frames) looped in
   this process without ROS: the yardstick of the "Node vs pipeline" ratios (issue 9);
+* ``pipeline_full``: the same loop computing mask, overlay and summary: the yardstick of
+  the ``full`` scenario (issue 22: both sides compute the same outputs);
 * ``pipeline_camera``: the same loop while the camera publisher(s) run at ``--rate`` into
   an idle depth-1 reader in this process (the node's reader, never taken): what the
   pipeline gets of a machine it shares with the camera. Not the issue's yardstick; it
@@ -38,6 +40,7 @@ import numpy as np
 
 from benchmarks.processes import (REPO_ROOT, RosProcess, confine_this_process, loopback_env,
                                   node_command, params_file, pick_domain_id)
+from benchmarks.trivial_model import TRIVIAL, write_trivial_model
 
 BUNDLED_MODEL_FILE = 'deeplab_mnv_edgetpu_slim_cityscapes_nchw_f32.onnx'
 DEFAULT_MODEL = REPO_ROOT / 'assets' / 'models' / BUNDLED_MODEL_FILE  # bundled
@@ -88,11 +91,15 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument('--no-write-docs', action='store_true',
                    help=argparse.SUPPRESS)  # the default now; kept for old scripts
     p.add_argument('--scenarios', default='transport,pipeline,mask_only,full,flood',
-                   help='comma-separated subset of transport,pipeline,pipeline_camera,'
-                   'mask_only,full,flood (pipeline: the standalone pipeline loop in this '
-                   'process, no ROS; pipeline_camera: the same loop with the camera '
-                   'publishing beside it)')
-    p.add_argument('--model', default=str(DEFAULT_MODEL), help='ONNX model (or engine)')
+                   help='comma-separated subset of transport,pipeline,pipeline_full,'
+                   'pipeline_camera,mask_only,full,flood (pipeline: the standalone pipeline '
+                   'loop in this process, no ROS; pipeline_full: the same with overlay and '
+                   'summary, the yardstick of full; pipeline_camera: the same loop with the '
+                   'camera publishing beside it)')
+    p.add_argument('--model', default=str(DEFAULT_MODEL),
+                   help='ONNX model (or engine); "trivial": a class-id model that costs '
+                   'almost nothing (benchmarks/trivial_model.py), so the node\'s own work '
+                   'shows')
     p.add_argument('--params', default=str(DEFAULT_PRESET), help='params file (preset)')
     p.add_argument('--video', default=str(DEFAULT_VIDEO), help='video file or image folder')
     p.add_argument('--backend', default='onnxruntime', help='auto, onnxruntime or tensorrt')
@@ -156,6 +163,9 @@ def scenarios_for(args: argparse.Namespace) -> List[Scenario]:
         'transport': Scenario('transport', 'transport only (no node)', args.rate, node=False),
         'pipeline': Scenario('pipeline', 'standalone pipeline (no ROS, same frames)', 0.0,
                              node=False),
+        'pipeline_full': Scenario('pipeline_full', 'standalone pipeline, mask + overlay + '
+                                  'summary (no ROS, same frames)', 0.0, node=False,
+                                  overlay=True, summary=True),
         'pipeline_camera': Scenario('pipeline_camera', 'standalone pipeline beside the '
                                     'camera (its publisher into an idle reader here)',
                                     args.rate, node=False),
@@ -700,10 +710,11 @@ def run_pipeline(run: _Run, scenario: Scenario) -> Dict[str, Any]:
         if beside_camera:
             camera = _IdleCamera(run, scenario)
             seconds = min(seconds, camera.seconds_left())
-        measured = measure_pipeline(backend, pipeline, frames, seconds)
+        measured = measure_pipeline(backend, pipeline, frames, seconds,
+                                    want_overlay=scenario.overlay, want_summary=scenario.summary)
         if beside_camera:
             measured['camera'] = camera.finish()
-        else:
+        elif scenario.name == 'pipeline':
             measured['two_in_flight'] = measure_two_in_flight(pipeline, frames,
                                                               min(seconds, 5.0))
         measured['backend'] = backend.describe()
@@ -934,7 +945,7 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
         lat = r['latency']
         proc = r.get('node_process') or {}
         drop = f'{r["drop_rate"] * 100:.1f} %' if r['drop_rate'] is not None else 'n/a'
-        if r['scenario'] not in ('transport', 'pipeline', 'pipeline_camera'):
+        if r['scenario'] not in ('transport', 'pipeline', 'pipeline_full', 'pipeline_camera'):
             drop += (f' ({_fmt(r.get("node_frames_replaced"), 0)} / '
                      f'{_fmt(r.get("not_taken_by_node"))})')
             steady = r.get('node_dropped_after_settle')
@@ -1050,13 +1061,16 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     (min(standalone frames/s, published Hz)): 1.0 means the node costs nothing. Latency
     floor = standalone per-frame p50 + the transport-only p50. Stage inflation = node stage
     p50 (/diagnostics) over the standalone stage p50. CPU outside inference = node process
-    CPU per output minus the standalone inference CPU per frame.
+    CPU per output minus the standalone inference CPU per frame. The ``full`` scenario is
+    compared with ``pipeline_full`` (the loop computing overlay and summary too) where it
+    ran, else with ``pipeline``.
     """
     by = {r['scenario']: r for r in results}
     alone = (by.get('pipeline') or {}).get('standalone')
     if not alone:
         return {}
     beside = (by.get('pipeline_camera') or {}).get('standalone')
+    alone_full = (by.get('pipeline_full') or {}).get('standalone')
     transport = (by.get('transport') or {}).get('latency', {}).get('p50_ms')
     floor = alone['frame_ms_p50'] + (transport or 0.0)
     out: Dict[str, Any] = {'pipeline_fps': alone['fps'],
@@ -1068,24 +1082,29 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                            'pipeline_inference_cpu_ms_per_frame':
                                alone.get('inference_cpu_ms_per_frame'),
                            'pipeline_beside_camera_fps': (beside or {}).get('fps'),
+                           'pipeline_full_cpu_ms_per_frame': (alone_full or {}).get(
+                               'cpu_ms_per_frame'),
+                           'pipeline_full_fps': (alone_full or {}).get('fps'),
                            'scenarios': {}}
     for r in results:
         if not r['scenario'] in ('mask_only', 'full', 'flood') or not r.get('publish_hz'):
             continue
-        allowed = min(alone['fps'], float(r['publish_hz']))
+        same = alone_full if r['scenario'] == 'full' and alone_full else alone
+        allowed = min(same['fps'], float(r['publish_hz']))
         lat = r['latency']
         stages = {}
         for stage, value in (r.get('stages_ms_p50') or {}).items():
-            base = alone['stages_ms_p50'].get(stage)
+            base = same['stages_ms_p50'].get(stage)
             if base and value is not None and base > 0.05:
                 stages[stage] = {'node_ms': value, 'pipeline_ms': base,
                                  'inflation': _r(value / base, 2)}
         cpu = r.get('node_cpu_ms_per_output')
-        inf_cpu = alone.get('inference_cpu_ms_per_frame')
-        alone_cpu = alone.get('cpu_ms_per_frame')
+        inf_cpu = same.get('inference_cpu_ms_per_frame')
+        alone_cpu = same.get('cpu_ms_per_frame')
         # The node's published masks per second where it reported them (see run_node).
         out_hz = r.get('node_output_hz') or r['output_hz']
-        entry = {'output_hz': out_hz, 'received_hz': r['output_hz'],
+        entry = {'compared_with': 'pipeline_full' if same is alone_full else 'pipeline',
+                 'output_hz': out_hz, 'received_hz': r['output_hz'],
                  'allowed_hz': _r(allowed, 2),
                  'throughput_ratio': _r(out_hz / allowed, 3) if allowed else None,
                  # Against the loop that shared the machine with the same camera: the
@@ -1101,7 +1120,7 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                  'node_cpu_ms_outside_inference': (_r(cpu - inf_cpu, 2)
                                                    if cpu is not None and inf_cpu is not None
                                                    else None)}
-        entry.update(cpu_budget(r, alone, cpu, out_hz))
+        entry.update(cpu_budget(r, same, cpu, out_hz))
         if r['scenario'] == 'mask_only' and lat['p50_ms'] is not None:
             entry['latency_target_ms'] = _r(floor + LATENCY_MARGIN_MS)
             entry['latency_pass'] = bool(lat['p50_ms'] <= floor + LATENCY_MARGIN_MS
@@ -1180,6 +1199,7 @@ def median_of_rounds(rounds: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         entries = [r['scenarios'][name] for r in rounds if name in r['scenarios']]
         entry: Dict[str, Any] = {k: _median_or_none([e.get(k) for e in entries])
                                  for k in _ROUND_FIELDS if any(k in e for e in entries)}
+        entry['compared_with'] = entries[0].get('compared_with', 'pipeline')
         entry['per_round'] = {k: [e.get(k) for e in entries]
                               for k in ('throughput_ratio', 'throughput_ratio_beside_camera',
                                         'cpu_ratio', 'latency_p50_ms')}
@@ -1247,6 +1267,10 @@ def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
              + (f' Figures are the medians of {nvp["rounds"]} interleaved rounds (pipeline, '
                 f'node, pipeline, node, ...); per-round ratios below the table.'
                 if nvp.get('rounds') else '')
+             + (f' The full scenario is compared with the loop computing mask, overlay and '
+                f'summary too: **{nvp["pipeline_full_fps"]} frames/s**, CPU '
+                f'{_fmt(nvp["pipeline_full_cpu_ms_per_frame"])} ms per frame.'
+                if nvp.get('pipeline_full_cpu_ms_per_frame') else '')
              + ' Masks/s: the node\'s published masks (its frames_out counter) per second '
                'of publishing; what this benchmark\'s recorder received is in the JSON '
                '(received_hz, recorder_missed).',
@@ -1313,6 +1337,8 @@ def _rel(path: Path) -> str:
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the selected scenarios; return the report (also written as JSON)."""
+    if args.model == TRIVIAL:
+        args.model = str(write_trivial_model(Path(args.out) / 'trivial_class_ids.onnx'))
     for path, what in ((args.model, 'model'), (args.video, 'video'), (args.params, 'params')):
         if not Path(path).exists():
             raise SystemExit(f'bench_ros: {what} {path} not found (pass --{what}; the '

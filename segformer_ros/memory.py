@@ -47,13 +47,23 @@ NODE_MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024
 
 _M_TRIM_THRESHOLD = -1
 
+#: How often the node's frame path gives free heap pages back (issue 22). A trim returns
+#: the frame path's own freed buffers too (rclpy's take of the 6 MB message, the mask), so
+#: the next frame faults them in again: trimming once a second cost 4321 minor faults/s
+#: and 1.4 ms per trim on the 2-core machine at 30 Hz 1080p with a trivial model; every
+#: 30 s, 3 faults/s and 4.38 instead of 5.30 ms CPU per mask (docs/benchmarks.md, "Current
+#: results"). The creep the trims bound builds over tens of minutes (the module docstring),
+#: so a trim every 30 s bounds it as well.
+NODE_TRIM_PERIOD_S = 30.0
+
 
 def keep_image_buffers(mmap_threshold: int = NODE_MMAP_THRESHOLD_BYTES) -> Optional[bool]:
     """Set the node's allocator up: image buffers from the heap, kept between frames.
 
     Pins the mmap threshold at ``mmap_threshold`` and raises the trim threshold to 4x that
     (glibc would otherwise hand the top of the heap back after every frame's free and fault
-    it in again on the next); :class:`HeapTrimmer` then trims once a second. True if set.
+    it in again on the next); :class:`HeapTrimmer` then trims every
+    :data:`NODE_TRIM_PERIOD_S`. True if set.
     """
     if not pin_mmap_threshold(mmap_threshold):
         return None if not sys.platform.startswith('linux') else False
@@ -67,9 +77,11 @@ def keep_image_buffers(mmap_threshold: int = NODE_MMAP_THRESHOLD_BYTES) -> Optio
 class HeapTrimmer:
     """Give free heap pages back to the OS at most once per ``period_s`` (glibc malloc_trim).
 
-    Called by the inference worker after each frame: the multi-MB buffers freed by the
+    Called by the inference worker before each frame: the multi-MB buffers freed by the
     frame path stay mapped between trims (so the next frame reuses them without page
-    faults) and are released once a period, so RSS cannot creep with fragmentation.
+    faults) and are released once a period, so RSS cannot creep with fragmentation. Each
+    trim makes the next frame fault its buffers in again: keep the period long (the node
+    uses :data:`NODE_TRIM_PERIOD_S`).
     """
 
     def __init__(self, period_s: float = 1.0) -> None:

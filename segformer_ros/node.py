@@ -39,7 +39,7 @@ from .input_watch import CameraInput, InputWatch, PathProgress
 from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
                              label_info_message, label_info_type, missing_vision_msgs_hint)
 from .grid_output import drivable_grid_output
-from .memory import HeapTrimmer
+from .memory import NODE_TRIM_PERIOD_S, HeapTrimmer
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params, spec
 from .ros_compat import wrap_change_state_service
@@ -372,7 +372,7 @@ class SegformerNode(LifecycleNode):
                                getattr(self._pipeline, 'frames_per_inference', None),
                                int(self._params['max_batch_size']))
         self.get_logger().info(f'frame path: {plan.reason}')
-        trimmer, counters = HeapTrimmer(), [0, 0]
+        trimmer, counters = HeapTrimmer(NODE_TRIM_PERIOD_S), [0, 0]
         self._frame_path = FramePath(
             take=lambda wait_turn: self._take_frames(slots, trimmer, plan, counters,
                                                      wait_turn),

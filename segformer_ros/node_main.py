@@ -74,7 +74,7 @@ def main(args: Optional[List[str]] = None) -> int:
         print(USAGE, end='')
         return 0
     # Before any image buffer exists: image buffers from the heap, reused across frames;
-    # the worker trims the heap once a second (memory.py says why, with numbers).
+    # the worker trims the heap every 30 s (memory.py says why, with numbers).
     keep_image_buffers()
     # `kill -USR1 <pid>` prints every thread's stack to stderr and the node goes on: a hang
     # (a shutdown that does not end, a stall) diagnosed on the robot without a debugger.

@@ -87,6 +87,37 @@ def test_node_ratio_beside_the_camera_splits_the_shortfall():
         'throughput_ratio_beside_camera'][2] is None
 
 
+def test_full_scenario_is_compared_with_the_loop_computing_the_same_outputs():
+    """Issue 22: each node scenario against a loop computing the same outputs.
+
+    full (mask + overlay + summary) against pipeline_full, mask only against pipeline;
+    without pipeline_full, full falls back to the mask-only loop.
+    """
+    def node(name, cpu):
+        return {'scenario': name, 'publish_hz': 30.0, 'output_hz': 30.0,
+                'node_output_hz': 30.0, 'latency': {'p50_ms': 20.0, 'p95_ms': 25.0},
+                'stages_ms_p50': {}, 'node_cpu_ms_per_output': cpu}
+    alone = _standalone('pipeline', 1000.0)
+    alone['standalone']['cpu_ms_per_frame'] = 1.0
+    full_loop = _standalone('pipeline_full', 90.0)
+    full_loop['standalone']['cpu_ms_per_frame'] = 11.0
+    results = [alone, full_loop, node('mask_only', 4.0), node('full', 15.0)]
+    nvp = node_vs_pipeline(results)
+    assert nvp['scenarios']['mask_only']['cpu_ratio'] == pytest.approx(0.25)
+    assert nvp['scenarios']['mask_only']['compared_with'] == 'pipeline'
+    assert nvp['scenarios']['full']['cpu_ratio'] == pytest.approx(11.0 / 15.0, abs=1e-3)
+    assert nvp['scenarios']['full']['compared_with'] == 'pipeline_full'
+    assert nvp['scenarios']['full']['allowed_hz'] == 30.0
+    assert nvp['pipeline_full_cpu_ms_per_frame'] == 11.0
+    assert 'compared with the loop computing mask, overlay and summary' in '\n'.join(
+        render_node_vs_pipeline({'node_vs_pipeline': nvp}))
+    rounds = median_of_rounds([nvp, nvp])
+    assert rounds['scenarios']['full']['compared_with'] == 'pipeline_full'
+    fallback = node_vs_pipeline([alone, node('full', 15.0)])
+    assert fallback['scenarios']['full']['cpu_ratio'] == pytest.approx(1.0 / 15.0, abs=1e-3)
+    assert fallback['scenarios']['full']['compared_with'] == 'pipeline'
+
+
 def test_cpu_budget_predicts_a_cpu_bound_ratio():
     """2 cores: loop 140 ms CPU per frame at 13/s (182 % busy), node 150 ms per mask at 11/s.
 

@@ -1,0 +1,71 @@
+"""CI gate of issue 22: the node's CPU per mask against its pipeline's CPU per frame.
+
+One bench_ros run measures, in the same run on the same machine, the standalone pipeline
+(``SegmentationPipeline.process`` looped on the published frames, no ROS) and the node
+process fed by a 1920x1080 rgb8 camera at 30 Hz (mask only), both with the trivial
+class-id model (benchmarks/trivial_model.py: the model costs almost nothing, so what the
+node adds shows): the node's process CPU per published mask over the loop's process CPU
+per frame. A ratio of two CPU costs measured a minute apart, not a time: a slow machine
+slows both. Three interleaved rounds and their median; one ONNX Runtime thread on both
+sides (as test_node_throughput_ratio.py says why). A failing run is repeated once.
+
+The issue's target is 1.3x. It is out of reach on the 2-core machine with this model:
+the pipeline costs ~0.95 ms CPU per frame there, and taking the 6 MB message from DDS alone
+costs ~1.1 ms of the node's CPU (rclpy copies it three times; a serialized take measured no
+cheaper), plus ~0.5 ms in Fast DDS's shared-memory listener and ~0.7 ms to build and
+publish the mask. The gate is the measured floor plus the margin this machine's noise
+needs: 10 runs of this test (2026-12-07, docs/benchmarks.md "Node CPU per mask (issue
+22)") gave 4.44-5.05x, mean 4.71, standard deviation 0.17; 5.5x is the highest plus 0.45
+(mean + 4.6 sd). It fails a node that spends ~0.8 ms more per mask (two more copies of the
+frame, or that much Python per frame).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Node CPU per mask <= this x the standalone pipeline's CPU per frame (docs/benchmarks.md).
+MAX_CPU_MULTIPLE = 5.5
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_node_cpu_per_mask_within_its_pipeline_multiple(tmp_path, video_path):
+    pytest.importorskip('rclpy')
+    pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
+    pytest.importorskip('onnx', reason='the trivial model is written with onnx')
+    cmd = [sys.executable, '-m', 'benchmarks.bench_ros', '--scenarios', 'pipeline,mask_only',
+           '--model', 'trivial', '--rate', '30', '--duration', '8', '--pipeline-seconds', '3',
+           '--rounds', '3', '--set', 'num_threads=1',
+           '--check-ratio', f'{1.0 / MAX_CPU_MULTIPLE:.4f}', '--check-basis', 'cpu',
+           '--no-write-docs', '--video', str(video_path)]
+    runs = []
+    for attempt in range(2):
+        out = tmp_path / f'run{attempt}'
+        proc = subprocess.run(cmd + ['--out', str(out)], cwd=str(REPO), env=dict(os.environ),
+                              capture_output=True, text=True, timeout=300)
+        output = proc.stdout[-4000:] + proc.stderr[-3000:]
+        # Exit 3 is the ratio check failing; anything else is the benchmark failing.
+        assert proc.returncode in (0, 3), output
+        report = json.loads((out / 'bench_ros.json').read_text())
+        nvp = report['node_vs_pipeline']
+        entry = nvp['scenarios']['mask_only']
+        assert entry['output_hz'] > 0 and entry['cpu_ratio'], output
+        multiple = 1.0 / entry['cpu_ratio']
+        print(f'run {attempt + 1}: node {entry["node_cpu_ms_per_output"]} CPU ms per mask, '
+              f'pipeline {nvp["pipeline_cpu_ms_per_frame"]} CPU ms per frame: '
+              f'{multiple:.2f}x (medians of {nvp.get("rounds", 1)} rounds; CPU ratios per '
+              f'round {entry["per_round"]["cpu_ratio"]}), {entry["output_hz"]} masks/s, load '
+              f'{report["load_before"]} -> {report["load_after"]}')
+        runs.append((multiple, output))
+        if proc.returncode == 0:
+            break
+    multiple, output = runs[-1]
+    assert multiple <= MAX_CPU_MULTIPLE, (
+        f'node CPU per mask above {MAX_CPU_MULTIPLE}x its pipeline\'s CPU per frame in '
+        f'{len(runs)} runs: {[round(m, 2) for m, _ in runs]}\n{output}')
