@@ -456,21 +456,16 @@ def iter_bag_frames(path: Path, topic: str, max_frames: Optional[int] = None,
 def build_bag_pipeline(params: Dict[str, Any], cameras: int, log: Callable[[str], None],
                        warmup: Optional[int] = None) -> Tuple[Any, Any]:
     """Backend and pipeline as the node builds them for ``cameras`` cameras."""
-    from .backends.factory import create_backend
+    from .backends.factory import backend_options_from_params, create_backend
     from .gpu_segmentation import select_pipeline
     from .parameters import pipeline_config_from_params
 
     config = pipeline_config_from_params(params)
     limit = int(params.get('max_batch_size', 0))
     max_batch = min(cameras, limit) if limit else cameras
-    backend = create_backend(
-        params['backend'], params['model_path'], logger=log,
-        provider=params['onnxruntime_provider'], num_threads=params['num_threads'],
-        precision=params['precision'], engine_cache_dir=params['engine_cache_dir'],
-        rebuild_stale_engine=params['rebuild_stale_engine'],
-        allow_engine_host_code=params['allow_engine_host_code'],
-        workspace_mb=params['workspace_mb'], input_hw=config.input_size,
-        max_batch=max(1, max_batch), device_id=params['device_id'])
+    options = {**backend_options_from_params(params), 'input_hw': config.input_size,
+               'max_batch': max(1, max_batch)}
+    backend = create_backend(params['backend'], params['model_path'], logger=log, **options)
     try:
         backend.configure()
         pipeline = select_pipeline(params['pipeline'], backend, config,
