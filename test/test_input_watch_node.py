@@ -238,6 +238,13 @@ def test_frames_lost_in_transport_are_an_error_naming_the_cause(running, ros_dom
                               stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         lost = _status_after(client, 0, lambda s: 'lost in transport' in s[1], 40.0)
+
+        def small_masks() -> List[int]:
+            with client.lock:
+                return [stamp_ns(m) for _, m in client.masks if (m.height, m.width) == (120, 160)]
+
+        # The ERROR may come after the first small frame: keep the camera for a second one.
+        wait_until(lambda: len(small_masks()) >= 2, 15.0)
     finally:
         camera.kill()
         camera.wait(30)
@@ -249,6 +256,5 @@ def test_frames_lost_in_transport_are_an_error_naming_the_cause(running, ros_dom
     assert any(line.startswith('lost:/image: frames lost in transport') for line in logged)
     assert int(client.diagnostics['image_frames_lost_in_transport']) >= 3
     # The small frames that arrived were segmented.
-    with client.lock:
-        small = [stamp_ns(m) for _, m in client.masks if (m.height, m.width) == (120, 160)]
+    small = small_masks()
     assert len(small) >= 2 and all(s % (4 * 10**9) == 10**9 for s in small), small
