@@ -10,6 +10,7 @@ keeps image-sized buffers on mmap, so freeing them gives the memory back at once
 
 import ctypes
 import ctypes.util
+import os
 import sys
 from typing import Optional
 
@@ -57,13 +58,29 @@ _M_TRIM_THRESHOLD = -1
 NODE_TRIM_PERIOD_S = 30.0
 
 
+_M_ARENA_MAX = -8
+
+#: glibc gives every thread that allocates its own heap arena, up to 8 per core (96 on a
+#: 12-core AGX Orin). With image buffers served from the heap, each arena a frame-path,
+#: executor or DDS thread ever used keeps its own frame-sized buffers: RSS rose ~3 MB per
+#: lifecycle cycle that segmented a frame (new frame-path threads, new arenas) until the
+#: 16 arenas of the 2-core machine were all in use, +21 MB over 50 cycles, 26 MB more
+#: than with 2 arenas (test_lifecycle_cycles.py; unbounded it grows with the core count).
+#: Two arenas bound that; the node's threads take turns on the GIL anyway, so they rarely
+#: allocate at once: node CPU per mask 4.20 / 4.18 ms with 2 vs 4.69 / 4.23 with the
+#: default (2-core, trivial model, alternated bench_ros runs). A ``MALLOC_ARENA_MAX`` in
+#: the environment wins.
+NODE_MALLOC_ARENAS = 2
+
+
 def keep_image_buffers(mmap_threshold: int = NODE_MMAP_THRESHOLD_BYTES) -> Optional[bool]:
     """Set the node's allocator up: image buffers from the heap, kept between frames.
 
     Pins the mmap threshold at ``mmap_threshold`` and raises the trim threshold to 4x that
     (glibc would otherwise hand the top of the heap back after every frame's free and fault
     it in again on the next); :class:`HeapTrimmer` then trims every
-    :data:`NODE_TRIM_PERIOD_S`. True if set.
+    :data:`NODE_TRIM_PERIOD_S`. Bounds the heap arenas at :data:`NODE_MALLOC_ARENAS`
+    unless ``MALLOC_ARENA_MAX`` is set. True if set.
     """
     if not pin_mmap_threshold(mmap_threshold):
         return None if not sys.platform.startswith('linux') else False
@@ -71,6 +88,8 @@ def keep_image_buffers(mmap_threshold: int = NODE_MMAP_THRESHOLD_BYTES) -> Optio
     mallopt = ctypes.CDLL(name).mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
+    if 'MALLOC_ARENA_MAX' not in os.environ and not mallopt(_M_ARENA_MAX, NODE_MALLOC_ARENAS):
+        return False
     return bool(mallopt(_M_TRIM_THRESHOLD, int(4 * mmap_threshold)))
 
 

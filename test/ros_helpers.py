@@ -15,6 +15,7 @@ absolute schedule, and writes how many frames it really sent and at what rate.
 
 import argparse
 import array
+import gc
 import json
 import os
 import re
@@ -23,7 +24,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -537,8 +538,49 @@ def _thread_counts(pid: int, previous_native: Optional[float]) -> Tuple[int, Lis
     return os_threads, py
 
 
+def start_pool_workers(executors: Sequence[Any], timeout_s: float = 10.0) -> int:
+    """Start every worker thread of these rclpy executors' pools now; return how many run.
+
+    ``MultiThreadedExecutor`` runs callbacks on a ``ThreadPoolExecutor`` (its ``_executor``:
+    rclpy internals, hence the fallback to 0 where that changes), which starts a worker
+    only when a task finds none idle: how many have started by a given cycle depends on
+    how often service calls overlapped, i.e. on the machine's load. Each late starter
+    brings a thread stack and a glibc malloc arena (2-5 MB RSS), which a leak check must
+    not read as a leak (CI: three late starters, +20.6 MB). Tasks that block until released
+    keep every worker busy, so each further task starts one more, up to the pool's bound;
+    each task touches the heap once, so its thread's arena exists before the first sample.
+    """
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    release = threading.Event()
+
+    def hold() -> None:
+        bytearray(256 * 1024)   # this thread's first malloc: its arena comes now
+        release.wait(timeout_s)
+
+    futures = []
+    started = 0
+    try:
+        for pool in (getattr(e, '_executor', None) for e in executors):
+            if not isinstance(pool, ThreadPoolExecutor):
+                continue
+            bound = pool._max_workers
+            # A submit that finds an idle worker starts none (the idle count may be stale
+            # by a task or two): submit until the pool is at its bound, a few extra at most.
+            for _ in range(bound * 3):
+                if len(pool._threads) >= bound:
+                    break
+                futures.append(pool.submit(hold))
+            started += len(pool._threads)
+    finally:
+        release.set()
+        wait(futures, timeout_s)
+    return started
+
+
 def _resources(previous: Optional[Dict[str, float]] = None) -> Dict[str, float]:
     """RSS, threads (by kind) and fds of this process."""
+    gc.collect()   # cycles of destroyed entities freed now, not at a random later cycle
     _malloc_trim()
     pid = os.getpid()
     os_threads, py = _thread_counts(pid, previous['native_threads'] if previous else None)
@@ -601,6 +643,7 @@ def lifecycle_cycles(model: Path, domain_id: int, cycles: int,
     with ros_context(domain_id) as context:
         running = InProcessNode(context, deeplab_overrides(model))
         node, client = running.node, running.client
+        start_pool_workers([running.executor, client.executor])
         try:
             for cycle in range(cycles):
                 row: Dict[str, float] = {'cycle': float(cycle)}

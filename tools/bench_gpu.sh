@@ -68,7 +68,7 @@ fi
 if [[ $parts == *fp16* && -f $stage/segformer_b0_random_1024_fp16.onnx ]]; then
   python3 -m benchmarks.bench_ros "${common[@]}" \
     --model "$stage/segformer_b0_random_1024_fp16.onnx" \
-    --scenarios transport,pipeline,mask_only,flood --out "$out/fp16" 2>&1 | tee "$out/fp16.log"
+    --scenarios transport,pipeline,mask_only,full,flood --out "$out/fp16" 2>&1 | tee "$out/fp16.log"
   python3 -m benchmarks.bench_ros "${common[@]}" \
     --model "$stage/segformer_b0_random_1024_fp16.onnx" --cameras 4 \
     --scenarios pipeline,mask_only --out "$out/fp16_cams4" 2>&1 | tee "$out/fp16_cams4.log"
