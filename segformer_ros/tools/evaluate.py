@@ -103,6 +103,13 @@ def parse_override(text: str) -> Tuple[str, Any]:
     return name.strip(), yaml.safe_load(value)
 
 
+def tool_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """Return a tool's argument parser, the model options every tool takes already added."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_model_arguments(parser)
+    return parser
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--params/--model/--backend/--set options shared by eval and selfcheck."""
     parser.add_argument('--params', help='ROS 2 params file or preset name (e.g. '
@@ -208,6 +215,22 @@ def write_json(data: Dict[str, Any], target: str) -> None:
     else:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         Path(target).write_text(text + '\n')
+
+
+def run_tool(prog: str, argv: Optional[Sequence[str]], parser: argparse.ArgumentParser,
+             run: Callable[[argparse.Namespace], Dict[str, Any]]
+             ) -> Tuple[argparse.Namespace, Optional[Dict[str, Any]]]:
+    """Parse ``argv`` and run; return the arguments and the report (None after an error).
+
+    A SegformerRosError (a missing file, a model that does not fit the params) is one line
+    ``<prog>: error: <reason>`` on stderr, never a traceback; the caller exits 2.
+    """
+    args = parser.parse_args(argv)
+    try:
+        return args, run(args)
+    except SegformerRosError as exc:
+        print(f'{prog}: error: {exc}', file=sys.stderr, flush=True)
+        return args, None
 
 
 # ------------------------------------------------------------------------- data sets
@@ -344,11 +367,9 @@ class OverlayWriter:
 # ------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of the eval tool."""
-    p = argparse.ArgumentParser(
-        prog='segformer-ros-eval',
-        description='Run the segformer node\'s pipeline over Cityscapes, an image/label folder '
+    p = tool_parser('segformer-ros-eval',
+                    'Run the segformer node\'s pipeline over Cityscapes, an image/label folder '
                     'pair or a video; report per-class IoU, mIoU and accuracy.')
-    add_model_arguments(p)
     src = p.add_argument_group('data (one of)')
     src.add_argument('--cityscapes', metavar='ROOT',
                      help='Cityscapes root (leftImg8bit/, gtFine/)')
@@ -540,11 +561,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the eval tool; return the exit code (0 done, 2 error)."""
-    args = build_parser().parse_args(argv)
-    try:
-        report = run(args)
-    except SegformerRosError as exc:
-        print(f'segformer-ros-eval: error: {exc}', file=sys.stderr, flush=True)
+    args, report = run_tool('segformer-ros-eval', argv, build_parser(), run)
+    if report is None:
         return 2
     if args.json:
         write_json(report, args.json)
