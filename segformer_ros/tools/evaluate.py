@@ -417,31 +417,28 @@ def _frames(args: argparse.Namespace, samples: List[Sample], warn: Callable[[str
         yield image.stem, read_image(image), 'bgr', (read_label(label, fmt) if label else None)
 
 
-def _video_frame_count(path: Optional[str]) -> Optional[int]:
-    """Frame count from the container (for the ETA), or None when unknown."""
+def _video_property(path: Optional[str], name: str) -> float:
+    """Return a property of the video container (``cv2.CAP_PROP_<name>``); 0 when unknown."""
     if not path:
-        return None
+        return 0.0
     import cv2
 
     cap = cv2.VideoCapture(str(path))
     try:
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        return float(cap.get(getattr(cv2, f'CAP_PROP_{name}'))) if cap.isOpened() else 0.0
     finally:
         cap.release()
+
+
+def _video_frame_count(path: Optional[str]) -> Optional[int]:
+    """Frame count from the container (for the ETA), or None when unknown."""
+    count = int(_video_property(path, 'FRAME_COUNT'))
     return count if count > 0 else None
 
 
 def _video_fps(path: Optional[str]) -> Optional[float]:
     """Frame rate from the container (overlay videos keep it), or None when unknown."""
-    if not path:
-        return None
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
+    fps = _video_property(path, 'FPS')
     return fps if 0.0 < fps < 1000.0 else None
 
 
