@@ -1,4 +1,4 @@
-"""The README's picture of a segmented bag: record the clip, segment it, show its frames.
+"""The picture of a segmented bag in docs/usage.md: record the clip, segment it, show its frames.
 
 ``python -m benchmarks.bag_figure [--out docs/images/bag_frames.jpg]`` records four frames of
 the bundled clip as a rosbag2 (mcap, JPEG CompressedImage on /front/image_raw/compressed,

@@ -1,4 +1,4 @@
-"""Bird's-eye pictures of a drivable occupancy grid, for the demo and the README (no ROS)."""
+"""Bird's-eye pictures of a drivable occupancy grid (demo, docs/drivable_grid.md; no ROS)."""
 
 from typing import Tuple
 

@@ -29,21 +29,18 @@ def node_params(params_files: Sequence[str], overrides: Mapping[str, Any]) -> Di
 def build_pipeline(params: Mapping[str, Any], cameras: int = 1,
                    log: Any = None) -> Tuple[Any, Any]:
     """Create, configure and warm up ``(backend, pipeline)`` as the node's configure does."""
-    from segformer_ros.backends.factory import create_backend
+    from segformer_ros.backends.factory import backend_options_from_params, create_backend
     from segformer_ros.gpu_segmentation import select_pipeline
     from segformer_ros.parameters import pipeline_config_from_params
     from segformer_ros.warmup import warm_up_pipeline
 
     say = log or (lambda _msg: None)
     config = pipeline_config_from_params(params)
-    backend = create_backend(
-        params['backend'], params['model_path'], logger=say,
-        provider=params['onnxruntime_provider'], num_threads=params['num_threads'],
-        precision=params['precision'], engine_cache_dir=params['engine_cache_dir'],
-        rebuild_stale_engine=params['rebuild_stale_engine'],
-        allow_engine_host_code=params['allow_engine_host_code'],
-        workspace_mb=params['workspace_mb'], input_hw=config.input_size,
-        max_batch=max(1, cameras))
+    # The node's parameter-to-option map, device_id included (this copy used to leave it
+    # out, so a yardstick for device_id: 1 ran on GPU 0).
+    options = {**backend_options_from_params(params), 'input_hw': config.input_size,
+               'max_batch': max(1, cameras)}
+    backend = create_backend(params['backend'], params['model_path'], logger=say, **options)
     backend.configure()
     pipeline = select_pipeline(params['pipeline'], backend, config,
                                params['onnxruntime_provider'], say, max_batch=cameras)

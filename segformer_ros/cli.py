@@ -5,7 +5,7 @@ a Python traceback; and the params files it names are found without rcl, to chec
 """
 
 import sys
-from typing import List, Optional, Sequence, TextIO
+from typing import Any, Callable, List, Optional, Sequence, TextIO
 
 EXIT_BAD_USAGE = 2
 
@@ -21,6 +21,33 @@ def bad_usage(prog: str, exc: BaseException, stream: Optional[TextIO] = None) ->
     print(f'{prog}: bad usage: {one_line(exc)} (see {prog} --help)',
           file=stream or sys.stderr, flush=True)
     return EXIT_BAD_USAGE
+
+
+def help_asked(args: Optional[Sequence[str]], usage: str) -> bool:
+    """Print ``usage`` and return True when -h or --help stands before ``--ros-args``.
+
+    ``args``: the command line without the program name (None: ``sys.argv[1:]``). What
+    follows ``--ros-args`` is ROS's, never a request for this program's help.
+    """
+    argv = sys.argv[1:] if args is None else list(args)
+    user_args = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    if '-h' in user_args or '--help' in user_args:
+        print(usage, end='')
+        return True
+    return False
+
+
+def init_or_bad_usage(prog: str, init: Callable[[], Any]) -> Optional[int]:
+    """Call ``init`` (rclpy.init on the command line); None, or the bad-usage exit status.
+
+    rclpy.init raises on malformed ``--ros-args``: that is one line and exit status 2, as
+    for any other mistyped command line.
+    """
+    try:
+        init()
+    except Exception as exc:  # noqa: BLE001 - malformed --ros-args: one line, exit 2
+        return bad_usage(prog, exc)
+    return None
 
 
 def params_files(argv: Sequence[str]) -> List[str]:

@@ -13,14 +13,14 @@ CPU assembles the summary from the GPU's histograms.
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .backends.base import Backend, OutputKind
+from .backends.base import Backend
 from .config import PipelineConfig
 from .errors import BackendError, BackendStateError, ConfigError
-from .pipeline import PendingResults, SegmentationResult, SubmittingPipeline
+from .pipeline import PendingResults, SegmentationResult, SubmitOptions, SubmittingPipeline
 from .preprocessing import Frame, unpack_frame
 from .summary import summary_from_counts
 
@@ -79,21 +79,6 @@ class GpuSegmentationPipeline(SubmittingPipeline):
         self._kind = info.output_kind
 
     @property
-    def input_hw(self) -> Tuple[int, int]:
-        """(height, width) of the model input."""
-        return self._input_hw
-
-    @property
-    def config(self) -> PipelineConfig:
-        """The configuration in use (overlay alpha follows the last frame's value)."""
-        return self._config
-
-    @property
-    def has_logits(self) -> bool:
-        """True for logits models (confidence maps: see :func:`gpu_confidence`)."""
-        return self._kind is OutputKind.LOGITS
-
-    @property
     def frames_per_inference(self) -> Optional[int]:
         """Frames one inference takes (the engine's batch)."""
         return int(self._gpu.batch)
@@ -116,26 +101,23 @@ class GpuSegmentationPipeline(SubmittingPipeline):
         from .cuda.device_inference import HostInference
         return not isinstance(self._engine, HostInference)
 
-    def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
-                     want_overlay: bool = True, want_summary: bool = True,
-                     overlay_alpha: Optional[float] = None,
-                     want_confidence: bool = False, batch_limit: int = 0,
-                     around_inference: Optional[Callable[[], ContextManager[Any]]] = None
-                     ) -> PendingResults:
+    def _submit(self, frames: Sequence[Tuple[Frame, Optional[str]]],
+                options: SubmitOptions) -> PendingResults:
         """Copy the frames into pinned memory and queue their GPU work; collect() waits.
 
         Up to ``in_flight`` submissions may be outstanding (collected on any thread, in
         submission order); one more blocks here until the oldest is collected. The frames
-        may be reused as soon as this returns (they were copied). ``batch_limit``: most
-        frames per inference (0: the engine's batch). ``around_inference``: a context
-        entered around each engine call.
+        may be reused as soon as this returns (they were copied). ``batch_limit`` 0: the
+        engine's batch. ``around_inference`` is entered around each engine call.
         """
+        want_overlay, want_summary = options.want_overlay, options.want_summary
+        batch_limit = options.batch_limit
         if not self._free.acquire(timeout=_DRAIN_TIMEOUT_S):
             raise BackendStateError(f'expected a free GPU pipeline slot within '
                                     f'{_DRAIN_TIMEOUT_S:.0f} s, got none: {self._in_flight} '
                                     f'submission(s) were never collected')
         try:
-            self._follow_alpha(overlay_alpha)
+            self._follow_alpha(options.overlay_alpha)
             unpacked = [unpack_frame(f, o) for f, o in frames]
             # Any strides are fine: the one CPU copy packs each view into the mapped buffer.
             jobs = [(array, gpu_encoding(array, order)) for array, order in unpacked]
@@ -147,7 +129,7 @@ class GpuSegmentationPipeline(SubmittingPipeline):
             try:
                 for start in range(0, len(jobs), chunk):
                     tickets.append((gpu.submit_batch(jobs[start:start + chunk], want_overlay,
-                                                     around_inference),
+                                                     options.around_inference),
                                     [order for _, order in unpacked[start:start + chunk]]))
             except Exception:
                 _collect_quietly(gpu, [t for t, _ in tickets])
@@ -155,7 +137,7 @@ class GpuSegmentationPipeline(SubmittingPipeline):
         except Exception:
             self._free.release()
             raise
-        confidence = want_confidence and self.has_logits
+        confidence = options.want_confidence and self.has_logits
         collected: List[Any] = []
 
         def finish() -> List[SegmentationResult]:

@@ -32,18 +32,14 @@ def main(args: Optional[List[str]] = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from .cli import absorb_late_interrupt, bad_usage
+    from .cli import absorb_late_interrupt, bad_usage, help_asked, init_or_bad_usage
     from .image_source import ImageSourceNode, wait_for
 
-    argv = sys.argv[1:] if args is None else list(args)
-    user_args = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
-    if '-h' in user_args or '--help' in user_args:
-        print(USAGE, end='')
+    if help_asked(args, USAGE):
         return 0
-    try:
-        rclpy.init(args=args)
-    except Exception as exc:  # noqa: BLE001 - malformed --ros-args: one line, exit 2
-        return bad_usage('image_source', exc)
+    failed = init_or_bad_usage('image_source', lambda: rclpy.init(args=args))
+    if failed is not None:
+        return failed
     try:
         node = ImageSourceNode()
     except Exception as exc:  # noqa: BLE001 - a parameter of the wrong type or out of range

@@ -204,7 +204,7 @@ class SegformerNode(LifecycleNode):
 
     # --------------------------------------------------------------- configure
     def _configure_resources(self) -> None:
-        from .backends.factory import create_backend
+        from .backends.factory import backend_options_from_params, create_backend
         from .assets import resolve_model_path
         from .default_model import with_default_model
         from .gpu_segmentation import select_pipeline
@@ -244,15 +244,11 @@ class SegformerNode(LifecycleNode):
         self._diag_timer = self.create_timer(
             float(params['diagnostics_period']), self._publish_diagnostics,
             callback_group=MutuallyExclusiveCallbackGroup())
+        options = {**backend_options_from_params(params), 'input_hw': config.input_size,
+                   'max_batch': max(1, max_batch)}
         self._backend = create_backend(
-            params['backend'], params['model_path'],
-            logger=self.get_logger().info, progress=self._on_build_progress,
-            provider=params['onnxruntime_provider'], num_threads=params['num_threads'],
-            precision=params['precision'], engine_cache_dir=params['engine_cache_dir'],
-            rebuild_stale_engine=params['rebuild_stale_engine'],
-            allow_engine_host_code=params['allow_engine_host_code'],
-            workspace_mb=params['workspace_mb'], input_hw=config.input_size,
-            max_batch=max(1, max_batch), device_id=params['device_id'])
+            params['backend'], params['model_path'], logger=self.get_logger().info,
+            progress=self._on_build_progress, **options)
         info = self._backend.configure()
         self._pipeline = select_pipeline(
             params['pipeline'], self._backend, config, params['onnxruntime_provider'],

@@ -9,7 +9,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from .cli import bad_usage, params_files
+from .cli import help_asked, init_or_bad_usage, params_files
 from .executors import make_node_executors
 from .memory import keep_image_buffers
 from .node import SegformerNode
@@ -68,11 +68,9 @@ def _ignore_further_interrupts() -> None:
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the node until shutdown (SIGINT/SIGTERM or context shutdown)."""
-    argv = sys.argv[1:] if args is None else list(args)
-    user_args = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
-    if '-h' in user_args or '--help' in user_args:
-        print(USAGE, end='')
+    if help_asked(args, USAGE):
         return 0
+    argv = sys.argv[1:] if args is None else list(args)
     # Before any image buffer exists: image buffers from the heap, reused across frames;
     # the worker trims the heap every 30 s (memory.py says why, with numbers).
     keep_image_buffers()
@@ -85,10 +83,9 @@ def main(args: Optional[List[str]] = None) -> int:
     # raise the KeyboardInterrupt that ends the node when rclpy's handler does not.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        rclpy.init(args=args)
-    except Exception as exc:  # noqa: BLE001 - malformed --ros-args: one line, exit 2
-        return bad_usage('segformer_node', exc)
+    failed = init_or_bad_usage('segformer_node', lambda: rclpy.init(args=args))
+    if failed is not None:
+        return failed
     node = SegformerNode()
     warn_params_files_without_node(node, argv)
     # The frame path apart from services and timers (executors.py says why, with

@@ -75,12 +75,44 @@ class PendingResults:
             release()
 
 
-class SubmittingPipeline:
-    """``process`` and ``process_batch`` of both pipelines, on top of ``submit_batch``.
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What one ``submit_batch`` call asks for (its keyword arguments, in one value)."""
 
-    A pipeline implements ``submit_batch`` (inference started, a :class:`PendingResults`
-    back); the synchronous calls are that and ``collect()``, in one place.
+    want_overlay: bool = True
+    want_summary: bool = True
+    overlay_alpha: Optional[float] = None
+    want_confidence: bool = False
+    batch_limit: int = 0
+    around_inference: Optional[Callable[[], ContextManager[Any]]] = None
+
+
+class SubmittingPipeline:
+    """What both pipelines (CPU here, GPU in gpu_segmentation.py) offer, in one place.
+
+    A pipeline implements ``_submit`` (inference started, a :class:`PendingResults` back)
+    and sets ``_input_hw``, ``_config`` and ``_kind``; ``submit_batch``, the synchronous
+    ``process`` / ``process_batch`` and the properties are defined here once.
     """
+
+    _input_hw: Tuple[int, int]
+    _config: PipelineConfig
+    _kind: OutputKind
+
+    @property
+    def input_hw(self) -> Tuple[int, int]:
+        """(height, width) of the model input frames are resized to."""
+        return self._input_hw
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The configuration in use (output size and overlay alpha follow later calls)."""
+        return self._config
+
+    @property
+    def has_logits(self) -> bool:
+        """True when the model outputs logits (so a confidence map can be computed)."""
+        return self._kind is OutputKind.LOGITS
 
     def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
                      want_overlay: bool = True, want_summary: bool = True,
@@ -88,7 +120,19 @@ class SubmittingPipeline:
                      want_confidence: bool = False, batch_limit: int = 0,
                      around_inference: Optional[Callable[[], ContextManager[Any]]] = None
                      ) -> PendingResults:
-        """Start segmenting ``(frame, channel_order)`` pairs; see the implementations."""
+        """Start segmenting ``(frame, channel_order)`` pairs; ``collect()`` the results.
+
+        ``batch_limit``: most frames per inference (0: as many as the model takes).
+        ``around_inference``: a context entered around each inference call. What is done
+        now and what at collect: the pipeline's ``_submit``.
+        """
+        return self._submit(frames, SubmitOptions(
+            want_overlay=want_overlay, want_summary=want_summary, overlay_alpha=overlay_alpha,
+            want_confidence=want_confidence, batch_limit=batch_limit,
+            around_inference=around_inference))
+
+    def _submit(self, frames: Sequence[Tuple[Frame, Optional[str]]],
+                options: SubmitOptions) -> PendingResults:
         raise NotImplementedError
 
     def process(self, frame: Frame, channel_order: Optional[str] = None, *,
@@ -142,27 +186,12 @@ class SegmentationPipeline(SubmittingPipeline):
         self._buffers: Dict[int, np.ndarray] = {}
         self._lock = threading.Lock()  # the preprocess buffers are shared state
 
-    @property
-    def input_hw(self) -> Tuple[int, int]:
-        """(height, width) of the model input frames are resized to."""
-        return self._input_hw
-
-    @property
-    def config(self) -> PipelineConfig:
-        """The configuration this pipeline was built with."""
-        return self._config
-
     def _buffer(self, n: int) -> np.ndarray:
         buf = self._buffers.get(n)
         if buf is None:
             buf = np.empty((n, 3) + self._input_hw, dtype=np.float32)
             self._buffers = {n: buf}  # keep only the current batch shape
         return buf
-
-    @property
-    def has_logits(self) -> bool:
-        """True when the model outputs logits (so a confidence map can be computed)."""
-        return self._kind is OutputKind.LOGITS
 
     @property
     def frames_per_inference(self) -> Optional[int]:
@@ -184,12 +213,8 @@ class SegmentationPipeline(SubmittingPipeline):
             post = replace(self._config.postprocess, output_resolution=output_resolution)
             self._config = replace(self._config, postprocess=post)
 
-    def submit_batch(self, frames: Sequence[Tuple[Frame, Optional[str]]], *,
-                     want_overlay: bool = True, want_summary: bool = True,
-                     overlay_alpha: Optional[float] = None,
-                     want_confidence: bool = False, batch_limit: int = 0,
-                     around_inference: Optional[Callable[[], ContextManager[Any]]] = None
-                     ) -> PendingResults:
+    def _submit(self, frames: Sequence[Tuple[Frame, Optional[str]]],
+                options: SubmitOptions) -> PendingResults:
         """Preprocess and infer now; postprocess, overlay and summary when collected.
 
         Uses one ``backend.infer`` call when the model's batch dimension is dynamic or equals
@@ -199,29 +224,29 @@ class SegmentationPipeline(SubmittingPipeline):
         while another thread finishes this one: :meth:`PendingResults.collect` needs only
         the model outputs, the geometries and the frames, all held by the returned object
         (the preprocess buffer is free again once this returns). The frames must stay
-        unchanged until then (the overlay blends them). ``batch_limit``: most frames per
-        inference (0: as many as the model takes). ``around_inference``: a context entered
-        around each ``backend.infer`` call.
+        unchanged until then (the overlay blends them).
         """
         cfg = self._config
-        alpha = cfg.postprocess.overlay_alpha if overlay_alpha is None else overlay_alpha
-        confidence = want_confidence and self.has_logits
+        alpha = options.overlay_alpha
+        if alpha is None:
+            alpha = cfg.postprocess.overlay_alpha
+        confidence = options.want_confidence and self.has_logits
         fixed = None if self._max_batch is None else int(self._max_batch)
         step = len(frames) if fixed is None else fixed
-        if batch_limit > 0:
-            step = min(step, int(batch_limit))
+        if options.batch_limit > 0:
+            step = min(step, int(options.batch_limit))
         step = max(1, step)
         inferred = []
         for start in range(0, len(frames), step):
             part = list(frames[start:start + step])
-            inferred.append(self._infer_chunk(part, fixed or len(part),
-                                              around_inference or contextlib.nullcontext))
+            inferred.append(self._infer_chunk(
+                part, fixed or len(part), options.around_inference or contextlib.nullcontext))
 
         def finish() -> List[SegmentationResult]:
             results: List[SegmentationResult] = []
             for item in inferred:
-                results.extend(self._finish_chunk(item, cfg, want_overlay, want_summary,
-                                                  alpha, confidence))
+                results.extend(self._finish_chunk(item, cfg, options.want_overlay,
+                                                  options.want_summary, alpha, confidence))
             return results
         return PendingResults(finish)
 

@@ -751,14 +751,9 @@ class TensorRTBackend(Backend):
         text = ', '.join(f'{a * 100:.1f}%' for a in self.item_agreement)
         batch = self._in_shape[0]
         if batch > 1 and (worst < threshold or not finite):
-            if self.built_now and self.engine_path is not None:
-                self.cache.discard(self.engine_path)
-            raise BackendError(
-                f'TensorRT engine of batch {batch} gives wrong results: per-item argmax '
-                f'agreement with ONNX Runtime {text} (expected >= {threshold * 100:.0f}% each); '
-                f'TensorRT silently mis-computes SegFormer at batch > 1 ({BATCH_ISSUE}): '
-                f'export the ONNX with batch 1 or a dynamic batch (the node builds batch-1 '
-                f'engines), or build with --shapes input:1x3xHxW')
+            self._refuse_batched_engine(
+                batch, f'per-item argmax agreement with ONNX Runtime {text} (expected >= '
+                f'{threshold * 100:.0f}% each)', ', or build with --shapes input:1x3xHxW')
         if worst < threshold or not finite:
             cause = ('fp16 reductions (LayerNorm, softmax) can overflow: use precision fp32'
                      if precision == 'fp16' else 'check the TensorRT version and the model')
@@ -793,16 +788,23 @@ class TensorRTBackend(Backend):
         self.check_method = CHECK_ITEMS_ALONE
         text = ', '.join(f'{a * 100:.1f}%' for a in agreement)
         if min(agreement) < self.fp32_min_agreement:
-            if self.built_now and self.engine_path is not None:
-                self.cache.discard(self.engine_path)
-            raise BackendError(
-                f'TensorRT engine of batch {batch} gives wrong results: each item run alone '
-                f'agrees with the batched run on only {text} of pixels (expected >= '
-                f'{self.fp32_min_agreement * 100:.0f}% each); TensorRT silently mis-computes '
-                f'SegFormer at batch > 1 ({BATCH_ISSUE}): export the ONNX with batch 1 or a '
-                f'dynamic batch (the node builds batch-1 engines)')
+            self._refuse_batched_engine(
+                batch, f'each item run alone agrees with the batched run on only {text} of '
+                f'pixels (expected >= {self.fp32_min_agreement * 100:.0f}% each)')
         self._log(f'batch check (TensorRT, each item alone vs batched, batch {batch}): {text} '
                   f'agreement')
+
+    def _refuse_batched_engine(self, batch: int, found: str, more_remedy: str = '') -> None:
+        """Drop an engine built now and fail configure: a batch > 1 engine that mis-computes.
+
+        ``found``: what the check saw; ``more_remedy``: a way out beyond the two exports.
+        """
+        if self.built_now and self.engine_path is not None:
+            self.cache.discard(self.engine_path)
+        raise BackendError(
+            f'TensorRT engine of batch {batch} gives wrong results: {found}; TensorRT silently '
+            f'mis-computes SegFormer at batch > 1 ({BATCH_ISSUE}): export the ONNX with batch 1 '
+            f'or a dynamic batch (the node builds batch-1 engines){more_remedy}')
 
     @staticmethod
     def _ids(raw: np.ndarray, kind: OutputKind) -> np.ndarray:

@@ -232,58 +232,7 @@ __device__ __forceinline__ void epilogue(int x, int y, bool valid, int id, int* 
 #define NEAREST_INDEX \
     size_t mi = valid ? (size_t)row_n[y] * map_w + col_n[x] : 0;
 
-extern "C" __global__ void post_map_u8(const u8* __restrict__ ids, MAP_PARAMS, EPI_PARAMS)
-{
-    POST_PROLOGUE
-    NEAREST_INDEX
-    int id = valid ? (int)ids[mi] : 0;
-    epilogue(x, y, valid, id, sh_hist, sh_roi, mask, out_w, out_h, num_classes, frame,
-             frame_w, frame_h, frame_step, frame_cn, fr, fg, fb, overlay, overlay_bgr, alpha,
-             palette, hist, roi, roi_hist);
-}
-
-extern "C" __global__ void post_ids_i32(const int* __restrict__ ids, MAP_PARAMS, EPI_PARAMS)
-{
-    POST_PROLOGUE
-    NEAREST_INDEX
-    int id = valid ? ids[mi] : 0;
-    epilogue(x, y, valid, id, sh_hist, sh_roi, mask, out_w, out_h, num_classes, frame,
-             frame_w, frame_h, frame_step, frame_cn, fr, fg, fb, overlay, overlay_bgr, alpha,
-             palette, hist, roi, roi_hist);
-}
-
-extern "C" __global__ void post_ids_i64(const i64* __restrict__ ids, MAP_PARAMS, EPI_PARAMS)
-{
-    POST_PROLOGUE
-    NEAREST_INDEX
-    i64 raw = valid ? ids[mi] : 0;
-    int id = (raw < 0 || raw >= num_classes) ? 255 : (int)raw;
-    epilogue(x, y, valid, id, sh_hist, sh_roi, mask, out_w, out_h, num_classes, frame,
-             frame_w, frame_h, frame_step, frame_cn, fr, fg, fb, overlay, overlay_bgr, alpha,
-             palette, hist, roi, roi_hist);
-}
-
-extern "C" __global__ void post_ids_u8(const u8* __restrict__ ids, MAP_PARAMS, EPI_PARAMS)
-{
-    POST_PROLOGUE
-    NEAREST_INDEX
-    int id = valid ? (int)ids[mi] : 0;   // 0..255; >= num_classes -> 255 in the epilogue
-    epilogue(x, y, valid, id, sh_hist, sh_roi, mask, out_w, out_h, num_classes, frame,
-             frame_w, frame_h, frame_step, frame_cn, fr, fg, fb, overlay, overlay_bgr, alpha,
-             palette, hist, roi, roi_hist);
-}
-
-extern "C" __global__ void post_ids_i8(const signed char* __restrict__ ids, MAP_PARAMS,
-                                       EPI_PARAMS)
-{
-    POST_PROLOGUE
-    NEAREST_INDEX
-    int id = valid ? (int)ids[mi] : 0;   // sign-extended: negative -> 255 in the epilogue
-    epilogue(x, y, valid, id, sh_hist, sh_roi, mask, out_w, out_h, num_classes, frame,
-             frame_w, frame_h, frame_step, frame_cn, fr, fg, fb, overlay, overlay_bgr, alpha,
-             palette, hist, roi, roi_hist);
-}
-
+%(id_kernels)s
 extern "C" __global__ void post_exact(const void* __restrict__ logits, int channels,
                                       MAP_PARAMS, EPI_PARAMS)
 {
@@ -339,14 +288,43 @@ _STORE = {
 }
 
 
+# The id-map postprocess kernels: one per element type of the map they read, each the
+# nearest upsample and the shared epilogue around its own read of one id (an id the
+# epilogue does not know, >= num_classes or negative, becomes 255 there or here).
+_ID_KERNEL = r'''extern "C" __global__ void %(name)s(const %(elem)s* __restrict__ ids, MAP_PARAMS,
+    EPI_PARAMS)
+{
+    POST_PROLOGUE
+    NEAREST_INDEX
+%(read)s
+    epilogue(x, y, valid, id, sh_hist, sh_roi, mask, out_w, out_h, num_classes, frame,
+             frame_w, frame_h, frame_step, frame_cn, fr, fg, fb, overlay, overlay_bgr, alpha,
+             palette, hist, roi, roi_hist);
+}
+'''
+_ID_READS: Tuple[Tuple[str, str, str], ...] = (
+    ('post_map_u8', 'u8', '    int id = valid ? (int)ids[mi] : 0;'),
+    ('post_ids_i32', 'int', '    int id = valid ? ids[mi] : 0;'),
+    ('post_ids_i64', 'i64', '    i64 raw = valid ? ids[mi] : 0;\n'
+                            '    int id = (raw < 0 || raw >= num_classes) ? 255 : (int)raw;'),
+    ('post_ids_u8', 'u8',
+     '    int id = valid ? (int)ids[mi] : 0;   // 0..255; >= num_classes -> 255 in the epilogue'),
+    ('post_ids_i8', 'signed char',
+     '    int id = valid ? (int)ids[mi] : 0;   // sign-extended: negative -> 255 in the epilogue'),
+)
+
+
 def kernel_source(input_dtype: str = 'float32', logits_dtype: str = 'float32') -> str:
     """CUDA C source of all kernels for the engine's input and logits element types."""
     for what, value in (('input_dtype', input_dtype), ('logits_dtype', logits_dtype)):
         if value not in _DTYPES:
             raise BackendError(f'{what} must be one of {_DTYPES}, got {value!r}; the GPU '
                                f'pipeline feeds float32 or float16 engine tensors')
+    id_kernels = '\n'.join(_ID_KERNEL % {'name': name, 'elem': elem, 'read': read}
+                           for name, elem, read in _ID_READS)
     return _SOURCE % {'in_t': input_dtype, 'logit_t': logits_dtype,
-                      'load_logit': _LOAD[logits_dtype], 'store_input': _STORE[input_dtype]}
+                      'load_logit': _LOAD[logits_dtype], 'store_input': _STORE[input_dtype],
+                      'id_kernels': id_kernels}
 
 
 def ids_kernel(dtype: str) -> str:

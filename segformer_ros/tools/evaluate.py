@@ -103,6 +103,13 @@ def parse_override(text: str) -> Tuple[str, Any]:
     return name.strip(), yaml.safe_load(value)
 
 
+def tool_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """Return a tool's argument parser, the model options every tool takes already added."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_model_arguments(parser)
+    return parser
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--params/--model/--backend/--set options shared by eval and selfcheck."""
     parser.add_argument('--params', help='ROS 2 params file or preset name (e.g. '
@@ -208,6 +215,22 @@ def write_json(data: Dict[str, Any], target: str) -> None:
     else:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         Path(target).write_text(text + '\n')
+
+
+def run_tool(prog: str, argv: Optional[Sequence[str]], parser: argparse.ArgumentParser,
+             run: Callable[[argparse.Namespace], Dict[str, Any]]
+             ) -> Tuple[argparse.Namespace, Optional[Dict[str, Any]]]:
+    """Parse ``argv`` and run; return the arguments and the report (None after an error).
+
+    A SegformerRosError (a missing file, a model that does not fit the params) is one line
+    ``<prog>: error: <reason>`` on stderr, never a traceback; the caller exits 2.
+    """
+    args = parser.parse_args(argv)
+    try:
+        return args, run(args)
+    except SegformerRosError as exc:
+        print(f'{prog}: error: {exc}', file=sys.stderr, flush=True)
+        return args, None
 
 
 # ------------------------------------------------------------------------- data sets
@@ -344,11 +367,9 @@ class OverlayWriter:
 # ------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of the eval tool."""
-    p = argparse.ArgumentParser(
-        prog='segformer-ros-eval',
-        description='Run the segformer node\'s pipeline over Cityscapes, an image/label folder '
+    p = tool_parser('segformer-ros-eval',
+                    'Run the segformer node\'s pipeline over Cityscapes, an image/label folder '
                     'pair or a video; report per-class IoU, mIoU and accuracy.')
-    add_model_arguments(p)
     src = p.add_argument_group('data (one of)')
     src.add_argument('--cityscapes', metavar='ROOT',
                      help='Cityscapes root (leftImg8bit/, gtFine/)')
@@ -396,31 +417,28 @@ def _frames(args: argparse.Namespace, samples: List[Sample], warn: Callable[[str
         yield image.stem, read_image(image), 'bgr', (read_label(label, fmt) if label else None)
 
 
-def _video_frame_count(path: Optional[str]) -> Optional[int]:
-    """Frame count from the container (for the ETA), or None when unknown."""
+def _video_property(path: Optional[str], name: str) -> float:
+    """Return a property of the video container (``cv2.CAP_PROP_<name>``); 0 when unknown."""
     if not path:
-        return None
+        return 0.0
     import cv2
 
     cap = cv2.VideoCapture(str(path))
     try:
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        return float(cap.get(getattr(cv2, f'CAP_PROP_{name}'))) if cap.isOpened() else 0.0
     finally:
         cap.release()
+
+
+def _video_frame_count(path: Optional[str]) -> Optional[int]:
+    """Frame count from the container (for the ETA), or None when unknown."""
+    count = int(_video_property(path, 'FRAME_COUNT'))
     return count if count > 0 else None
 
 
 def _video_fps(path: Optional[str]) -> Optional[float]:
     """Frame rate from the container (overlay videos keep it), or None when unknown."""
-    if not path:
-        return None
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
+    fps = _video_property(path, 'FPS')
     return fps if 0.0 < fps < 1000.0 else None
 
 
@@ -540,11 +558,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the eval tool; return the exit code (0 done, 2 error)."""
-    args = build_parser().parse_args(argv)
-    try:
-        report = run(args)
-    except SegformerRosError as exc:
-        print(f'segformer-ros-eval: error: {exc}', file=sys.stderr, flush=True)
+    args, report = run_tool('segformer-ros-eval', argv, build_parser(), run)
+    if report is None:
         return 2
     if args.json:
         write_json(report, args.json)

@@ -28,8 +28,8 @@ import numpy as np
 
 from ..backends.base import OutputKind
 from ..errors import SegformerRosError
-from .evaluate import (add_model_arguments, build_pipeline, load_tool_params, Progress,
-                       stage_medians, with_tool_default_model, write_json)
+from .evaluate import (build_pipeline, load_tool_params, Progress, run_tool, stage_medians,
+                       tool_parser, with_tool_default_model, write_json)
 
 DEFAULT_MIN_AGREEMENT = 0.995
 SLOTS = ('a', 'b')
@@ -54,11 +54,9 @@ class _RecordingBackend:
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of the self-check tool."""
-    p = argparse.ArgumentParser(
-        prog='segformer-ros-selfcheck',
-        description='Compare two backends on the same frames: mask agreement, per-class IoU, '
+    p = tool_parser('segformer-ros-selfcheck',
+                    'Compare two backends on the same frames: mask agreement, per-class IoU, '
                     'logit difference and per-stage timing.')
-    add_model_arguments(p)
     for slot, default in (('a', 'auto'), ('b', 'onnxruntime')):
         up = slot.upper()
         g = p.add_argument_group(f'backend {up}')
@@ -251,11 +249,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the self-check; return 0 (agreement ok), 1 (below --min-agreement) or 2 (error)."""
-    args = build_parser().parse_args(argv)
-    try:
-        report = run(args)
-    except SegformerRosError as exc:
-        print(f'segformer-ros-selfcheck: error: {exc}', file=sys.stderr, flush=True)
+    args, report = run_tool('segformer-ros-selfcheck', argv, build_parser(), run)
+    if report is None:
         return 2
     print(_format_report(report), file=sys.stderr if args.json == '-' else sys.stdout,
           flush=True)
