@@ -503,7 +503,7 @@ def segment_bag(job: BagJob, log: Callable[[str], None],
     ``progress_factory(total)`` returns an object with ``step(n)`` and ``close()`` (the
     tools' progress line); ``stop`` ends the run after the current batch (Ctrl-C).
     """
-    from .tools.evaluate import stage_medians
+    from .stats import stage_medians
 
     started = time.monotonic()
     input_path, output = Path(job.input), Path(job.output)

@@ -11,12 +11,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from .config import (CHANNEL_ORDERS, ClassConfig, Normalization,
                      PipelineConfig, PostprocessConfig, PreprocessConfig, SummaryConfig,
                      UPSAMPLE_MODES, DEFAULT_ROI_POLYGON)
+from .backends.factory import BACKEND_NAMES
 from .errors import ConfigError
 from .geometry import RESIZE_POLICIES
 from .labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, class_ids_for_names
 from .output_size import output_resolution_problem
 
-BACKENDS: Tuple[str, ...] = ('auto', 'tensorrt', 'onnxruntime')
+BACKENDS: Tuple[str, ...] = BACKEND_NAMES
 ORT_PROVIDERS: Tuple[str, ...] = ('cpu', 'cuda', 'tensorrt')
 PRECISIONS: Tuple[str, ...] = ('fp16', 'fp32', 'int8')
 INPUT_TRANSPORTS: Tuple[str, ...] = ('raw', 'compressed')

@@ -3,7 +3,7 @@
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Dict, Iterable, Optional, Tuple, Union
+from typing import Callable, Deque, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -170,3 +170,13 @@ def stamp_age_s(sec: int, nanosec: int, now_ns: int) -> Optional[float]:
     if stamp_ns <= 0 or stamp_ns > now_ns or now_ns - stamp_ns >= _MAX_PLAUSIBLE_AGE_NS:
         return None
     return (now_ns - stamp_ns) / 1e9
+
+
+def stage_medians(times: Sequence[Dict[str, float]]) -> Dict[str, float]:
+    """Median milliseconds per stage (plus 'total') over per-frame stage times."""
+    if not times:
+        return {}
+    keys = list(times[0])
+    out = {k: float(np.median([t.get(k, 0.0) for t in times])) * 1e3 for k in keys}
+    out['total'] = float(np.median([sum(t.values()) for t in times])) * 1e3
+    return {k: round(v, 3) for k, v in out.items()}

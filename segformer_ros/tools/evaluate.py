@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import SegformerRosError
 from ..labels import UNLABELED, label_ids_to_train_ids
+from ..stats import stage_medians
 
 LABEL_FORMATS: Tuple[str, ...] = ('auto', 'trainids', 'labelids')
 _CITYSCAPES_IMAGE_SUFFIX = '_leftImg8bit'
@@ -189,16 +190,6 @@ def build_pipeline(params: Dict[str, Any], logger: Callable[[str], None],
         backend.release()
         raise
     return backend, pipeline
-
-
-def stage_medians(times: Sequence[Dict[str, float]]) -> Dict[str, float]:
-    """Median milliseconds per stage (plus 'total') over per-frame stage times."""
-    if not times:
-        return {}
-    keys = list(times[0])
-    out = {k: float(np.median([t.get(k, 0.0) for t in times])) * 1e3 for k in keys}
-    out['total'] = float(np.median([sum(t.values()) for t in times])) * 1e3
-    return {k: round(v, 3) for k, v in out.items()}
 
 
 def format_stage_ms(medians: Dict[str, float]) -> str:

@@ -28,8 +28,9 @@ import numpy as np
 
 from ..backends.base import OutputKind
 from ..errors import SegformerRosError
-from .evaluate import (build_pipeline, load_tool_params, Progress, run_tool, stage_medians,
-                       tool_parser, with_tool_default_model, write_json)
+from ..stats import stage_medians
+from .evaluate import (build_pipeline, load_tool_params, Progress, run_tool, tool_parser,
+                       with_tool_default_model, write_json)
 
 DEFAULT_MIN_AGREEMENT = 0.995
 SLOTS = ('a', 'b')
