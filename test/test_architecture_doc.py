@@ -62,3 +62,18 @@ def test_every_product_module_is_on_the_map() -> None:
         if not named and (folder == 'segformer_ros/' or folder not in spans):
             absent.append(relative)
     assert not absent, f'add these modules to the map of docs/architecture.md: {absent}'
+
+
+def test_the_readme_stays_a_readme() -> None:
+    """Issue 26: under 250 lines, and it leads the reader to the architecture page."""
+    readme = (REPO / 'README.md').read_text()
+    assert len(readme.splitlines()) < 250, (
+        f'README.md has {len(readme.splitlines())} lines; move deep material to docs/ pages')
+    assert '(docs/architecture.md)' in readme
+
+
+def test_benchmarks_page_opens_with_the_results() -> None:
+    """Issue 26: the first section of docs/benchmarks.md is the current results."""
+    headings = [line for line in (REPO / 'docs' / 'benchmarks.md').read_text().splitlines()
+                if line.startswith('## ')]
+    assert headings and headings[0].lower().startswith('## current results'), headings[:3]
