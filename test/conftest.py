@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 import pytest
@@ -89,6 +89,19 @@ def rclpy_context(ros_domain: int) -> Iterator[object]:
         yield context
 
 
+# ------------------------------------------- dead DDS participants' shared memory
+# A node or camera process a test kills leaves its Fast DDS segment (~70 MB with our
+# loopback profile) in /dev/shm, which is RAM; a day of runs had left 16 GB of 24
+# (benchmarks/shm_clean.py). Zombies only: a live participant's files are never touched.
+_shm_freed: Dict[str, Tuple[int, int]] = {}
+
+
+def pytest_sessionstart(session: Any) -> None:
+    """Free what dead Fast DDS participants of earlier runs left in /dev/shm."""
+    from benchmarks.shm_clean import clean_zombies
+    _shm_freed['before this run'] = clean_zombies()
+
+
 # ------------------------------------------------- skip account and the CI asset guard
 _skips: Dict[str, List[str]] = {}
 
@@ -125,6 +138,11 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
     """One line: how many tests skipped, by reason; and the CI asset guard's verdict."""
+    from benchmarks.shm_clean import clean_zombies
+    _shm_freed['left by this run'] = clean_zombies()
+    freed = [f'{when} {files} files, {size / 1e6:.0f} MB'
+             for when, (files, size) in _shm_freed.items()]
+    terminalreporter.write_line('dead DDS participants\' shared memory freed: ' + ', '.join(freed))
     total = sum(len(tests) for tests in _skips.values())
     if not total:
         terminalreporter.write_line('skip account: no test skipped')
