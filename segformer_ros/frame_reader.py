@@ -32,7 +32,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from rclpy.callback_groups import CallbackGroup
 from rclpy.guard_condition import GuardCondition
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+from .rclpy_internals import take_message, wait_for_subscriptions
 
 # A publisher restart (or a second publisher) makes the sequence number jump: not drops.
 _MAX_PLAUSIBLE_GAP = 100_000
@@ -129,18 +130,10 @@ class FrameReader:
         """Wait until some of ``indices`` have data (or timeout/close); return those ready."""
         if self._closed or not self._context.ok():
             return []
-        subs = [self._subs[i] for i in indices]
-        handles = []
-        with _Entered([s.handle for s in subs] + [self._wake.handle, self._context.handle]):
-            wait_set = _rclpy.WaitSet(len(subs), 1, 0, 0, 0, 0, self._context.handle)
-            wait_set.clear_entities()
-            for sub in subs:
-                wait_set.add_subscription(sub.handle)
-                handles.append(sub.handle.pointer)
-            wait_set.add_guard_condition(self._wake.handle)
-            wait_set.wait(max(0, int(timeout_s * 1e9)))
-            ready = set(wait_set.get_ready_entities('subscription'))
-        return [i for i, h in zip(indices, handles) if h in ready]
+        # rclpy internals (rclpy_internals.py says which, why and where verified).
+        ready = wait_for_subscriptions([self._subs[i] for i in indices], self._wake,
+                                       self._context, timeout_s)
+        return [i for n, i in enumerate(indices) if n in ready]
 
     def _take(self, index: int, before_take: Optional[Callable[[], None]] = None
               ) -> Optional[Any]:
@@ -150,8 +143,7 @@ class FrameReader:
             before_take()   # frame_path.GilTurns: the take holds the GIL for milliseconds
         # One take per turn, also at depth > 1: the cameras are served in turn. (Draining "until
         # empty" livelocks under a flood: a new 6 MB frame lands during every take.)
-        with sub.handle:
-            taken = sub.handle.take_message(sub.msg_type, sub.raw)
+        taken = take_message(sub)
         if taken is None:
             return None
         msg, info = taken
@@ -256,25 +248,3 @@ class FrameReader:
         """Frames skipped per channel (replaced before the worker took them, or lost)."""
         with self._lock:
             return dict(enumerate(self.dropped))
-
-
-class _Entered:
-    """Enter several rclpy handles (keeps them alive while waited on)."""
-
-    def __init__(self, handles: Sequence[Any]) -> None:
-        self._handles = list(handles)
-        self._entered: List[Any] = []
-
-    def __enter__(self) -> '_Entered':
-        try:
-            for handle in self._handles:
-                handle.__enter__()
-                self._entered.append(handle)
-        except Exception:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        while self._entered:
-            self._entered.pop().__exit__(None, None, None)
