@@ -159,6 +159,8 @@ def arity(func: Any) -> Optional[int]:
     params = _split_params(found.group('params'))
     if params and params[0].split(':')[0].strip() == 'self':
         params = params[1:]
+    if any(p.startswith('*') for p in params):
+        return None     # pybind11's ``f(*args, **kwargs)`` line of an overloaded function
     return len(params)
 
 
