@@ -307,7 +307,7 @@ class SegformerNode(LifecycleNode):
             raise SegformerRosError(str(exc)) from exc
         if not check.usable and not self._said_reader_fallback:
             self._said_reader_fallback = True
-            self.get_logger().warn(check.fallback_warning())
+            self.get_logger().warning(check.fallback_warning())
         return check
 
     def _release_resources(self) -> None:
