@@ -24,6 +24,12 @@ frame is still taken within one wait period, and counted (``wait_misses``) so th
 a frame taken after the worker had waited idle are frames the camera sent that never
 reached the reader (``lost_while_idle``): nothing could have replaced them, so they were lost
 in transport (issue 21: on Jazzy, frames above the shared-memory segment).
+
+The wait and the take use rclpy internals (no public API waits on a subscription without an
+executor taking its messages): rclpy_internals.py holds them, says where they were verified
+and checks them at configure; where they are missing or changed the node uses the
+public-API fallback instead (frame_reader_public.py: executor callbacks into keep-latest
+slots; slower), and logs that once.
 """
 
 import threading
