@@ -19,7 +19,9 @@ The internals:
    (``_rclpy``): ``_rclpy.WaitSet(subscriptions, guard_conditions, timers, clients,
    services, events, context_handle)`` with ``clear_entities`` / ``add_subscription`` /
    ``add_guard_condition`` / ``wait(timeout_ns)`` / ``get_ready_entities('subscription')``;
-   ``Subscription.handle.take_message(msg_type, raw) -> (msg, info) | None`` and
+   ``Subscription.handle.take_message(msg_type, raw) -> (msg, info) | None`` (``info``: a
+   dict with ``publication_sequence_number``, and on Kilted ``publisher_gid``; Jazzy 7.1.5
+   has no gid, so the skipped-frame count keeps one sequence per subscription there) and
    ``handle.pointer``; the ``handle`` context managers of subscriptions, guard conditions
    and the context (they keep the C entities alive while waited on). Why: the public way to
    wait on a subscription is an executor, which takes and converts every frame the camera
