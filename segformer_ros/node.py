@@ -7,7 +7,9 @@ lifecycle callbacks, hands frames to the frame path's threads and publishes resu
 Threads: the executor(s) serve lifecycle services, parameters, camera_info and the
 diagnostics timer; no executor touches camera images: the frame path's intake thread
 takes the newest one from each DDS reader (depth 1 unless input_queue_depth says otherwise)
-when it is ready for it (frame_reader.py), so frames it would drop cost no Python time;
+when it is ready for it (frame_reader.py), so frames it would drop cost no Python time
+(where the rclpy internals for that are missing, executor callbacks fill keep-latest slots
+instead: frame_reader_public.py);
 inference and the postprocess + publish of the previous frame overlap on two more threads
 (frame_path.py), and the node answers services while frames are processed.
 """
@@ -102,6 +104,9 @@ class _Channel:
                             self.confidence_pub, self.camera_info_pub) if p is not None]
 
 
+# The frame reader: pulled from DDS, or the public-API fallback (rclpy_internals.py).
+_Reader = Union[FrameReader, CallbackFrameReader]
+
 # One camera frame on the frame path: its channel, the message (header; it owns the
 # data the view reads) and the converted view.
 _Frame = Tuple[_Channel, Any, Any]
@@ -122,7 +127,7 @@ class SegformerNode(LifecycleNode):
         self._pipeline: Optional[Any] = None          # SegmentationPipeline
         self._params: Dict[str, Any] = {}
         self._channels: List[_Channel] = []
-        self._slots: Optional[Union[FrameReader, CallbackFrameReader]] = None
+        self._slots: Optional[_Reader] = None
         # The fast frame reader's rclpy internals, checked at configure (rclpy_internals.py);
         # the fallback's WARN is logged once per node.
         self._reader_check: Optional[InternalsCheck] = None
@@ -358,7 +363,7 @@ class SegformerNode(LifecycleNode):
     def _start_processing(self) -> None:
         # Camera images: no executor takes them; the worker pulls the newest one (the oldest
         # kept, at input_queue_depth > 1) from the reader when it is ready for it
-        # (frame_reader.py says why, with numbers).
+        # (frame_reader.py says why, with numbers). Fallback: rclpy_internals.py.
         check = self._reader_check
         fast = check is not None and check.usable
         pulled = PulledCallbackGroup()
@@ -434,7 +439,7 @@ class SegformerNode(LifecycleNode):
     # ------------------------------------------------------------ frame path
     # frame_path.py runs these on overlapping threads: take (+ convert) -> submit
     # (preprocess + inference) -> finish (postprocess + publish).
-    def _take_frames(self, slots: Any, trimmer: HeapTrimmer, plan: FramePathPlan,
+    def _take_frames(self, slots: _Reader, trimmer: HeapTrimmer, plan: FramePathPlan,
                      counters: List[int], wait_turn: Callable[[], None]
                      ) -> Optional[List[_Frame]]:
         """Take and convert the next frame of each camera; None when there is none yet."""
@@ -616,7 +621,7 @@ class SegformerNode(LifecycleNode):
                                         self.get_fully_qualified_name(), level, message,
                                         values))
 
-    def _camera_inputs(self, slots: Any, channels: List[_Channel]
+    def _camera_inputs(self, slots: _Reader, channels: List[_Channel]
                        ) -> List[CameraInput]:
         """Gather what DDS, the graph and the reader say about each camera's input."""
         inputs = []
