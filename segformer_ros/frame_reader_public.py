@@ -6,9 +6,9 @@ $SEGFORMER_ROS_FRAME_READER=public asks for it. The camera subscriptions then ha
 callbacks in the frame-path callback group (executors.FramePathExecutor in node_main; any
 executor that spins the node elsewhere); each callback drops its message into the
 camera's keep-latest slot (batching.LatestFrameSlots, ``input_queue_depth`` deep) that the
-intake thread waits on. Slower than the fast reader, which is why it is only the fallback:
-the executor takes and converts every frame in Python, also those the slot then drops
-(docs/benchmarks.md "Node vs pipeline").
+intake thread waits on. Slower than the fast reader when frames arrive faster than the model
+runs, which is why it is only the fallback: the executor takes and converts every frame in
+Python, also those the slot then drops (rclpy_internals.py has the numbers).
 
 Counters, as the fast reader's: ``taken``; ``skipped`` = frames replaced in the slot plus
 gaps in the publisher's sequence numbers (frames that never reached the callback: replaced

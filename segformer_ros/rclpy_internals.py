@@ -31,7 +31,12 @@ The internals:
    and starved the inference worker of the GIL. rclpy's own ``wait_for_message`` uses the
    same internals (it is not a public wait on several subscriptions either).
    Fallback when missing or changed: frame_reader_public.py (executor callbacks into
-   batching.LatestFrameSlots).
+   batching.LatestFrameSlots). Measured on the 2-core dev machine (2026-12-07, bench_ros,
+   bundled DeepLab, 1920x1080 rgb8, $SEGFORMER_ROS_FRAME_READER=auto vs public, two
+   alternating runs each): at 30 Hz no difference beyond noise (node CPU per mask 51.1 /
+   53.3 vs 50.9 / 54.2 ms); under a 200 Hz flood 58.0 / 59.8 vs 74.9 / 68.2 ms per mask and
+   18.9 / 14.5 vs 12.5 / 9.7 masks/s (``--scenarios pipeline,flood --flood-rate 200
+   --duration 8 --rounds 1``; load average 2.7-6.3 from other work on the machine).
 2. ``_rclpy.RCLError`` (ros_compat.wrap_change_state_service): the exception a refused
    lifecycle transition raises; Kilted re-exports it as ``rclpy.subscription.RCLError``,
    Jazzy and Humble have no public name for it.
@@ -184,11 +189,11 @@ class InternalsCheck:
         reason = '; '.join(([f'forced by {FRAME_READER_ENV}=public'] if self.forced else [])
                            + list(self.problems))
         return (f'frame reader: using the public-API fallback on rclpy {self.rclpy_version} '
-                f'({reason}). Slower: an executor now takes and converts every camera frame '
-                f'in Python, also those the keep-latest slot drops (more CPU and GIL time '
-                f'per frame, docs/benchmarks.md "Node vs pipeline"); /diagnostics '
-                f'wait_misses are not available. segformer_ros/rclpy_internals.py lists the '
-                f'internals the fast reader needs')
+                f'({reason}). Slower when cameras send faster than the model runs: an '
+                f'executor now takes and converts every frame in Python, also those the '
+                f'keep-latest slot then drops (under a 200 Hz 1080p flood: about 1.2x the CPU '
+                f'per mask and 0.7x the masks/s); /diagnostics wait_misses are not available. '
+                f'segformer_ros/rclpy_internals.py lists the internals the fast reader needs')
 
 
 def frame_reader_choice(environ: Optional[Dict[str, str]] = None) -> str:
