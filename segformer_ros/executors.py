@@ -89,7 +89,16 @@ class ControlExecutor(MultiThreadedExecutor):
 
     def add_node(self, node: Any) -> bool:
         """Serve ``node``'s non-frame entities without taking its ``executor`` attribute."""
-        if not add_node_without_claiming(self, node):   # rclpy internals: see there
+        added = add_node_without_claiming(self, node)   # rclpy internals: see there
+        if added is None:
+            # No public way: the public add_node sets node.executor, whose setter removes
+            # the node from its previous executor, so one of the two would lose it.
+            from .rclpy_internals import rclpy_version
+            raise RuntimeError(
+                f'rclpy {rclpy_version()} has no Executor._nodes / _nodes_lock, which the '
+                f'split executors need to share a node (segformer_ros/rclpy_internals.py); '
+                f'run with {EXECUTOR_ENV}=multi (one MultiThreadedExecutor) instead')
+        if not added:
             return False
         self.wake()
         return True

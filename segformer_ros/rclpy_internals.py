@@ -52,14 +52,19 @@ The internals:
    ``executor`` attribute, which ``add_node`` always sets), ``_cb_iter`` (ros_compat: the
    wait generator ended by an exception must be dropped before retrying),
    MultiThreadedExecutor's ``_executor`` thread pool and its ``_threads`` (ros_compat
-   shutdown_executor: no public way to join the pool with a deadline), and Humble's
-   ``_take_subscription`` / ``_take_timer`` / ``_execute_timer`` (ros_compat
-   guard_executor_takes; absent in Jazzy and Kilted, so nothing is patched there).
+   shutdown_executor: no public way to join the pool with a deadline), and
+   ``_take_subscription`` / ``_take_timer`` / ``_execute_timer`` where Humble's
+   ``_execute_subscription`` is there too (ros_compat guard_executor_takes; Jazzy and
+   Kilted have no ``_execute_subscription``, so nothing is patched there).
 6. Generated messages' ``_check_fields`` (ros_compat.message_checks_fields): whether a
    message checks assigned fields; rosidl_generator_py keeps the flag private.
 
-Items 2-6 are each feature-detected where they are used (an absent attribute gives the
-documented default), so only item 1 has a slower public path to switch to.
+Items 2-6 are each feature-detected where they are used: an absent attribute gives the
+documented default, except ``_nodes`` / ``_nodes_lock``, for which there is no public way
+(``Node.executor``'s setter removes the node from its previous executor, so two executors
+cannot share a node publicly): without them node_main stops at start with an error that
+names them and says to run with $SEGFORMER_ROS_EXECUTOR=multi. Only item 1 has a slower
+public path the node switches to by itself.
 """
 
 import inspect
@@ -371,12 +376,19 @@ def executor_is_shutdown(executor: Any) -> bool:
     return bool(getattr(executor, '_is_shutdown', False))
 
 
-def add_node_without_claiming(executor: Any, node: Any) -> bool:
-    """Add ``node`` to ``executor`` without setting ``node.executor`` (item 5)."""
-    with executor._nodes_lock:
-        if node in executor._nodes:
+def add_node_without_claiming(executor: Any, node: Any) -> Optional[bool]:
+    """Add ``node`` to ``executor`` without setting ``node.executor`` (item 5).
+
+    True when added, False when it was there; None when this rclpy has no ``_nodes`` /
+    ``_nodes_lock`` (nothing done; executors.ControlExecutor then says what to do).
+    """
+    lock, nodes = getattr(executor, '_nodes_lock', None), getattr(executor, '_nodes', None)
+    if lock is None or not isinstance(nodes, set):
+        return None
+    with lock:
+        if node in nodes:
             return False
-        executor._nodes.add(node)
+        nodes.add(node)
     return True
 
 

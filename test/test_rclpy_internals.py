@@ -179,3 +179,20 @@ def test_the_environment_variable_forces_or_fails() -> None:
     assert internals.check_frame_reader_internals(environ={env: 'auto'}, problems=[]).usable
     with pytest.raises(ValueError, match=f'{env} must be one of auto, public'):
         internals.check_frame_reader_internals(environ={env: 'fast'})
+
+
+def test_without_the_executor_internals_node_main_says_what_to_do(
+        rclpy_context, monkeypatch) -> None:
+    """Two executors cannot share a node publicly: a clear error naming the way out."""
+    from segformer_ros import executors
+
+    assert internals.add_node_without_claiming(SimpleNamespace(), object()) is None
+    # As on an rclpy that renamed them (its own add_node uses the new names).
+    monkeypatch.setattr(executors, 'add_node_without_claiming', lambda _e, _n: None)
+    node = rclpy.create_node('internals_add_node', context=rclpy_context)
+    try:
+        with pytest.raises(RuntimeError, match=f'rclpy {internals.rclpy_version()} has no '
+                           r'Executor._nodes / _nodes_lock.*SEGFORMER_ROS_EXECUTOR=multi'):
+            executors.node_executors(node, rclpy_context)
+    finally:
+        node.destroy_node()
