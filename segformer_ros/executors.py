@@ -26,6 +26,8 @@ from rclpy.context import Context
 from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
                              SingleThreadedExecutor)
 
+from .rclpy_internals import add_node_without_claiming, executor_is_shutdown
+
 # Service calls may overlap a transition (get_state during a long configure): two
 # threads answer them; the frame path never waits for these.
 CONTROL_THREADS = 2
@@ -87,10 +89,17 @@ class ControlExecutor(MultiThreadedExecutor):
 
     def add_node(self, node: Any) -> bool:
         """Serve ``node``'s non-frame entities without taking its ``executor`` attribute."""
-        with self._nodes_lock:
-            if node in self._nodes:
-                return False
-            self._nodes.add(node)
+        added = add_node_without_claiming(self, node)   # rclpy internals: see there
+        if added is None:
+            # No public way: the public add_node sets node.executor, whose setter removes
+            # the node from its previous executor, so one of the two would lose it.
+            from .rclpy_internals import rclpy_version
+            raise RuntimeError(
+                f'rclpy {rclpy_version()} has no Executor._nodes / _nodes_lock, which the '
+                f'split executors need to share a node (segformer_ros/rclpy_internals.py); '
+                f'run with {EXECUTOR_ENV}=multi (one MultiThreadedExecutor) instead')
+        if not added:
+            return False
         self.wake()
         return True
 
@@ -164,7 +173,7 @@ class NodeExecutors:
         # (stacks from kill -USR1). Python's own SIGINT handler, which rclpy's chains to,
         # only raises KeyboardInterrupt when the main thread runs Python code again: the
         # wake gives it that chance, so a SIGINT always ends spin() within a second.
-        while frames.context.ok() and not frames._is_shutdown:
+        while frames.context.ok() and not executor_is_shutdown(frames):
             frames.spin_once(timeout_sec=_SIGNAL_WAKE_S)
         if self._failure is not None:
             raise self._failure

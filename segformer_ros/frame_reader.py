@@ -24,6 +24,12 @@ frame is still taken within one wait period, and counted (``wait_misses``) so th
 a frame taken after the worker had waited idle are frames the camera sent that never
 reached the reader (``lost_while_idle``): nothing could have replaced them, so they were lost
 in transport (issue 21: on Jazzy, frames above the shared-memory segment).
+
+The wait and the take use rclpy internals (no public API waits on a subscription without an
+executor taking its messages): rclpy_internals.py holds them, says where they were verified
+and checks them at configure; where they are missing or changed the node uses the
+public-API fallback instead (frame_reader_public.py: executor callbacks into keep-latest
+slots; slower), and logs that once.
 """
 
 import threading
@@ -32,7 +38,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from rclpy.callback_groups import CallbackGroup
 from rclpy.guard_condition import GuardCondition
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+from .rclpy_internals import take_message, wait_for_subscriptions
 
 # A publisher restart (or a second publisher) makes the sequence number jump: not drops.
 _MAX_PLAUSIBLE_GAP = 100_000
@@ -129,18 +136,10 @@ class FrameReader:
         """Wait until some of ``indices`` have data (or timeout/close); return those ready."""
         if self._closed or not self._context.ok():
             return []
-        subs = [self._subs[i] for i in indices]
-        handles = []
-        with _Entered([s.handle for s in subs] + [self._wake.handle, self._context.handle]):
-            wait_set = _rclpy.WaitSet(len(subs), 1, 0, 0, 0, 0, self._context.handle)
-            wait_set.clear_entities()
-            for sub in subs:
-                wait_set.add_subscription(sub.handle)
-                handles.append(sub.handle.pointer)
-            wait_set.add_guard_condition(self._wake.handle)
-            wait_set.wait(max(0, int(timeout_s * 1e9)))
-            ready = set(wait_set.get_ready_entities('subscription'))
-        return [i for i, h in zip(indices, handles) if h in ready]
+        # rclpy internals (rclpy_internals.py says which, why and where verified).
+        ready = wait_for_subscriptions([self._subs[i] for i in indices], self._wake,
+                                       self._context, timeout_s)
+        return [i for n, i in enumerate(indices) if n in ready]
 
     def _take(self, index: int, before_take: Optional[Callable[[], None]] = None
               ) -> Optional[Any]:
@@ -150,8 +149,7 @@ class FrameReader:
             before_take()   # frame_path.GilTurns: the take holds the GIL for milliseconds
         # One take per turn, also at depth > 1: the cameras are served in turn. (Draining "until
         # empty" livelocks under a flood: a new 6 MB frame lands during every take.)
-        with sub.handle:
-            taken = sub.handle.take_message(sub.msg_type, sub.raw)
+        taken = take_message(sub)
         if taken is None:
             return None
         msg, info = taken
@@ -256,25 +254,3 @@ class FrameReader:
         """Frames skipped per channel (replaced before the worker took them, or lost)."""
         with self._lock:
             return dict(enumerate(self.dropped))
-
-
-class _Entered:
-    """Enter several rclpy handles (keeps them alive while waited on)."""
-
-    def __init__(self, handles: Sequence[Any]) -> None:
-        self._handles = list(handles)
-        self._entered: List[Any] = []
-
-    def __enter__(self) -> '_Entered':
-        try:
-            for handle in self._handles:
-                handle.__enter__()
-                self._entered.append(handle)
-        except Exception:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        while self._entered:
-            self._entered.pop().__exit__(None, None, None)

@@ -7,14 +7,17 @@ lifecycle callbacks, hands frames to the frame path's threads and publishes resu
 Threads: the executor(s) serve lifecycle services, parameters, camera_info and the
 diagnostics timer; no executor touches camera images: the frame path's intake thread
 takes the newest one from each DDS reader (depth 1 unless input_queue_depth says otherwise)
-when it is ready for it (frame_reader.py), so frames it would drop cost no Python time;
+when it is ready for it (frame_reader.py), so frames it would drop cost no Python time
+(where the rclpy internals for that are missing, executor callbacks fill keep-latest slots
+instead: frame_reader_public.py);
 inference and the postprocess + publish of the previous frame overlap on two more threads
 (frame_path.py), and the node answers services while frames are processed.
 """
 
 import threading
 import time
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple,
+                    Union)
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -35,6 +38,7 @@ from .executors import FramePathCallbackGroup
 from .frame_path import FramePath
 from .frame_path_plan import FramePathPlan, plan_frame_path
 from .frame_reader import FrameReader, PulledCallbackGroup
+from .frame_reader_public import CallbackFrameReader
 from .input_watch import CameraInput, InputWatch, PathProgress
 from .label_info_msg import (JSON_FALLBACK_OUTPUT, LABEL_INFO_OUTPUT, label_info_json_message,
                              label_info_message, label_info_type, missing_vision_msgs_hint)
@@ -42,6 +46,8 @@ from .grid_output import drivable_grid_output
 from .memory import NODE_TRIM_PERIOD_S, HeapTrimmer
 from .node_parameters import declare_all, read_all, validate_parameter
 from .parameters import PARAMETER_NAMES, pipeline_config_from_params, spec
+from .rclpy_internals import (InternalsCheck, check_frame_reader_internals,
+                              lifecycle_state_label, parameter_overrides)
 from .ros_compat import wrap_change_state_service
 from .ros_messages import (OVERLAY_ENCODINGS, camera_info_message, diagnostics_message,
                            image_message, summary_message)
@@ -98,6 +104,9 @@ class _Channel:
                             self.confidence_pub, self.camera_info_pub) if p is not None]
 
 
+# The frame reader: pulled from DDS, or the public-API fallback (rclpy_internals.py).
+_Reader = Union[FrameReader, CallbackFrameReader]
+
 # One camera frame on the frame path: its channel, the message (header; it owns the
 # data the view reads) and the converted view.
 _Frame = Tuple[_Channel, Any, Any]
@@ -118,7 +127,11 @@ class SegformerNode(LifecycleNode):
         self._pipeline: Optional[Any] = None          # SegmentationPipeline
         self._params: Dict[str, Any] = {}
         self._channels: List[_Channel] = []
-        self._slots: Optional[FrameReader] = None
+        self._slots: Optional[_Reader] = None
+        # The fast frame reader's rclpy internals, checked at configure (rclpy_internals.py);
+        # the fallback's WARN is logged once per node.
+        self._reader_check: Optional[InternalsCheck] = None
+        self._said_reader_fallback = False
         self._frame_path: Optional[FramePath] = None
         self._stats: Optional[StageStats] = None
         self._diag_pub: Optional[Any] = None
@@ -212,8 +225,7 @@ class SegformerNode(LifecycleNode):
         from .nvinfer_config import apply_nvinfer_config
 
         # nvinfer_config: the DeepStream file's values under the parameters given to us.
-        params, nvinfer = apply_nvinfer_config(read_all(self), getattr(
-            self, '_parameter_overrides', None) or {})
+        params, nvinfer = apply_nvinfer_config(read_all(self), parameter_overrides(self))
         if nvinfer is not None:
             self.get_logger().info(
                 f'nvinfer_config {params["nvinfer_config"]}: mapped {dict(nvinfer.mapped)}; '
@@ -235,6 +247,7 @@ class SegformerNode(LifecycleNode):
                 f'match_camera_info sizes one camera\'s mask, got {len(specs)} cameras; leave '
                 f'it empty and set output_resolution: WIDTHxHEIGHT instead')
         self._params = params
+        self._reader_check = self._check_frame_reader()
         batch_limit = int(params.get('max_batch_size', 0))
         max_batch = min(len(specs), batch_limit) if batch_limit else len(specs)
         # /diagnostics first: a TensorRT engine build can take minutes, and the timer (its
@@ -287,6 +300,17 @@ class SegformerNode(LifecycleNode):
             f'({info.output_kind.value}, input {self._pipeline.input_hw}), cameras '
             f'{[c.spec.input_topic for c in self._channels]}')
 
+    def _check_frame_reader(self) -> InternalsCheck:
+        """Check the fast frame reader's rclpy internals; WARN once when falling back."""
+        try:
+            check = check_frame_reader_internals(self.context)
+        except ValueError as exc:   # an invalid $SEGFORMER_ROS_FRAME_READER
+            raise SegformerRosError(str(exc)) from exc
+        if not check.usable and not self._said_reader_fallback:
+            self._said_reader_fallback = True
+            self.get_logger().warning(check.fallback_warning())
+        return check
+
     def _release_resources(self) -> None:
         for ch in self._channels:
             for pub in ch.lifecycle_publishers():
@@ -335,7 +359,9 @@ class SegformerNode(LifecycleNode):
     def _start_processing(self) -> None:
         # Camera images: no executor takes them; the worker pulls the newest one (the oldest
         # kept, at input_queue_depth > 1) from the reader when it is ready for it
-        # (frame_reader.py says why, with numbers).
+        # (frame_reader.py says why, with numbers). Fallback: rclpy_internals.py.
+        check = self._reader_check
+        fast = check is not None and check.usable
         pulled = PulledCallbackGroup()
         image_qos = QoSProfile(reliability=SENSOR_QOS.reliability, history=SENSOR_QOS.history,
                                depth=int(self._params['input_queue_depth']),
@@ -343,11 +369,14 @@ class SegformerNode(LifecycleNode):
         self._image_qos = image_qos
         # camera_info (small): node_main's frame-path executor (executors.py).
         self._image_group = FramePathCallbackGroup()
-        for ch in self._channels:
+        # The public-API fallback: executor callbacks into keep-latest slots.
+        fallback = None if fast else CallbackFrameReader(len(self._channels), image_qos.depth)
+        for index, ch in enumerate(self._channels):
             msg_type = CompressedImage if ch.spec.transport == 'compressed' else Image
             ch.subscription = self.create_subscription(
-                msg_type, ch.spec.input_topic, _never_called, image_qos,
-                callback_group=pulled)
+                msg_type, ch.spec.input_topic,
+                _never_called if fallback is None else fallback.callback(index), image_qos,
+                callback_group=pulled if fallback is None else self._image_group)
             if ch.spec.camera_info_topic:
                 # Best effort matches reliable and best-effort camera drivers alike.
                 ch.camera_info_sub = self.create_subscription(
@@ -358,7 +387,8 @@ class SegformerNode(LifecycleNode):
             self._match_sub = self.create_subscription(
                 CameraInfo, self._params['match_camera_info'], self._on_match_camera_info,
                 SENSOR_QOS, callback_group=self._image_group)
-        slots = FrameReader(self.context, [ch.subscription for ch in self._channels])
+        slots = fallback if fallback is not None else FrameReader(
+            self.context, [ch.subscription for ch in self._channels])
         self._slots = slots
         # Overlap and batching by measurement (frame_path_plan says what and why).
         plan = plan_frame_path(int(self._params['frames_in_flight']),
@@ -367,7 +397,9 @@ class SegformerNode(LifecycleNode):
                                float(self._params['batch_window_ms']),
                                getattr(self._pipeline, 'frames_per_inference', None),
                                int(self._params['max_batch_size']))
-        self.get_logger().info(f'frame path: {plan.reason}')
+        reader = 'DDS readers pulled by the worker' if fast else 'executor callbacks (fallback)'
+        self.get_logger().info(f'frame path: {plan.reason}; frame reader: {reader} (rclpy '
+                               f'{check.rclpy_version if check else "unknown"})')
         trimmer, counters = HeapTrimmer(NODE_TRIM_PERIOD_S), [0, 0]
         self._frame_path = FramePath(
             take=lambda wait_turn: self._take_frames(slots, trimmer, plan, counters,
@@ -403,7 +435,7 @@ class SegformerNode(LifecycleNode):
     # ------------------------------------------------------------ frame path
     # frame_path.py runs these on overlapping threads: take (+ convert) -> submit
     # (preprocess + inference) -> finish (postprocess + publish).
-    def _take_frames(self, slots: FrameReader, trimmer: HeapTrimmer, plan: FramePathPlan,
+    def _take_frames(self, slots: _Reader, trimmer: HeapTrimmer, plan: FramePathPlan,
                      counters: List[int], wait_turn: Callable[[], None]
                      ) -> Optional[List[_Frame]]:
         """Take and convert the next frame of each camera; None when there is none yet."""
@@ -585,7 +617,7 @@ class SegformerNode(LifecycleNode):
                                         self.get_fully_qualified_name(), level, message,
                                         values))
 
-    def _camera_inputs(self, slots: FrameReader, channels: List[_Channel]
+    def _camera_inputs(self, slots: _Reader, channels: List[_Channel]
                        ) -> List[CameraInput]:
         """Gather what DDS, the graph and the reader say about each camera's input."""
         inputs = []
@@ -631,10 +663,7 @@ class SegformerNode(LifecycleNode):
 
     # ---------------------------------------------------------------- helpers
     def _state_label(self) -> str:
-        try:
-            return str(self._state_machine.current_state[1])
-        except Exception:  # noqa: BLE001 - informational only
-            return 'unknown'
+        return lifecycle_state_label(self)
 
     def _log_error(self, key: str, text: str) -> None:
         """Log an error at most once per 5 s per key, with the count of suppressed ones."""

@@ -10,6 +10,7 @@ from rclpy.parameter import Parameter
 
 from .parameters import (PARAMETER_NAMES, PARAMETERS, ParamSpec, check_value, coerce_value,
                          is_float_param, unknown_parameter_message)
+from .rclpy_internals import parameter_overrides
 
 # Parameters the node accepts besides ours (rclpy's own, and launch-provided ones).
 _FOREIGN_OK = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
@@ -70,7 +71,7 @@ def declare_all(node: Node) -> List[str]:
             problems.append(f'parameter {p.name}: override rejected ({exc}); using the default '
                             f'{p.default!r}')
             node.declare_parameter(p.name, default, _descriptor(p), ignore_override=True)
-    overrides = getattr(node, '_parameter_overrides', {}) or {}
+    overrides = parameter_overrides(node)
     for name in overrides:
         if name not in PARAMETER_NAMES and not name.startswith(_FOREIGN_OK):
             problems.append(unknown_parameter_message(name))

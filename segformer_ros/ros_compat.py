@@ -38,6 +38,12 @@ import sys
 import time
 from typing import Any, Dict, Mapping, Optional, Type, TypeVar
 
+# Every rclpy private this module touches goes through rclpy_internals (why, where verified).
+from .rclpy_internals import (change_state_service, drop_wait_generator, executor_is_shutdown,
+                              executor_thread_pool, humble_executor_takes,
+                              lifecycle_state_label, message_checks_fields as _checks_fields,
+                              pool_threads, rcl_error_type, replace_executor_takes)
+
 # Humble's executor takes, then calls ``_execute_timer(tmr, arg)`` unconditionally: a take
 # that found the timer destroyed hands this on, and the guarded execute skips the callback.
 _DESTROYED = object()
@@ -46,11 +52,6 @@ _DESTROYED = object()
 LOCALHOST_ONLY_DISTROS = ('humble',)
 
 M = TypeVar('M')
-
-
-def _rcl_error() -> Type[BaseException]:
-    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
-    return _rclpy.RCLError
 
 
 def _transition_text(request: Any) -> str:
@@ -70,22 +71,19 @@ def wrap_change_state_service(node: Any) -> bool:
     exception. Logs one error line per refused request. Returns False when the node has no
     change_state service (communication interface disabled) and nothing was wrapped.
     """
-    service = getattr(node, '_service_change_state', None)
+    service = change_state_service(node)
     if service is None or not callable(getattr(service, 'callback', None)):
         return False
     original = service.callback
     if getattr(original, '_segformer_ros_guarded', False):
         return True
-    rcl_error = _rcl_error()
+    rcl_error = rcl_error_type()
 
     def on_change_state(request: Any, response: Any) -> Any:
         try:
             return original(request, response)
         except rcl_error as exc:
-            try:
-                state = node._state_machine.current_state[1]
-            except Exception:  # noqa: BLE001 - only for the message
-                state = 'unknown'
+            state = lifecycle_state_label(node)
             node.get_logger().error(
                 f'change_state: transition {_transition_text(request)} is not valid in state '
                 f"'{state}' ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
@@ -106,16 +104,14 @@ def guard_executor_takes(executor: Any) -> bool:
     instance) so a destroyed entity yields "nothing taken" as Jazzy's do. Executors without
     that pair (Jazzy, Kilted) already catch it: nothing is changed and False is returned.
     """
-    if not (hasattr(executor, '_execute_subscription') and hasattr(executor, '_execute_timer')
-            and hasattr(executor, '_take_subscription') and hasattr(executor, '_take_timer')):
+    takes = humble_executor_takes(executor)
+    if takes is None:
         return False
     if getattr(executor, '_segformer_ros_takes_guarded', False):
         return True
     from rclpy.exceptions import InvalidHandle
 
-    take_subscription = executor._take_subscription
-    take_timer = executor._take_timer
-    execute_timer = executor._execute_timer
+    take_subscription, take_timer, execute_timer = takes
 
     def guarded_take_subscription(sub: Any) -> Any:
         try:
@@ -134,9 +130,8 @@ def guard_executor_takes(executor: Any) -> bool:
             return
         await execute_timer(tmr, arg)
 
-    executor._take_subscription = guarded_take_subscription
-    executor._take_timer = guarded_take_timer
-    executor._execute_timer = guarded_execute_timer
+    replace_executor_takes(executor, (guarded_take_subscription, guarded_take_timer,
+                                      guarded_execute_timer))
     executor._segformer_ros_takes_guarded = True
     return True
 
@@ -166,7 +161,7 @@ def guard_executor_wait(executor: Any, max_retries: int = 100) -> bool:
             try:
                 return original(*args, **kwargs)
             except InvalidHandle as exc:
-                executor._cb_iter = None     # the generator ended with the exception
+                drop_wait_generator(executor)     # it ended with the exception
                 if _shutting_down(executor):
                     # The executor or the context is shutting down: its wake-up has been
                     # spent, so a rebuilt wait set could block for ever. End spin() the
@@ -195,7 +190,7 @@ def _shutdown_exception(executor: Any) -> Optional[BaseException]:
     """
     from rclpy import executors
 
-    if getattr(executor, '_is_shutdown', False):
+    if executor_is_shutdown(executor):
         found = getattr(executors, 'ShutdownException', None)
     else:
         found = getattr(executors, 'ExternalShutdownException', None)
@@ -203,12 +198,12 @@ def _shutdown_exception(executor: Any) -> Optional[BaseException]:
 
 
 def _shutting_down(executor: Any) -> bool:
-    context = getattr(executor, '_context', None)
+    context = getattr(executor, 'context', None)
     try:
         context_ok = context is None or bool(context.ok())
     except Exception:  # noqa: BLE001 - a context being torn down counts as shut down
         context_ok = False
-    return bool(getattr(executor, '_is_shutdown', False)) or not context_ok
+    return executor_is_shutdown(executor) or not context_ok
 
 
 def harden_executor(executor: Any) -> None:
@@ -237,7 +232,7 @@ def new_message(msg_type: Type[M], check_fields: bool = True) -> M:
 
 def message_checks_fields(msg: Any) -> bool:
     """Tell whether ``msg`` checks assigned fields (Jazzy+: its flag; Humble: ``__debug__``)."""
-    return bool(getattr(msg, '_check_fields', __debug__))
+    return _checks_fields(msg)
 
 
 def localhost_env(env: Mapping[str, str], ros_distro: Optional[str] = None) -> Dict[str, str]:
@@ -275,10 +270,10 @@ def shutdown_executor(executor: Any, timeout_s: float) -> bool:
         finished = executor.shutdown(timeout_sec=timeout_s, wait_for_threads=False)
     except TypeError:
         finished = executor.shutdown(timeout_sec=timeout_s)
-    pool = getattr(executor, '_executor', None)     # MultiThreadedExecutor's ThreadPoolExecutor
-    if pool is not None and callable(getattr(pool, 'shutdown', None)):
+    pool = executor_thread_pool(executor)     # MultiThreadedExecutor's ThreadPoolExecutor
+    if pool is not None:
         pool.shutdown(wait=False)
-        for thread in list(getattr(pool, '_threads', ())):
+        for thread in pool_threads(pool):
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 finished = False

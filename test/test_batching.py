@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 from segformer_ros.batching import LatestFrameSlots
 
 
@@ -55,3 +57,30 @@ def test_close_wakes_waiting_worker() -> None:
     worker.join(timeout=1.0)
     assert not worker.is_alive() and result == [[]]
     assert slots.closed
+
+
+def test_deeper_slot_keeps_the_last_n_and_hands_out_the_oldest_first() -> None:
+    slots = LatestFrameSlots(1, depth=3)
+    for item in 'abcde':
+        slots.put(0, item)
+    assert slots.pending(0) == 3 and slots.drop_counts() == {0: 2}     # a and b replaced
+    assert [slots.take_batch(0.0, timeout_s=0.1) for _ in range(3)] == [
+        [(0, 'c')], [(0, 'd')], [(0, 'e')]]
+    assert slots.taken_counts() == [3]
+    assert slots.take_batch(0.0, timeout_s=0.05) == []
+
+
+def test_one_frame_serves_the_cameras_in_turn() -> None:
+    slots = LatestFrameSlots(3, depth=2)
+    for item in ('a0', 'a1'):
+        slots.put(0, item)
+    slots.put(2, 'c0')
+    taken = [slots.take_batch(1.0, timeout_s=0.1, one_frame=True) for _ in range(3)]
+    # Camera 0 first, then camera 2 (1 has nothing), then 0 again: never 0 twice in a row
+    # while another camera waits; and no window wait for a single frame.
+    assert taken == [[(0, 'a0')], [(2, 'c0')], [(0, 'a1')]]
+
+
+def test_depth_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match='depth of at least 1, got 0'):
+        LatestFrameSlots(1, depth=0)

@@ -25,6 +25,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Empty  # noqa: E402
 
 from segformer_ros import ros_compat  # noqa: E402
+from segformer_ros.rclpy_internals import rcl_error_type  # noqa: E402
 from segformer_ros.ros_compat import (guard_executor_takes, localhost_env,  # noqa: E402
                                       new_message, shutdown_executor,
                                       wrap_change_state_service)
@@ -50,7 +51,7 @@ def test_invalid_change_state_jazzy_shaped_callback_answers_false(rclpy_context)
         service.callback = _jazzy_on_change_state(node)
         request = ChangeState.Request()
         request.transition.id = 3          # activate while unconfigured: not registered
-        rcl_error = ros_compat._rcl_error()
+        rcl_error = rcl_error_type()
         # Without the shim the exception leaves the service callback (and ends spin).
         with pytest.raises(rcl_error):
             service.callback(request, ChangeState.Response())
