@@ -12,15 +12,16 @@ is the store of its public-API fallback (frame_reader_public.py), used when the 
 internals that reader needs are missing or changed (rclpy_internals.py).
 """
 
-import threading
 import time
 from collections import deque
 from typing import Deque, Dict, Generic, List, Optional, Tuple, TypeVar
 
+from .closable import ClosableStore
+
 T = TypeVar('T')
 
 
-class LatestFrameSlots(Generic[T]):
+class LatestFrameSlots(ClosableStore, Generic[T]):
     """One keep-latest slot per channel, with a condition variable for the worker."""
 
     def __init__(self, channels: int, depth: int = 1) -> None:
@@ -28,24 +29,18 @@ class LatestFrameSlots(Generic[T]):
             raise ValueError(f'expected at least one channel, got {channels}')
         if depth < 1:
             raise ValueError(f'expected a slot depth of at least 1, got {depth}')
+        super().__init__()
         self._depth = depth
         # Per channel: (arrival time.monotonic(), item), oldest first.
         self._items: List[Deque[Tuple[float, T]]] = [deque() for _ in range(channels)]
         self.dropped: List[int] = [0] * channels
         self.taken: List[int] = [0] * channels
-        self._cond = threading.Condition()
-        self._closed = False
         self._next_turn = 0
 
     @property
     def channels(self) -> int:
         """Return the camera count."""
         return len(self._items)
-
-    @property
-    def closed(self) -> bool:
-        """True after close() until reopen()."""
-        return self._closed
 
     def put(self, channel: int, item: T) -> bool:
         """Store ``item`` as the channel's newest frame; True when an older one was dropped."""
@@ -58,12 +53,6 @@ class LatestFrameSlots(Generic[T]):
             slot.append((time.monotonic(), item))
             self._cond.notify_all()
             return replaced
-
-    def close(self) -> None:
-        """Wake the worker for good; take_batch returns [] from now on."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
     def reopen(self) -> None:
         """Allow take_batch again after close() (node reactivated); pending frames are dropped."""

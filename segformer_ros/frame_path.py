@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from typing import (Any, Callable, ContextManager, Deque, Dict, Generic, Iterator, List,
                     Optional, Tuple, TypeVar)
 
+from .closable import ClosableStore
 from .input_watch import PathProgress
 
 T = TypeVar('T')
@@ -43,16 +44,15 @@ T = TypeVar('T')
 _POLL_S = 0.5
 
 
-class Handoff(Generic[T]):
+class Handoff(ClosableStore, Generic[T]):
     """Bounded FIFO between two frame-path threads; close() wakes both sides for good."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f'expected a hand-off capacity >= 1, got {capacity}')
+        super().__init__()
         self._capacity = capacity
         self._items: Deque[T] = deque()
-        self._cond = threading.Condition()
-        self._closed = False
 
     def _wait_for_room_locked(self) -> bool:
         while len(self._items) >= self._capacity and not self._closed:
@@ -83,12 +83,6 @@ class Handoff(Generic[T]):
             item = self._items.popleft()
             self._cond.notify_all()
             return True, item
-
-    def close(self) -> None:
-        """No more puts; get() returns what is left, then (False, None)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
     def __len__(self) -> int:
         with self._cond:

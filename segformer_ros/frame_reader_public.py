@@ -42,6 +42,7 @@ class CallbackFrameReader:
     """
 
     def __init__(self, channels: int, depth: int = 1) -> None:
+        self.channels = channels   # the camera count, fixed for the reader's life
         self._slots: LatestFrameSlots[Any] = LatestFrameSlots(channels, depth)
         self._lock = threading.Lock()
         self._gaps = [_SequenceGap() for _ in range(channels)]
@@ -49,11 +50,6 @@ class CallbackFrameReader:
         self.lost_while_idle: List[int] = [0] * channels
         self._waiting = 0
         self.with_message_info = message_info_supported()
-
-    @property
-    def channels(self) -> int:
-        """Return the camera count."""
-        return self._slots.channels
 
     @property
     def closed(self) -> bool:
