@@ -18,7 +18,12 @@ node so its /diagnostics stage windows hold only that scenario:
 * ``mask_only``: only the mask subscribed (the node skips overlay and summary);
 * ``full``: mask, overlay and summary subscribed;
 * ``flood``: mask only at ``--flood-rate``: with keep-latest input the latency must stay
-  flat over the run instead of growing with a queue.
+  flat over the run instead of growing with a queue;
+* ``ros_floor``: the camera into benchmarks/ros_floor.py instead of the node: a minimal
+  rclpy process that takes the frames as the node does and publishes a mono8 mask of
+  their size as the node does, no model, no pre/post (issue 22): its CPU per mask is
+  what ROS costs any Python node at this frame size, so the node-vs-pipeline figures
+  also say what the node adds beyond pipeline + floor.
 
 Writes out/bench_ros/bench_ros.json, docs/images/bench_ros_latency.png and the section
 "End-to-end over ROS 2 (make bench-ros)" of docs/benchmarks.md (not with --quick).
@@ -92,10 +97,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help=argparse.SUPPRESS)  # the default now; kept for old scripts
     p.add_argument('--scenarios', default='transport,pipeline,mask_only,full,flood',
                    help='comma-separated subset of transport,pipeline,pipeline_full,'
-                   'pipeline_camera,mask_only,full,flood (pipeline: the standalone pipeline '
-                   'loop in this process, no ROS; pipeline_full: the same with overlay and '
-                   'summary, the yardstick of full; pipeline_camera: the same loop with the '
-                   'camera publishing beside it)')
+                   'pipeline_camera,mask_only,full,flood,ros_floor (pipeline: the standalone '
+                   'pipeline loop in this process, no ROS; pipeline_full: the same with overlay '
+                   'and summary, the yardstick of full; pipeline_camera: the same loop with the '
+                   'camera publishing beside it; ros_floor: a minimal rclpy process taking the '
+                   'frames and publishing masks as the node does, no model: the ROS floor)')
     p.add_argument('--model', default=str(DEFAULT_MODEL),
                    help='ONNX model (or engine); "trivial": a class-id model that costs '
                    'almost nothing (benchmarks/trivial_model.py), so the node\'s own work '
@@ -173,6 +179,8 @@ def scenarios_for(args: argparse.Namespace) -> List[Scenario]:
         'full': Scenario('full', 'node, mask + overlay + summary', args.rate, node=True,
                          overlay=True, summary=True),
         'flood': Scenario('flood', 'node, mask only, flood', args.flood_rate, node=True),
+        'ros_floor': Scenario('ros_floor', 'ROS floor: frame take + mask publish, no model '
+                              '(benchmarks/ros_floor.py)', args.rate, node=False),
     }
     names = [n.strip() for n in args.scenarios.split(',') if n.strip()]
     unknown = [n for n in names if n not in known]
@@ -647,6 +655,89 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     return result
 
 
+def run_floor(run: _Run, scenario: Scenario) -> Dict[str, Any]:
+    """Measure the ROS floor: camera -> benchmarks/ros_floor.py (fresh process) -> recorder.
+
+    The floor process takes the frames and publishes a mask of their size as the node
+    does, with no model and no pre/post (ros_floor.py says exactly what it does); its
+    process CPU per mask, sampled over the publishing span as the node's is, is what the
+    node cannot avoid at this frame size. Keys as run_node's where they mean the same.
+    """
+    from benchmarks.recorder import OutputRecorder
+
+    args = run.args
+    names = [f'cam{i}' for i in range(args.cameras)] if args.cameras > 1 else []
+    images = [f'/{n}/image' for n in names] or [CAMERA_TOPIC]
+    prefixes = [f'/{n}/segmentation' for n in names] or ['/segmentation']
+    report_path = run.out / f'floor_{scenario.name}.json'
+    report_path.unlink(missing_ok=True)
+    depth = int(args.overrides.get('input_queue_depth', 1))
+    cmd = [sys.executable, '-m', 'benchmarks.ros_floor', '--queue-depth', str(depth),
+           '--report', str(report_path)]
+    for image, prefix in zip(images, prefixes):
+        cmd += ['--image', image, '--mask', f'{prefix}/mask']
+    floor = RosProcess(cmd, run.env, run.out / f'floor_{scenario.name}.log')
+    collect = _Collector(run.frame_id)
+    samples = collect.samples['mask']
+    recorders = [OutputRecorder(name=f'bench_recorder_{scenario.name}_{i}', prefix=prefix,
+                                overlay=False, summary=False,
+                                on_mask=collect.callback('mask'))
+                 for i, prefix in enumerate(prefixes)]
+    for r in recorders:
+        run.executor.add_node(r)
+    started = ([run.publisher(scenario, image, f'_{n}') for image, n in zip(images, names)]
+               or [run.publisher(scenario)])
+    try:
+        from benchmarks.ros_floor import READY_LINE
+
+        if not floor.wait_for_log(READY_LINE, args.startup_timeout):
+            raise SystemExit('bench_ros: the floor process did not start; its log:\n'
+                             + floor.log()[-3000:])
+        pairs = [(r, f'{prefix}/mask') for r, prefix in zip(recorders, prefixes)]
+        if not run.spin_until(lambda: all(r.count_publishers(t) >= 1 for r, t in pairs),
+                              MATCH_TIMEOUT_S):
+            raise SystemExit(f'bench_ros: the floor\'s masks {[t for _, t in pairs]} never '
+                             f'matched')
+        run.spin_for(0.5)
+        samplers = {'node': ProcSampler(floor.pid), 'recorder': ProcSampler(os.getpid()),
+                    'machine': MachineSampler()}
+        pub = run.measure_all(started, samplers)
+    finally:
+        for r in recorders:
+            run.executor.remove_node(r)
+            r.destroy_node()
+        for publisher, _ in started:
+            publisher.stop()
+        floor_code = floor.stop()
+    try:
+        counts = json.loads(report_path.read_text())
+    except (OSError, ValueError):
+        raise SystemExit(f'bench_ros: the floor process wrote no report (exit {floor_code}); '
+                         f'its log:\n{floor.log()[-3000:]}')
+    result = _result(run, scenario, samples, pub)
+    seconds = float(pub.get('seconds') or 0.0)
+    out = float(counts.get('published') or 0)
+    out_hz = _r(out / seconds, 2) if out and seconds > 0 else None
+    result.update({
+        'node_exit_code': floor_code, 'counts': {'mask': len(samples)},
+        'foreign_messages': collect.foreign,
+        'node_frames_in': float(counts.get('taken', 0) + counts.get('skipped', 0)),
+        'node_frames_out': out, 'node_output_hz': out_hz,
+        'node_frames_replaced': float(counts.get('skipped', 0)),
+        'not_taken_by_node': pub['published'] - int(counts.get('taken', 0)
+                                                    + counts.get('skipped', 0)),
+        'floor_errors': counts.get('errors'),
+        'recorder_missed': int(out) - len(samples),
+        'node_process': samplers['node'].summary(),
+        'node_cpu_ms_per_output': cpu_ms_per_output(samplers['node'], len(samples), out_hz),
+        'publisher_process': samplers['publisher'].summary(),
+        'cameras': max(1, args.cameras),
+        'recorder_process': samplers['recorder'].summary(),
+        'machine_cpu': samplers['machine'].summary(),
+    })
+    return result
+
+
 def steady_drop_fraction(history: Sequence[Tuple[float, Dict[str, str]]], start: float,
                          settle_s: float) -> Optional[float]:
     """Frames the node skipped per frame it saw, from ``settle_s`` after ``start`` on.
@@ -945,7 +1036,8 @@ def render_section(report: Dict[str, Any], plot_rel: Optional[str]) -> str:
         lat = r['latency']
         proc = r.get('node_process') or {}
         drop = f'{r["drop_rate"] * 100:.1f} %' if r['drop_rate'] is not None else 'n/a'
-        if r['scenario'] not in ('transport', 'pipeline', 'pipeline_full', 'pipeline_camera'):
+        if r['scenario'] not in ('transport', 'pipeline', 'pipeline_full', 'pipeline_camera',
+                                 'ros_floor'):
             drop += (f' ({_fmt(r.get("node_frames_replaced"), 0)} / '
                      f'{_fmt(r.get("not_taken_by_node"))})')
             steady = r.get('node_dropped_after_settle')
@@ -1063,9 +1155,12 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     p50 (/diagnostics) over the standalone stage p50. CPU outside inference = node process
     CPU per output minus the standalone inference CPU per frame. The ``full`` scenario is
     compared with ``pipeline_full`` (the loop computing overlay and summary too) where it
-    ran, else with ``pipeline``.
+    ran, else with ``pipeline``. With the ``ros_floor`` scenario in the run, the mask-only
+    entry also has the floor's CPU per mask (the same camera rate and outputs) and what the
+    node spends beyond pipeline + floor: its own cost (issue 22).
     """
     by = {r['scenario']: r for r in results}
+    floor_cpu = (by.get('ros_floor') or {}).get('node_cpu_ms_per_output')
     alone = (by.get('pipeline') or {}).get('standalone')
     if not alone:
         return {}
@@ -1086,6 +1181,8 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                                'cpu_ms_per_frame'),
                            'pipeline_full_fps': (alone_full or {}).get('fps'),
                            'scenarios': {}}
+    if floor_cpu is not None:
+        out['ros_floor_cpu_ms_per_mask'] = floor_cpu
     for r in results:
         if not r['scenario'] in ('mask_only', 'full', 'flood') or not r.get('publish_hz'):
             continue
@@ -1121,6 +1218,12 @@ def node_vs_pipeline(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                                                    if cpu is not None and inf_cpu is not None
                                                    else None)}
         entry.update(cpu_budget(r, same, cpu, out_hz))
+        if r['scenario'] == 'mask_only' and floor_cpu and cpu and alone_cpu:
+            entry.update({'floor_cpu_ms_per_mask': floor_cpu,
+                          'node_cpu_ms_beyond_pipeline_and_floor': _r(
+                              cpu - alone_cpu - floor_cpu, 2),
+                          'node_over_pipeline_plus_floor': _r(cpu / (alone_cpu + floor_cpu),
+                                                              3)})
         if r['scenario'] == 'mask_only' and lat['p50_ms'] is not None:
             entry['latency_target_ms'] = _r(floor + LATENCY_MARGIN_MS)
             entry['latency_pass'] = bool(lat['p50_ms'] <= floor + LATENCY_MARGIN_MS
@@ -1164,7 +1267,8 @@ _ROUND_FIELDS = ('output_hz', 'allowed_hz', 'throughput_ratio',
                  'latency_p95_ms', 'node_cpu_ms_per_output', 'node_cpu_ms_outside_inference',
                  'latency_target_ms', 'harness_cpu_ms_per_output', 'machine_busy_percent',
                  'pipeline_busy_percent', 'cpu_budget_ratio', 'zero_cost_node_bound',
-                 'full_use_bound')
+                 'full_use_bound', 'floor_cpu_ms_per_mask',
+                 'node_cpu_ms_beyond_pipeline_and_floor', 'node_over_pipeline_plus_floor')
 
 
 def _median(values: Sequence[Any]) -> Optional[float]:
@@ -1303,6 +1407,16 @@ def render_node_vs_pipeline(report: Dict[str, Any]) -> List[str]:
                      f'pipeline would reach {_fmt(e["zero_cost_node_bound"], 2)} (cores as busy '
                      f'as here) to {_fmt(e["full_use_bound"], 2)} (as busy as the loop).')
     for name, e in nvp['scenarios'].items():
+        if e.get('node_over_pipeline_plus_floor') is not None:
+            lines.append(f'\n{name} against pipeline + ROS floor: node '
+                         f'{_fmt(e["node_cpu_ms_per_output"], 2)} ms CPU per mask vs pipeline '
+                         f'{_fmt(nvp["pipeline_cpu_ms_per_frame"], 2)} per frame + floor '
+                         f'{_fmt(e["floor_cpu_ms_per_mask"], 2)} per mask (ros_floor: take '
+                         f'the frame and publish a mask as the node does, no model) = '
+                         f'**{_fmt(e["node_over_pipeline_plus_floor"], 2)}x**; the node\'s '
+                         f'own cost beyond both: '
+                         f'{_fmt(e["node_cpu_ms_beyond_pipeline_and_floor"], 2)} ms per mask.')
+    for name, e in nvp['scenarios'].items():
         per = e.get('per_round')
         if per:
             beside = [v for v in per.get('throughput_ratio_beside_camera') or []
@@ -1355,7 +1469,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                   f'Hz, {args.duration:g} s) ...', flush=True)
             t0 = time.monotonic()
             runner = run_node if scenario.node else (
-                run_pipeline if scenario.name.startswith('pipeline') else run_transport)
+                run_pipeline if scenario.name.startswith('pipeline') else
+                run_floor if scenario.name == 'ros_floor' else run_transport)
             result = runner(state, scenario)
             result['wall_s'] = round(time.monotonic() - t0, 1)
             result['round'] = rnd

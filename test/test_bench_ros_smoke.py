@@ -118,6 +118,64 @@ def test_full_scenario_is_compared_with_the_loop_computing_the_same_outputs():
     assert fallback['scenarios']['full']['compared_with'] == 'pipeline'
 
 
+def test_ros_floor_splits_the_node_cpu_into_pipeline_floor_and_its_own():
+    """Issue 22: node 4.4 ms per mask = pipeline 1.0 + floor 2.2 + its own 1.2 (1.375x).
+
+    Only the mask-only entry (the floor publishes masks at the camera rate); without a
+    ros_floor run no floor keys appear, so the reports other tests parse keep their shape.
+    """
+    def node(name, cpu):
+        return {'scenario': name, 'publish_hz': 30.0, 'output_hz': 30.0,
+                'node_output_hz': 30.0, 'latency': {'p50_ms': 20.0, 'p95_ms': 25.0},
+                'stages_ms_p50': {}, 'node_cpu_ms_per_output': cpu}
+    alone = _standalone('pipeline', 1000.0)
+    alone['standalone']['cpu_ms_per_frame'] = 1.0
+    floor = {'scenario': 'ros_floor', 'node_cpu_ms_per_output': 2.2}
+    nvp = node_vs_pipeline([alone, node('mask_only', 4.4), node('flood', 3.0), floor])
+    entry = nvp['scenarios']['mask_only']
+    assert nvp['ros_floor_cpu_ms_per_mask'] == 2.2
+    assert entry['floor_cpu_ms_per_mask'] == 2.2
+    assert entry['node_cpu_ms_beyond_pipeline_and_floor'] == pytest.approx(1.2)
+    assert entry['node_over_pipeline_plus_floor'] == pytest.approx(1.375)
+    assert 'ros_floor' not in nvp['scenarios']
+    assert 'floor_cpu_ms_per_mask' not in nvp['scenarios']['flood']
+    text = '\n'.join(render_node_vs_pipeline({'node_vs_pipeline': nvp}))
+    assert 'against pipeline + ROS floor' in text and '**1.38x**' in text
+    rounds = median_of_rounds([nvp, node_vs_pipeline(
+        [alone, node('mask_only', 5.4), floor])])
+    assert rounds['ros_floor_cpu_ms_per_mask'] == 2.2
+    assert rounds['scenarios']['mask_only']['node_cpu_ms_beyond_pipeline_and_floor'] == \
+        pytest.approx(1.7)
+    without = node_vs_pipeline([alone, node('mask_only', 4.4)])
+    assert 'ros_floor_cpu_ms_per_mask' not in without
+    assert not any('floor' in k for k in without['scenarios']['mask_only'])
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_ros_floor_scenario_measures_a_real_take_and_publish(tmp_path, video_path):
+    """The floor process over real DDS: its masks come back, its CPU per mask is measured."""
+    pytest.importorskip('rclpy')
+    pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
+    pytest.importorskip('onnx', reason='the trivial model is written with onnx')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'benchmarks.bench_ros', '--quick', '--duration', '3',
+         '--scenarios', 'pipeline,mask_only,ros_floor', '--model', 'trivial',
+         '--out', str(tmp_path), '--video', str(video_path)],
+        cwd=str(REPO), env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / 'bench_ros.json').read_text())
+    floor = next(r for r in report['results'] if r['scenario'] == 'ros_floor')
+    assert floor['node_exit_code'] == 0 and floor['floor_errors'] == 0
+    assert floor['received'] > 0 and floor['node_frames_out'] >= floor['received']
+    assert floor['node_cpu_ms_per_output'] is not None and floor['node_process']['samples'] >= 2
+    assert floor['camera_gated'] is True
+    entry = report['node_vs_pipeline']['scenarios']['mask_only']
+    assert entry['floor_cpu_ms_per_mask'] == floor['node_cpu_ms_per_output']
+    assert entry['node_over_pipeline_plus_floor'] > 0
+    assert 'against pipeline + ROS floor' in (tmp_path / 'bench_ros_section.md').read_text()
+
+
 def test_cpu_budget_predicts_a_cpu_bound_ratio():
     """2 cores: loop 140 ms CPU per frame at 13/s (182 % busy), node 150 ms per mask at 11/s.
 
