@@ -31,6 +31,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Node CPU per mask <= this x the standalone pipeline's CPU per frame (docs/benchmarks.md).
 MAX_CPU_MULTIPLE = 5.5
+# Node CPU per mask <= this x (pipeline CPU per frame + the ROS floor's CPU per mask): the
+# issue's 1.3x target where the floor is what any rclpy process pays (docs/benchmarks.md).
+MAX_OVER_PIPELINE_AND_FLOOR = 1.8
 
 
 @pytest.mark.ros
@@ -39,7 +42,8 @@ def test_node_cpu_per_mask_within_its_pipeline_multiple(tmp_path, video_path):
     pytest.importorskip('rclpy')
     pytest.importorskip('segformer_ros.msg', reason='generated messages missing: run make setup')
     pytest.importorskip('onnx', reason='the trivial model is written with onnx')
-    cmd = [sys.executable, '-m', 'benchmarks.bench_ros', '--scenarios', 'pipeline,mask_only',
+    cmd = [sys.executable, '-m', 'benchmarks.bench_ros', '--scenarios',
+           'pipeline,mask_only,ros_floor',
            '--model', 'trivial', '--rate', '30', '--duration', '8', '--pipeline-seconds', '3',
            '--rounds', '3', '--set', 'num_threads=1',
            '--check-ratio', f'{1.0 / MAX_CPU_MULTIPLE:.4f}', '--check-basis', 'cpu',
@@ -56,16 +60,24 @@ def test_node_cpu_per_mask_within_its_pipeline_multiple(tmp_path, video_path):
         nvp = report['node_vs_pipeline']
         entry = nvp['scenarios']['mask_only']
         assert entry['output_hz'] > 0 and entry['cpu_ratio'], output
+        over_floor = entry.get('node_over_pipeline_plus_floor')
+        assert over_floor, f'no ros_floor figure in the report\n{output}'
         multiple = 1.0 / entry['cpu_ratio']
         print(f'run {attempt + 1}: node {entry["node_cpu_ms_per_output"]} CPU ms per mask, '
               f'pipeline {nvp["pipeline_cpu_ms_per_frame"]} CPU ms per frame: '
               f'{multiple:.2f}x (medians of {nvp.get("rounds", 1)} rounds; CPU ratios per '
               f'round {entry["per_round"]["cpu_ratio"]}), {entry["output_hz"]} masks/s, load '
               f'{report["load_before"]} -> {report["load_after"]}')
-        runs.append((multiple, output))
-        if proc.returncode == 0:
+        print(f'       node / (pipeline + ROS floor {entry["floor_cpu_ms_per_mask"]} ms): '
+              f'{over_floor:.2f}x; the node\'s own beyond both '
+              f'{entry["node_cpu_ms_beyond_pipeline_and_floor"]} ms')
+        runs.append((multiple, over_floor, output))
+        if proc.returncode == 0 and over_floor <= MAX_OVER_PIPELINE_AND_FLOOR:
             break
-    multiple, output = runs[-1]
+    multiple, over_floor, output = runs[-1]
     assert multiple <= MAX_CPU_MULTIPLE, (
         f'node CPU per mask above {MAX_CPU_MULTIPLE}x its pipeline\'s CPU per frame in '
-        f'{len(runs)} runs: {[round(m, 2) for m, _ in runs]}\n{output}')
+        f'{len(runs)} runs: {[round(r[0], 2) for r in runs]}\n{output}')
+    assert over_floor <= MAX_OVER_PIPELINE_AND_FLOOR, (
+        f'node CPU per mask above {MAX_OVER_PIPELINE_AND_FLOOR}x pipeline + ROS floor in '
+        f'{len(runs)} runs: {[round(r[1], 2) for r in runs]}\n{output}')
