@@ -101,7 +101,7 @@ JAZZY_TESTS ?= test/test_ros_compat.py test/test_distro_survival.py \
 	test/test_spin.py test/test_dds_profile.py test/test_conversion.py test/test_parameters.py \
 	test/test_build.py test/test_input_watch_node.py test/test_input_watch.py \
 	test/test_hermetic_env.py test/test_ros2_launch.py test/test_rclpy_internals.py \
-	test/test_frame_reader_fallback.py
+	test/test_frame_reader_fallback.py test/test_ros2_cli.py test/test_grid_tf.py
 # The 16 MB frames of test_hardening_input's larger_than_max_input_pixels case, deselected here
 # until issue 21, never reached the node on Fast DDS 2: the loopback profile (64 MB shared-memory
 # segment) was not loaded there (FASTRTPS_DEFAULT_PROFILES_FILE; benchmarks/processes.py).
