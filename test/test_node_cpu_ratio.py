@@ -1,4 +1,4 @@
-"""CI gate of issue 22: the node's CPU per mask against its pipeline's CPU per frame.
+"""CI gate of issue 22: the node's CPU per mask against its pipeline's and the ROS floor's.
 
 One bench_ros run measures, in the same run on the same machine, the standalone pipeline
 (``SegmentationPipeline.process`` looped on the published frames, no ROS) and the node
@@ -9,15 +9,17 @@ per frame. A ratio of two CPU costs measured a minute apart, not a time: a slow 
 slows both. Three interleaved rounds and their median; one ONNX Runtime thread on both
 sides (as test_node_throughput_ratio.py says why). A failing run is repeated once.
 
-The issue's target is 1.3x. It is out of reach on the 2-core machine with this model:
-the pipeline costs ~0.95 ms CPU per frame there, and taking the 6 MB message from DDS alone
-costs ~1.1 ms of the node's CPU (rclpy copies it three times; a serialized take measured no
-cheaper), plus ~0.5 ms in Fast DDS's shared-memory listener and ~0.7 ms to build and
-publish the mask. The gate is the measured floor plus the margin this machine's noise
-needs: 10 runs of this test (2026-12-07, docs/benchmarks.md "Node CPU per mask (issue
-22)") gave 4.44-5.05x, mean 4.71, standard deviation 0.17; 5.5x is the highest plus 0.45
-(mean + 4.6 sd). It fails a node that spends ~0.8 ms more per mask (two more copies of the
-frame, or that much Python per frame).
+The issue's target is 1.3x. Against the pipeline alone it is out of reach on the 2-core
+machine with this model: the pipeline costs ~0.95 ms CPU per frame there, and what any
+rclpy process pays to take the 6 MB frame and publish a 2 MB mask (the ROS floor) is
+~2.6 ms. So the run also measures that floor (bench_ros's ``ros_floor`` scenario,
+benchmarks/ros_floor.py: the node's take and mask publish with no model) and the gate is
+the target where the floor counts: node CPU per mask over (pipeline CPU per frame + floor
+CPU per mask). 10 runs (2026-12-07 15:23-15:37 UTC, load 0.2-1.0, docs/benchmarks.md
+"CI gate") gave 1.19-1.42x, mean 1.28, standard deviation 0.067; 1.7x is the highest plus
+0.28 (mean + 6 sd) and fails a node that spends ~1 ms more of its own per mask (its own
+is ~0.9 ms now). The ratio to the pipeline alone stays gated as before, at the highest of
+its 20 measured runs (4.44-5.18x) plus 0.45: 5.65x.
 """
 
 import json
@@ -30,10 +32,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Node CPU per mask <= this x the standalone pipeline's CPU per frame (docs/benchmarks.md).
-MAX_CPU_MULTIPLE = 5.5
+MAX_CPU_MULTIPLE = 5.65
 # Node CPU per mask <= this x (pipeline CPU per frame + the ROS floor's CPU per mask): the
 # issue's 1.3x target where the floor is what any rclpy process pays (docs/benchmarks.md).
-MAX_OVER_PIPELINE_AND_FLOOR = 1.8
+MAX_OVER_PIPELINE_AND_FLOOR = 1.7
 
 
 @pytest.mark.ros
