@@ -26,11 +26,12 @@ Exit codes: 0 done, 1 compare below the threshold, 2 bad arguments / bag / model
 """
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 from ..errors import SegformerRosError
 from .evaluate import Progress, add_model_arguments, load_tool_params, write_json
@@ -144,6 +145,14 @@ def _print_run(result: Dict[str, Any], human: Any) -> None:
             print(f'  bad message: {reason}', file=human)
 
 
+def _write_now(stream: TextIO, text: str) -> None:
+    """Write ``text`` to the stream's file descriptor, bypassing its buffer (signal-safe)."""
+    try:
+        os.write(stream.fileno(), text.encode(errors='replace'))
+    except (OSError, ValueError, AttributeError):   # no real descriptor (captured): drop it
+        pass
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..bag_run import segment_bag
 
@@ -159,10 +168,14 @@ def _run(args: argparse.Namespace) -> int:
 
     def on_sigint(_signum: int, _frame: Any) -> None:
         # First Ctrl-C: finish the current batch and close the bag(s) (they stay valid);
-        # a second one interrupts at once.
+        # a second one interrupts at once. The notice goes straight to the file descriptor:
+        # the handler runs between two bytecodes of the main thread, which may be inside a
+        # write to sys.stderr (the progress line), and a nested write to that buffered
+        # stream raises "reentrant call" (seen once in CI, as the error that ended the run).
         stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        warn('stopping after the current batch (Ctrl-C again to abort at once)')
+        _write_now(sys.stderr, 'segformer-ros-bag: stopping after the current batch '
+                               '(Ctrl-C again to abort at once)\n')
 
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
