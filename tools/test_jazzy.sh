@@ -13,9 +13,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 py=
 cands=(python3.12)
-if command -v pyenv > /dev/null 2>&1; then
-  for p in "$(pyenv root)"/versions/3.12.*/bin/python3.12; do cands+=("$p"); done
-fi
+# pyenv's interpreters, also where pyenv itself is not on PATH (a clean `env -i` shell).
+pyenv_root=$(pyenv root 2> /dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+for p in "$pyenv_root"/versions/3.12.*/bin/python3.12; do if [[ -x $p ]]; then cands+=("$p"); fi; done
 for c in "${cands[@]}"; do
   # pyenv shims exist on PATH even when they cannot run: try it.
   if "$c" -c 'import sys, venv' > /dev/null 2>&1; then py=$(command -v "$c" || echo "$c"); break; fi

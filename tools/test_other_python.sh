@@ -11,9 +11,9 @@ shift
 
 py=
 cands=("python$ver")
-if command -v pyenv > /dev/null 2>&1; then
-  for p in "$(pyenv root)"/versions/"$ver".*/bin/python"$ver"; do cands+=("$p"); done
-fi
+# pyenv's interpreters, also where pyenv itself is not on PATH (a clean `env -i` shell).
+pyenv_root=$(pyenv root 2> /dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+for p in "$pyenv_root"/versions/"$ver".*/bin/python"$ver"; do if [[ -x $p ]]; then cands+=("$p"); fi; done
 for c in "${cands[@]}"; do
   # pyenv shims exist on PATH even when they cannot run: try it.
   if "$c" -c 'import sys, venv' > /dev/null 2>&1; then py=$(command -v "$c" || echo "$c"); break; fi
