@@ -602,11 +602,7 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
         other = {k: latency_stats(collect.samples[k], args.settle_s)
                  for k in ('overlay', 'summary') if counts[k]}
     finally:
-        for r in recorders:
-            run.executor.remove_node(r)
-            r.destroy_node()
-        for publisher, _ in started:
-            publisher.stop()
+        _stop_recorders_and_cameras(run, recorders, started)
         node_code = node.stop()
         Path(overrides).unlink(missing_ok=True)
     result = _result(run, scenario, samples, pub)
@@ -653,6 +649,16 @@ def run_node(run: _Run, scenario: Scenario) -> Dict[str, Any]:
     })
     result['target'] = target_check(result)
     return result
+
+
+def _stop_recorders_and_cameras(run: '_Run', recorders: Sequence[Any],
+                                started: Sequence[Tuple[Any, Any]]) -> None:
+    """Take the scenario's recorders off the executor and stop its camera processes."""
+    for r in recorders:
+        run.executor.remove_node(r)
+        r.destroy_node()
+    for publisher, _ in started:
+        publisher.stop()
 
 
 def run_floor(run: _Run, scenario: Scenario) -> Dict[str, Any]:
@@ -703,11 +709,7 @@ def run_floor(run: _Run, scenario: Scenario) -> Dict[str, Any]:
                     'machine': MachineSampler()}
         pub = run.measure_all(started, samplers)
     finally:
-        for r in recorders:
-            run.executor.remove_node(r)
-            r.destroy_node()
-        for publisher, _ in started:
-            publisher.stop()
+        _stop_recorders_and_cameras(run, recorders, started)
         floor_code = floor.stop()
     try:
         counts = json.loads(report_path.read_text())

@@ -87,21 +87,24 @@ def test_node_ratio_beside_the_camera_splits_the_shortfall():
         'throughput_ratio_beside_camera'][2] is None
 
 
+def _node_row(name, cpu):
+    """Build a node scenario's result row at 30 Hz with ``cpu`` ms of CPU per output."""
+    return {'scenario': name, 'publish_hz': 30.0, 'output_hz': 30.0,
+            'node_output_hz': 30.0, 'latency': {'p50_ms': 20.0, 'p95_ms': 25.0},
+            'stages_ms_p50': {}, 'node_cpu_ms_per_output': cpu}
+
+
 def test_full_scenario_is_compared_with_the_loop_computing_the_same_outputs():
     """Issue 22: each node scenario against a loop computing the same outputs.
 
     full (mask + overlay + summary) against pipeline_full, mask only against pipeline;
     without pipeline_full, full falls back to the mask-only loop.
     """
-    def node(name, cpu):
-        return {'scenario': name, 'publish_hz': 30.0, 'output_hz': 30.0,
-                'node_output_hz': 30.0, 'latency': {'p50_ms': 20.0, 'p95_ms': 25.0},
-                'stages_ms_p50': {}, 'node_cpu_ms_per_output': cpu}
     alone = _standalone('pipeline', 1000.0)
     alone['standalone']['cpu_ms_per_frame'] = 1.0
     full_loop = _standalone('pipeline_full', 90.0)
     full_loop['standalone']['cpu_ms_per_frame'] = 11.0
-    results = [alone, full_loop, node('mask_only', 4.0), node('full', 15.0)]
+    results = [alone, full_loop, _node_row('mask_only', 4.0), _node_row('full', 15.0)]
     nvp = node_vs_pipeline(results)
     assert nvp['scenarios']['mask_only']['cpu_ratio'] == pytest.approx(0.25)
     assert nvp['scenarios']['mask_only']['compared_with'] == 'pipeline'
@@ -113,7 +116,7 @@ def test_full_scenario_is_compared_with_the_loop_computing_the_same_outputs():
         render_node_vs_pipeline({'node_vs_pipeline': nvp}))
     rounds = median_of_rounds([nvp, nvp])
     assert rounds['scenarios']['full']['compared_with'] == 'pipeline_full'
-    fallback = node_vs_pipeline([alone, node('full', 15.0)])
+    fallback = node_vs_pipeline([alone, _node_row('full', 15.0)])
     assert fallback['scenarios']['full']['cpu_ratio'] == pytest.approx(1.0 / 15.0, abs=1e-3)
     assert fallback['scenarios']['full']['compared_with'] == 'pipeline'
 
@@ -124,14 +127,10 @@ def test_ros_floor_splits_the_node_cpu_into_pipeline_floor_and_its_own():
     Only the mask-only entry (the floor publishes masks at the camera rate); without a
     ros_floor run no floor keys appear, so the reports other tests parse keep their shape.
     """
-    def node(name, cpu):
-        return {'scenario': name, 'publish_hz': 30.0, 'output_hz': 30.0,
-                'node_output_hz': 30.0, 'latency': {'p50_ms': 20.0, 'p95_ms': 25.0},
-                'stages_ms_p50': {}, 'node_cpu_ms_per_output': cpu}
     alone = _standalone('pipeline', 1000.0)
     alone['standalone']['cpu_ms_per_frame'] = 1.0
     floor = {'scenario': 'ros_floor', 'node_cpu_ms_per_output': 2.2}
-    nvp = node_vs_pipeline([alone, node('mask_only', 4.4), node('flood', 3.0), floor])
+    nvp = node_vs_pipeline([alone, _node_row('mask_only', 4.4), _node_row('flood', 3.0), floor])
     entry = nvp['scenarios']['mask_only']
     assert nvp['ros_floor_cpu_ms_per_mask'] == 2.2
     assert entry['floor_cpu_ms_per_mask'] == 2.2
@@ -142,11 +141,11 @@ def test_ros_floor_splits_the_node_cpu_into_pipeline_floor_and_its_own():
     text = '\n'.join(render_node_vs_pipeline({'node_vs_pipeline': nvp}))
     assert 'against pipeline + ROS floor' in text and '**1.38x**' in text
     rounds = median_of_rounds([nvp, node_vs_pipeline(
-        [alone, node('mask_only', 5.4), floor])])
+        [alone, _node_row('mask_only', 5.4), floor])])
     assert rounds['ros_floor_cpu_ms_per_mask'] == 2.2
     assert rounds['scenarios']['mask_only']['node_cpu_ms_beyond_pipeline_and_floor'] == \
         pytest.approx(1.7)
-    without = node_vs_pipeline([alone, node('mask_only', 4.4)])
+    without = node_vs_pipeline([alone, _node_row('mask_only', 4.4)])
     assert 'ros_floor_cpu_ms_per_mask' not in without
     assert not any('floor' in k for k in without['scenarios']['mask_only'])
 
