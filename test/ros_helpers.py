@@ -541,16 +541,18 @@ def _thread_counts(pid: int, previous_native: Optional[float]) -> Tuple[int, Lis
 def start_pool_workers(executors: Sequence[Any], timeout_s: float = 10.0) -> int:
     """Start every worker thread of these rclpy executors' pools now; return how many run.
 
-    ``MultiThreadedExecutor`` runs callbacks on a ``ThreadPoolExecutor`` (its ``_executor``:
-    rclpy internals, hence the fallback to 0 where that changes), which starts a worker
-    only when a task finds none idle: how many have started by a given cycle depends on
-    how often service calls overlapped, i.e. on the machine's load. Each late starter
-    brings a thread stack and a glibc malloc arena (2-5 MB RSS), which a leak check must
-    not read as a leak (CI: three late starters, +20.6 MB). Tasks that block until released
-    keep every worker busy, so each further task starts one more, up to the pool's bound;
-    each task touches the heap once, so its thread's arena exists before the first sample.
+    ``MultiThreadedExecutor`` runs callbacks on a ``ThreadPoolExecutor`` (reached through
+    segformer_ros.rclpy_internals, hence the fallback to 0 where that changes), which starts a
+    worker only when a task finds none idle: how many have started by a given cycle depends on
+    how often service calls overlapped, i.e. on the machine's load. Each late starter brings a
+    thread stack and a glibc malloc arena (2-5 MB RSS), which a leak check must not read as a
+    leak (CI: three late starters, +20.6 MB). Tasks that block until released keep every worker
+    busy, so each further task starts one more, up to the pool's bound; each task touches the
+    heap once, so its thread's arena exists before the first sample.
     """
     from concurrent.futures import ThreadPoolExecutor, wait
+
+    from segformer_ros.rclpy_internals import executor_thread_pool, pool_threads
 
     release = threading.Event()
 
@@ -561,17 +563,17 @@ def start_pool_workers(executors: Sequence[Any], timeout_s: float = 10.0) -> int
     futures = []
     started = 0
     try:
-        for pool in (getattr(e, '_executor', None) for e in executors):
+        for pool in (executor_thread_pool(e) for e in executors):
             if not isinstance(pool, ThreadPoolExecutor):
                 continue
             bound = pool._max_workers
             # A submit that finds an idle worker starts none (the idle count may be stale
             # by a task or two): submit until the pool is at its bound, a few extra at most.
             for _ in range(bound * 3):
-                if len(pool._threads) >= bound:
+                if len(pool_threads(pool)) >= bound:
                     break
                 futures.append(pool.submit(hold))
-            started += len(pool._threads)
+            started += len(pool_threads(pool))
     finally:
         release.set()
         wait(futures, timeout_s)
